@@ -1,0 +1,367 @@
+/** `starforge daemon start|stop|restart|status|logs` (contract §1). */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Args, Command, Options } from "@effect/cli"
+import { Console, Effect, Either, type HashMap, Option } from "effect"
+import { load } from "../config/DaemonConfig.js"
+import * as Daemon from "../daemon/Daemon.js"
+import { probeEffect } from "../daemon/DaemonInstance.js"
+import { UsageError } from "../domain/errors.js"
+import type { ProjectPaths } from "../domain/ProjectPaths.js"
+import { loadTable } from "../slots/AgentSlots.js"
+import { formatDuration } from "../domain/time.js"
+import { isValidAgentName } from "../domain/Trigger.js"
+import * as procfs from "../process/procfs.js"
+import { countTriggers, ExitWith, jsonOption, printJson, projectOption, resolveProject, table, tailLines } from "./shared.js"
+
+const BIN = fileURLToPath(new URL("../bin.js", import.meta.url))
+
+const setOption = Options.keyValueMap("set").pipe(
+  Options.optional,
+  Options.withDescription("Set a configuration variable for this daemon, e.g. --set MAX_CONCURRENT_AGENTS=4 (highest precedence).")
+)
+const parallelOption = Options.boolean("parallel").pipe(
+  Options.withDescription("Run agents in parallel (PARALLEL_DAEMON=true).")
+)
+const foregroundOption = Options.boolean("foreground").pipe(
+  Options.withAlias("f"),
+  Options.withDescription("Run attached to the terminal until SIGINT/SIGTERM; logs also go to stderr.")
+)
+
+interface StartFlags {
+  readonly project: string
+  readonly foreground: boolean
+  readonly parallel: boolean
+  readonly set: Option.Option<HashMap.HashMap<string, string>>
+}
+
+const flagsOf = (flags: StartFlags): Record<string, string> => {
+  const result: Record<string, string> = {}
+  if (Option.isSome(flags.set)) for (const [k, v] of flags.set.value) result[k] = v
+  if (flags.parallel) result["PARALLEL_DAEMON"] = "true"
+  return result
+}
+
+/** Messages the background daemon sends to the `start` that launched it. */
+type StartMessage =
+  | { readonly type: "ready"; readonly pid: number }
+  | { readonly type: "already"; readonly pid: number }
+  | { readonly type: "error"; readonly message: string }
+
+const tellParent = (message: StartMessage) =>
+  Effect.async<void>((resume) => {
+    if (!process.send) return resume(Effect.void)
+    process.send(message, undefined, {}, () => {
+      // The parent exits after this; the daemon must not depend on it any more.
+      process.disconnect?.()
+      resume(Effect.void)
+    })
+  })
+
+/** Runs the daemon in this process until SIGINT/SIGTERM. */
+const runForeground = (paths: ProjectPaths, flags: Record<string, string>) => {
+  const background = process.env["STARFORGE_BACKGROUND"] === "1"
+  return Effect.gen(function*() {
+    // Runtime's own signal handlers go after the first signal; these keep a second Ctrl-C from
+    // killing the daemon halfway through its shutdown (which would orphan the agents).
+    const ignore = () => {}
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        process.on("SIGINT", ignore)
+        process.on("SIGTERM", ignore)
+        process.on("SIGHUP", ignore)
+      }),
+      () =>
+        Effect.sync(() => {
+          process.off("SIGINT", ignore)
+          process.off("SIGTERM", ignore)
+          process.off("SIGHUP", ignore)
+        })
+    )
+    yield* Daemon.run({
+      project: paths.root,
+      flags,
+      echo: !background,
+      onReady: (hello) =>
+        background ? tellParent({ type: "ready", pid: hello.pid }) : Console.error(`Daemon started (PID: ${hello.pid})`)
+    })
+  }).pipe(
+    Effect.scoped,
+    Effect.catchTag("DaemonAlreadyRunning", (e) =>
+      background ? tellParent({ type: "already", pid: e.pid }) : Console.log(e.message)),
+    Effect.tapError((e) => (background ? tellParent({ type: "error", message: e.message }) : Effect.void))
+  )
+}
+
+/** Launches the daemon in its own session and waits until it takes triggers. */
+const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
+  Effect.gen(function*() {
+    yield* load({ project: paths.root, flags: flagsOf(startFlags) })
+    const running = yield* probeEffect(paths)
+    if (running) return yield* Console.log(`Daemon already running (PID: ${running.pid})`)
+    fs.mkdirSync(paths.logs, { recursive: true })
+    // Crashes the daemon cannot log itself end up here rather than nowhere.
+    const out = fs.openSync(path.join(paths.logs, "daemon.out"), "a")
+    const args = [...process.execArgv, BIN, "daemon", "start", "--foreground", "--project", paths.root]
+    for (const [k, v] of Object.entries(flagsOf(startFlags))) args.push("--set", `${k}=${v}`)
+    const message = yield* Effect.async<StartMessage>((resume) => {
+      const child = spawn(process.execPath, args, {
+        cwd: paths.root,
+        detached: true,
+        stdio: ["ignore", out, out, "ipc"],
+        env: { ...process.env, STARFORGE_BACKGROUND: "1" }
+      })
+      fs.closeSync(out)
+      const timer = setTimeout(() => finish({ type: "error", message: "the daemon did not become ready within 30 seconds" }), 30_000)
+      const finish = (m: StartMessage) => {
+        clearTimeout(timer)
+        child.removeAllListeners()
+        if (child.connected) child.disconnect()
+        child.unref()
+        resume(Effect.succeed(m))
+      }
+      child.on("message", (m) => finish(m as StartMessage))
+      child.on("exit", (code) => finish({ type: "error", message: `the daemon exited during start-up (exit code ${code})` }))
+      child.on("error", (e) => finish({ type: "error", message: e.message }))
+    })
+    switch (message.type) {
+      case "ready":
+        return yield* Console.log(`Daemon started (PID: ${message.pid})`)
+      case "already":
+        return yield* Console.log(`Daemon already running (PID: ${message.pid})`)
+      case "error":
+        return yield* new UsageError({
+          message: `Daemon failed to start: ${message.message}. See ${path.relative(process.cwd(), paths.daemonLog) || paths.daemonLog}`
+        })
+    }
+  })
+
+const start = Command.make(
+  "start",
+  { project: projectOption, foreground: foregroundOption, parallel: parallelOption, set: setOption },
+  (flags) =>
+    Effect.gen(function*() {
+      const paths = yield* resolveProject(flags.project)
+      if (flags.foreground) return yield* runForeground(paths, flagsOf(flags))
+      return yield* startBackground(paths, flags)
+    })
+).pipe(Command.withDescription("Start the daemon in the background (or --foreground) for the project."))
+
+const waitUntilGone = (pid: number, ms: number) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + ms
+    while (procfs.isAlive(pid)) {
+      if (Date.now() >= deadline) return false
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    return true
+  })
+
+/** SIGTERM, wait for the graceful shutdown, SIGKILL after the timeout. */
+const stopDaemon = (paths: ProjectPaths, timeoutSeconds: Option.Option<number>) =>
+  Effect.gen(function*() {
+    const hello = yield* probeEffect(paths)
+    if (!hello) {
+      removeStalePidFile(paths)
+      return yield* Console.log("Daemon is not running")
+    }
+    const config = yield* Effect.either(load({ project: paths.root }))
+    const graceMs = Either.isRight(config) ? config.right.settings.killGraceMs : 10_000
+    const timeoutMs = Option.getOrElse(Option.map(timeoutSeconds, (s) => s * 1000), () => graceMs + 10_000)
+    yield* Console.log(`Stopping daemon (PID: ${hello.pid})...`)
+    procfs.signalProcess(hello.pid, "SIGTERM")
+    if (yield* waitUntilGone(hello.pid, timeoutMs)) return yield* Console.log("Daemon stopped")
+    procfs.signalProcess(hello.pid, "SIGKILL")
+    yield* waitUntilGone(hello.pid, 5_000)
+    // The daemon could not stop its agents; stop those that are provably still its agents.
+    let stopped = 0
+    for (const [agent, slot] of Object.entries(loadTable(paths.slotsFile, Date.now()).table)) {
+      if (slot.status !== "busy" || slot.pid === null) continue
+      const pid = Number(slot.pid)
+      if (procfs.identify(pid, slot.pid_start_time) === "same") {
+        procfs.signalGroup(pid, "SIGKILL")
+        stopped++
+        yield* Console.log(`Killed agent ${agent} (PID ${pid})`)
+      }
+    }
+    removeStalePidFile(paths)
+    yield* Console.log(
+      `Daemon did not stop within ${timeoutMs / 1000}s and was killed${stopped > 0 ? `, with ${stopped} agent process group(s)` : ""}; ` +
+        `its triggers go back to the queue at the next start`
+    )
+  })
+
+const removeStalePidFile = (paths: ProjectPaths) => {
+  try {
+    const pid = Number(fs.readFileSync(paths.pidFile, "utf8").trim())
+    // Only a pid file whose process is gone is removed; a live pid that is not our daemon is left alone.
+    if (!Number.isInteger(pid) || !procfs.isAlive(pid)) fs.rmSync(paths.pidFile, { force: true })
+  } catch {
+    // No pid file.
+  }
+}
+
+const timeoutOption = Options.integer("timeout").pipe(
+  Options.optional,
+  Options.withDescription("Seconds to wait for the graceful shutdown before SIGKILL (default: AGENT_KILL_GRACE + 10).")
+)
+
+const stop = Command.make("stop", { project: projectOption, timeout: timeoutOption }, ({ project, timeout }) =>
+  Effect.flatMap(resolveProject(project), (paths) => stopDaemon(paths, timeout))).pipe(
+    Command.withDescription("Stop the daemon: its agents are stopped and their triggers go back to the queue.")
+  )
+
+const restart = Command.make(
+  "restart",
+  { project: projectOption, parallel: parallelOption, set: setOption, timeout: timeoutOption },
+  (flags) =>
+    Effect.gen(function*() {
+      const paths = yield* resolveProject(flags.project)
+      yield* stopDaemon(paths, flags.timeout)
+      yield* startBackground(paths, { ...flags, foreground: false })
+    })
+).pipe(Command.withDescription("Stop the daemon, then start it again."))
+
+/** What `status` shows; read from the files, so it works whether or not a daemon runs. */
+export const readStatus = (paths: ProjectPaths) =>
+  Effect.gen(function*() {
+    const hello = yield* probeEffect(paths)
+    const config = yield* Effect.either(load({ project: paths.root }))
+    const settings = Either.isRight(config) ? config.right.settings : undefined
+    const slots = loadTable(paths.slotsFile, Date.now()).table
+    const busy = Object.values(slots).filter((s) => s.status === "busy").length
+    const processing = countTriggers(paths.triggers, ".processing")
+    const running = hello ? Math.min(busy, processing) : 0
+    return {
+      running: hello !== undefined,
+      pid: hello?.pid ?? null,
+      mode: settings?.parallel ? "parallel" : "sequential",
+      max_concurrent: settings ? (settings.parallel ? settings.maxConcurrent : 1) : null,
+      uptime_seconds: hello ? Math.max(0, Math.floor((Date.now() - Date.parse(hello.started)) / 1000)) : null,
+      queue: {
+        pending: countTriggers(paths.triggers),
+        running,
+        done: countTriggers(paths.processed),
+        failed: processing - running,
+        invalid: countTriggers(paths.invalid),
+        dead_letter: countTriggers(paths.deadLetter)
+      },
+      slots,
+      config_error: Either.isLeft(config) ? config.left.message : undefined
+    }
+  })
+
+export const slotRows = (slots: Record<string, { status: string; pid: string | null; ticket: string | null; started_at: string | null; trigger?: string | null | undefined }>) =>
+  Object.entries(slots).sort(([a], [b]) => a.localeCompare(b)).map(([agent, s]) => [
+    agent,
+    s.status,
+    s.pid ?? "-",
+    s.ticket ?? "-",
+    s.status === "busy" && s.started_at ? formatDuration((Date.now() - Date.parse(s.started_at)) / 1000) : "-",
+    s.status === "busy" ? s.trigger ?? "-" : "-"
+  ])
+
+export const SLOT_HEADER = ["AGENT", "STATUS", "PID", "TICKET", "RUNNING FOR", "TRIGGER"]
+
+const status = Command.make("status", { project: projectOption, json: jsonOption }, ({ json, project }) =>
+  Effect.gen(function*() {
+    const paths = yield* resolveProject(project)
+    const s = yield* readStatus(paths)
+    if (json) {
+      const { config_error: _ignored, ...rest } = s
+      yield* printJson(rest)
+    } else {
+      yield* Console.log(
+        s.running ? `Daemon is running (PID: ${s.pid}), up ${formatDuration(s.uptime_seconds ?? 0)}` : "Daemon is not running"
+      )
+      if (s.config_error) yield* Console.log(`Configuration problem: ${s.config_error}`)
+      else yield* Console.log(`Mode: ${s.mode}${s.mode === "parallel" ? ` (max concurrent: ${s.max_concurrent})` : ""}`)
+      const q = s.queue
+      yield* Console.log(
+        `Queue: ${q.pending} pending, ${q.running} running, ${q.done} done, ${q.failed} failed (waiting to retry), ` +
+          `${q.invalid} invalid, ${q.dead_letter} dead-letter`
+      )
+      const rows = slotRows(s.slots)
+      yield* Console.log(rows.length === 0 ? "Agents: none seen yet" : "\n" + table(SLOT_HEADER, rows))
+      const recent = tailLines(paths.daemonLog, 5)
+      if (recent.length > 0) yield* Console.log(`\n${s.running ? "Recent activity" : "Last activity"}:\n` + recent.map((l) => `  ${l}`).join("\n"))
+    }
+    if (!s.running) return yield* new ExitWith({ code: 1 })
+  })).pipe(Command.withDescription("Show the daemon, the queue counts and the agent slots (exit 1 when not running)."))
+
+/** The newest `C/logs/<agent>-<epoch>[-n].log`. */
+export const newestAgentLog = (logs: string, agent: string): string | undefined => {
+  const pattern = new RegExp(`^${agent.replace(/[.]/g, "\\.")}-(\\d+)(?:-(\\d+))?\\.log$`)
+  let best: { file: string; key: [number, number] } | undefined
+  let names: Array<string>
+  try {
+    names = fs.readdirSync(logs)
+  } catch {
+    return undefined
+  }
+  for (const name of names) {
+    const m = pattern.exec(name)
+    if (!m) continue
+    const key: [number, number] = [Number(m[1]), Number(m[2] ?? 1)]
+    if (!best || key[0] > best.key[0] || (key[0] === best.key[0] && key[1] > best.key[1])) {
+      best = { file: path.join(logs, name), key }
+    }
+  }
+  return best?.file
+}
+
+const follow = (file: string, from: number) =>
+  Effect.async<never>(() => {
+    let position = from
+    const timer = setInterval(() => {
+      try {
+        const size = fs.statSync(file).size
+        if (size < position) position = 0
+        if (size === position) return
+        const fd = fs.openSync(file, "r")
+        const buffer = Buffer.alloc(size - position)
+        fs.readSync(fd, buffer, 0, buffer.length, position)
+        fs.closeSync(fd)
+        position = size
+        process.stdout.write(buffer)
+      } catch {
+        // The file may be replaced; keep trying.
+      }
+    }, 200)
+    return Effect.sync(() => clearInterval(timer))
+  })
+
+const logs = Command.make(
+  "logs",
+  {
+    project: projectOption,
+    agent: Args.text({ name: "AGENT" }).pipe(Args.optional, Args.withDescription("Show the newest log of this agent.")),
+    follow: Options.boolean("follow").pipe(Options.withAlias("F"), Options.withDescription("Keep printing what is appended."))
+  },
+  ({ agent, follow: keepFollowing, project }) =>
+    Effect.gen(function*() {
+      const paths = yield* resolveProject(project)
+      let file = paths.daemonLog
+      if (Option.isSome(agent)) {
+        if (!isValidAgentName(agent.value)) {
+          return yield* new UsageError({ message: `${JSON.stringify(agent.value)} is not a valid agent name` })
+        }
+        const found = newestAgentLog(paths.logs, agent.value)
+        if (!found) return yield* new UsageError({ message: `No log of ${agent.value} in ${paths.logs} yet` })
+        file = found
+      } else if (!fs.existsSync(file)) {
+        return yield* new UsageError({ message: `No daemon log at ${file} yet: start the daemon with 'starforge daemon start'` })
+      }
+      const content = fs.readFileSync(file)
+      process.stdout.write(content)
+      if (keepFollowing) yield* follow(file, content.length)
+    })
+).pipe(Command.withDescription("Print the daemon log, or the newest log of AGENT; --follow keeps tailing."))
+
+export const daemonCommand = Command.make("daemon").pipe(
+  Command.withDescription("Start, stop and inspect the daemon."),
+  Command.withSubcommands([start, stop, restart, status, logs])
+)
+

@@ -1,0 +1,163 @@
+/**
+ * The validated configuration (contract §2), built once. Sources, highest precedence first:
+ * command-line flags, the process environment, `P/.env`, `C/config/daemon.conf`, defaults.
+ * Both files are parsed as literal `KEY=VALUE` text, never executed.
+ */
+import * as fs from "node:fs"
+import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer } from "effect"
+import { ConfigInvalid } from "../domain/errors.js"
+import { type ProjectPaths, projectPaths } from "../domain/ProjectPaths.js"
+import { parseEnvFile } from "./envFile.js"
+import { splitShellWords } from "./shellWords.js"
+
+export const DEFAULT_AGENT_COMMAND =
+  "claude --print --permission-mode bypassPermissions --output-format stream-json --verbose"
+
+export interface DaemonSettings {
+  readonly parallel: boolean
+  readonly maxConcurrent: number
+  readonly monitorIntervalMs: number
+  readonly agentTimeoutMs: number
+  readonly killGraceMs: number
+  readonly maxRetries: number
+  readonly initialRetryDelayMs: number
+  /** `AGENT_COMMAND` split into words (never run through a shell). */
+  readonly agentCommand: ReadonlyArray<string>
+  readonly orchestratorIntervalMs: number
+}
+
+/** The variables, their defaults and the form each takes; the single source for docs and errors. */
+export const VARIABLES = {
+  PARALLEL_DAEMON: { default: "false", form: "true or false" },
+  MAX_CONCURRENT_AGENTS: { default: "999", form: "a whole number of at least 1" },
+  PROCESS_MONITOR_INTERVAL: { default: "10", form: "a number of seconds greater than 0" },
+  AGENT_TIMEOUT: { default: "1800", form: "a number of seconds greater than 0" },
+  AGENT_KILL_GRACE: { default: "10", form: "a number of seconds, 0 or more" },
+  MAX_RETRIES: { default: "3", form: "a whole number of attempts of at least 1" },
+  INITIAL_RETRY_DELAY: { default: "5", form: "a number of seconds, 0 or more" },
+  AGENT_COMMAND: { default: DEFAULT_AGENT_COMMAND, form: "a command line such as 'claude --print'" },
+  ORCHESTRATOR_INTERVAL: { default: "60", form: "a number of seconds, 0 or more (0 disables it)" }
+} as const
+export type VariableName = keyof typeof VARIABLES
+
+export interface DaemonConfigShape {
+  readonly paths: ProjectPaths
+  readonly settings: DaemonSettings
+  /** Lines of `.env` / `daemon.conf` that were ignored, for the daemon log. */
+  readonly warnings: ReadonlyArray<string>
+}
+
+export class DaemonConfig extends Context.Tag("starforge/DaemonConfig")<DaemonConfig, DaemonConfigShape>() {
+  /** Loads and validates the configuration of a project. */
+  static readonly layer = (options: LoadOptions) => Layer.effect(DaemonConfig, load(options))
+  /** A configuration given in full, for tests and embedding. */
+  static readonly layerSettings = (project: string, settings: Partial<DaemonSettings> = {}) =>
+    Layer.succeed(DaemonConfig, {
+      paths: projectPaths(project),
+      settings: { ...defaultSettings, ...settings },
+      warnings: []
+    })
+}
+
+export interface LoadOptions {
+  readonly project: string
+  /** `KEY=VALUE` pairs from command-line flags. */
+  readonly flags?: Readonly<Record<string, string>>
+  /** Defaults to `process.env`. */
+  readonly env?: Readonly<Record<string, string | undefined>>
+}
+
+const invalid = (name: VariableName, value: string) =>
+  ConfigError.InvalidData(
+    [name],
+    `${name}=${JSON.stringify(value)} is not valid: expected ${VARIABLES[name].form}. ` +
+      `Fix it in the environment, .env or .claude/config/daemon.conf`
+  )
+
+const variable = <A>(name: VariableName, parse: (text: string) => A | undefined) =>
+  Config.string(name).pipe(
+    Config.withDefault(VARIABLES[name].default),
+    Config.mapOrFail((raw) => {
+      const parsed = parse(raw.trim())
+      return parsed === undefined ? Either.left(invalid(name, raw)) : Either.right(parsed)
+    })
+  )
+
+const DECIMAL = /^\d+(\.\d+)?$/
+const seconds = (min: "zero" | "positive") => (text: string) => {
+  if (!DECIMAL.test(text)) return undefined
+  const n = Number(text)
+  return min === "positive" && n <= 0 ? undefined : Math.round(n * 1000)
+}
+const wholeNumber = (text: string) => (/^\d+$/.test(text) && Number(text) >= 1 ? Number(text) : undefined)
+const boolean = (text: string) => {
+  const t = text.toLowerCase()
+  return ["true", "1", "yes", "on"].includes(t) ? true : ["false", "0", "no", "off", ""].includes(t) ? false : undefined
+}
+const commandLine = (text: string) => {
+  const words = splitShellWords(text)
+  return Either.isRight(words) && words.right.length > 0 ? words.right : undefined
+}
+
+const settingsConfig: Config.Config<DaemonSettings> = Config.all({
+  parallel: variable("PARALLEL_DAEMON", boolean),
+  maxConcurrent: variable("MAX_CONCURRENT_AGENTS", wholeNumber),
+  monitorIntervalMs: variable("PROCESS_MONITOR_INTERVAL", seconds("positive")),
+  agentTimeoutMs: variable("AGENT_TIMEOUT", seconds("positive")),
+  killGraceMs: variable("AGENT_KILL_GRACE", seconds("zero")),
+  maxRetries: variable("MAX_RETRIES", wholeNumber),
+  initialRetryDelayMs: variable("INITIAL_RETRY_DELAY", seconds("zero")),
+  agentCommand: variable("AGENT_COMMAND", commandLine),
+  orchestratorIntervalMs: variable("ORCHESTRATOR_INTERVAL", seconds("zero"))
+})
+
+export const defaultSettings: DaemonSettings = Effect.runSync(
+  Effect.withConfigProvider(settingsConfig, ConfigProvider.fromMap(new Map()))
+)
+
+const readKeyValueFile = (file: string, label: string) => {
+  let text: string
+  try {
+    text = fs.readFileSync(file, "utf8")
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    return code === "ENOENT" ? { values: new Map<string, string>(), warnings: [] } : {
+      values: new Map<string, string>(),
+      warnings: [`${label} could not be read (${code ?? String(e)}); its settings were ignored`]
+    }
+  }
+  return parseEnvFile(text, label)
+}
+
+/** Builds the configuration; every bad value becomes one `ConfigInvalid` naming the variable. */
+export const load = Effect.fn("DaemonConfig.load")(function*(options: LoadOptions) {
+  const paths = projectPaths(options.project)
+  const dotEnv = readKeyValueFile(paths.envFile, ".env")
+  const conf = readKeyValueFile(paths.configFile, ".claude/config/daemon.conf")
+  const env = options.env ?? process.env
+  const fromRecord = (record: Readonly<Record<string, string | undefined>>) =>
+    ConfigProvider.fromMap(
+      new Map(Object.entries(record).filter((e): e is [string, string] => e[1] !== undefined))
+    )
+  const provider = fromRecord(options.flags ?? {}).pipe(
+    ConfigProvider.orElse(() => fromRecord(env)),
+    ConfigProvider.orElse(() => ConfigProvider.fromMap(new Map(dotEnv.values))),
+    ConfigProvider.orElse(() => ConfigProvider.fromMap(new Map(conf.values)))
+  )
+  const settings = yield* Effect.withConfigProvider(settingsConfig, provider).pipe(
+    Effect.mapError((error) => new ConfigInvalid({ message: firstMessage(error) }))
+  )
+  return { paths, settings, warnings: [...dotEnv.warnings, ...conf.warnings] } satisfies DaemonConfigShape
+})
+
+function firstMessage(error: ConfigError.ConfigError): string {
+  switch (error._op) {
+    case "And":
+    case "Or":
+      return firstMessage(error.left)
+    case "InvalidData":
+      return error.message
+    default:
+      return String(error)
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The daemon as an Effect program: the layers composed in the order the contract needs.
+ *
+ *   configuration → single-instance lock + pid file → daemon log → slots, processes, state, queue
+ *   → start-up lines and crash recovery → scheduler → monitor → ready
+ *
+ * Interrupting the program (SIGTERM/SIGINT through the CLI, or an embedding program closing its
+ * scope) is the graceful shutdown: the layers are released in reverse order, so the jobs are
+ * stopped and requeued first and the pid file is removed last.
+ *
+ * ```ts
+ * import { Daemon } from "starforge"
+ * import { NodeRuntime } from "@effect/platform-node"
+ * Daemon.run({ project: "/path/to/project" }).pipe(NodeRuntime.runMain)
+ * ```
+ */
+import * as fs from "node:fs"
+import { NodeFileSystem } from "@effect/platform-node"
+import * as ParcelWatcher from "@effect/platform-node/NodeFileSystem/ParcelWatcher"
+import { Effect, Layer } from "effect"
+import { DaemonConfig, type LoadOptions } from "../config/DaemonConfig.js"
+import { daemonDirectories } from "../domain/ProjectPaths.js"
+import { formatSeconds } from "../domain/Outcome.js"
+import * as Monitor from "../monitor/Monitor.js"
+import { AgentProcess } from "../process/AgentProcess.js"
+import * as FileTriggerQueue from "../queue/FileTriggerQueue.js"
+import { AgentSlots } from "../slots/AgentSlots.js"
+import { DaemonInstance, type Hello } from "./DaemonInstance.js"
+import { DaemonLog } from "./DaemonLog.js"
+import { DaemonState } from "./DaemonState.js"
+import * as Scheduler from "./Scheduler.js"
+
+export interface DaemonOptions extends LoadOptions {
+  /** Copy every daemon-log line to stderr (foreground mode). */
+  readonly echo?: boolean
+  /** Called once the daemon takes triggers. */
+  readonly onReady?: (hello: Hello) => Effect.Effect<void>
+}
+
+/** Start-up lines, then recovery, before any trigger is taken. */
+const startUp = Effect.gen(function*() {
+  const { paths, settings, warnings } = yield* DaemonConfig
+  const log = yield* DaemonLog
+  const instance = yield* DaemonInstance
+  yield* log.event("START", `Daemon started (PID: ${instance.pid}) for ${paths.root}`)
+  yield* log.event(
+    "MODE",
+    settings.parallel ? `Parallel execution enabled (max concurrent: ${settings.maxConcurrent})` : "Sequential execution"
+  )
+  yield* log.event(
+    "CONFIG",
+    `agent command: ${settings.agentCommand.join(" ")}; timeout ${formatSeconds(settings.agentTimeoutMs / 1000)}, ` +
+      `kill grace ${formatSeconds(settings.killGraceMs / 1000)}, ${settings.maxRetries} attempts, first retry after ` +
+      `${formatSeconds(settings.initialRetryDelayMs / 1000)}, monitor every ${formatSeconds(settings.monitorIntervalMs / 1000)}, ` +
+      `orchestrator ${settings.orchestratorIntervalMs > 0 ? `every ${formatSeconds(settings.orchestratorIntervalMs / 1000)}` : "disabled"}`
+  )
+  for (const warning of warnings) yield* log.event("WARN", warning)
+  yield* Monitor.recover
+})
+
+const directories = Layer.effectDiscard(
+  Effect.flatMap(DaemonConfig, ({ paths }) =>
+    Effect.sync(() => {
+      for (const dir of daemonDirectories(paths)) fs.mkdirSync(dir, { recursive: true })
+    }))
+)
+
+/** Every layer of a running daemon for one project. */
+export const layer = (options: DaemonOptions) => {
+  const platform = NodeFileSystem.layer.pipe(Layer.provide(ParcelWatcher.layer))
+  const services = Layer.mergeAll(AgentSlots.layer, AgentProcess.layer, DaemonState.layer, FileTriggerQueue.layer)
+  const ready = Layer.effectDiscard(
+    Effect.gen(function*() {
+      const instance = yield* DaemonInstance
+      const log = yield* DaemonLog
+      yield* log.event("START", "Ready to take triggers")
+      if (options.onReady) yield* options.onReady(instance)
+    })
+  )
+  return ready.pipe(
+    Layer.provideMerge(Monitor.layer),
+    Layer.provideMerge(Scheduler.layer),
+    Layer.provideMerge(Layer.scopedDiscard(
+      // Released after the scheduler: by then every job is stopped and requeued.
+      Effect.zipRight(startUp, Effect.addFinalizer(() => Effect.flatMap(DaemonLog, (log) => log.event("STOP", "All agents stopped; state saved"))))
+    )),
+    Layer.provideMerge(services),
+    Layer.provideMerge(DaemonLog.layer({ echo: options.echo ?? false })),
+    Layer.provideMerge(directories),
+    Layer.provideMerge(DaemonInstance.layer),
+    Layer.provideMerge(Layer.merge(DaemonConfig.layer(options), platform))
+  )
+}
+
+/** Logs the shutdown once the program is interrupted. */
+const stopLine = Effect.gen(function*() {
+  const log = yield* DaemonLog
+  yield* log.event("STOP", "Daemon shutting down gracefully")
+})
+
+/** Runs the daemon until interrupted; fails at start on bad configuration or a running daemon. */
+export const run = (options: DaemonOptions) =>
+  Layer.launch(
+    Layer.scopedDiscard(Effect.addFinalizer(() => stopLine)).pipe(Layer.provideMerge(layer(options)))
+  ).pipe(Effect.withSpan("Daemon.run"))

@@ -1,0 +1,296 @@
+/**
+ * The scheduler: one dispatcher fiber decides what runs next, one fiber per claimed trigger runs
+ * its attempts.
+ *
+ * - Dispatch is first-runnable in queue order: a trigger whose agent is busy stays queued and
+ *   never blocks the triggers of other agents. One slot per agent; at most `MAX_CONCURRENT_AGENTS`
+ *   busy slots (1 in sequential mode). The global cap is counted by this single dispatcher from the
+ *   slot table, which is what makes "which trigger runs next" one decision in one place.
+ * - A job's attempts are bounded by `AGENT_TIMEOUT`; failures are retried after the delays of an
+ *   exponential `Schedule` starting at `INITIAL_RETRY_DELAY`, up to `MAX_RETRIES` attempts in
+ *   total, then the trigger goes to the dead-letter queue. Between attempts the agent's slot is
+ *   free; the retry waits for the dispatcher like any queued trigger, in its original place.
+ * - Closing the scheduler's scope interrupts every job: its process group is stopped and its
+ *   trigger is put back in the queue (the attempt is not counted).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Clock, Context, Deferred, Duration, Effect, Fiber, FiberSet, Layer, Option, Queue, Schedule } from "effect"
+import { DaemonConfig } from "../config/DaemonConfig.js"
+import {
+  type AttemptOutcome,
+  describeOutcome,
+  exitCodeOf,
+  formatSeconds,
+  isSuccess,
+  signalOf
+} from "../domain/Outcome.js"
+import { worktreeOf } from "../domain/ProjectPaths.js"
+import { isoSeconds } from "../domain/time.js"
+import { buildPrompt, compareOrder, ticketOf } from "../domain/Trigger.js"
+import { AgentProcess } from "../process/AgentProcess.js"
+import { freeName } from "../queue/triggerFiles.js"
+import { type ClaimedTrigger, type QueuedTrigger, TriggerQueue } from "../queue/TriggerQueue.js"
+import { AgentSlots } from "../slots/AgentSlots.js"
+import { DaemonLog } from "./DaemonLog.js"
+import { DaemonState } from "./DaemonState.js"
+
+export type JobPhase = "running" | "waiting-retry"
+
+export interface JobView {
+  readonly name: string
+  readonly agent: string
+  readonly attempt: number
+  readonly phase: JobPhase
+}
+
+export interface SchedulerShape {
+  /** Asks the dispatcher to look at the queue again. */
+  readonly wake: Effect.Effect<void>
+  /** The claimed triggers, running or waiting for a retry. */
+  readonly jobs: Effect.Effect<ReadonlyArray<JobView>>
+}
+
+export class Scheduler extends Context.Tag("starforge/Scheduler")<Scheduler, SchedulerShape>() {}
+
+/** The agent's log for one attempt: `C/logs/<agent>-<epoch seconds>.log`, never reused. */
+export const agentLogFile = (logs: string, agent: string, nowMs: number): string =>
+  freeName(logs, `${agent}-${Math.floor(nowMs / 1000)}.log`)
+
+/** Delays between attempts: `initial`, then doubling; `maxRetries` attempts in total. */
+export const retryPolicy = (initialMs: number, maxRetries: number) =>
+  Schedule.exponential(Duration.millis(initialMs), 2).pipe(Schedule.intersect(Schedule.recurs(maxRetries - 1)))
+
+interface RetryWaiter {
+  readonly queued: QueuedTrigger
+  readonly attempt: number
+  readonly granted: Deferred.Deferred<void>
+}
+
+export const make = Effect.gen(function*() {
+  const { paths, settings } = yield* DaemonConfig
+  const queue = yield* TriggerQueue
+  const slots = yield* AgentSlots
+  const agentProcess = yield* AgentProcess
+  const log = yield* DaemonLog
+  const state = yield* DaemonState
+
+  const cap = settings.parallel ? settings.maxConcurrent : 1
+  const [command, ...commandArgs] = settings.agentCommand
+  const wakeups = yield* Queue.sliding<void>(1)
+  const wake = Queue.offer(wakeups, undefined).pipe(Effect.asVoid)
+  const jobs = yield* FiberSet.make<void, never>()
+  const waiters = new Map<string, RetryWaiter>()
+  const views = new Map<string, JobView>()
+  let stopping = false
+
+  const setView = (view: JobView) => Effect.sync(() => views.set(view.name, view))
+
+  /** Runs one attempt with its timeout; the slot was reserved by the dispatcher. */
+  const runAttempt = (claimed: ClaimedTrigger, attempt: number) =>
+    Effect.gen(function*() {
+      const { name, agent, trigger } = claimed.queued
+      const traceId = trigger.trace_id ?? null
+      const startedMs = yield* Clock.currentTimeMillis
+      const logFile = agentLogFile(paths.logs, agent, startedMs)
+      const worktree = worktreeOf(paths, agent)
+      const cwd = fs.statSync(worktree, { throwIfNoEntry: false })?.isDirectory() ? worktree : paths.root
+      yield* setView({ name, agent, attempt, phase: "running" })
+      const outcome: AttemptOutcome = yield* agentProcess.run({
+        agent,
+        command: command!,
+        args: [...commandArgs, buildPrompt(trigger, claimed.file)],
+        cwd,
+        env: {
+          ...(process.env as Record<string, string>),
+          STARFORGE_AGENT_ID: agent,
+          STARFORGE_TRIGGER_FILE: claimed.file,
+          STARFORGE_ACTION: trigger.action ?? "",
+          STARFORGE_FROM_AGENT: trigger.from_agent ?? "",
+          STARFORGE_TICKET: ticketOf(trigger) ?? "",
+          STARFORGE_TRACE_ID: traceId ?? "",
+          STARFORGE_ATTEMPT: String(attempt),
+          STARFORGE_PROJECT_ROOT: paths.root
+        },
+        logFile,
+        header: [
+          `Agent: ${agent}`,
+          `Trigger: ${name}.trigger`,
+          `Started: ${isoSeconds(startedMs)}`,
+          `Attempt: ${attempt}/${settings.maxRetries}`
+        ],
+        onSpawn: ({ pid, startTime }) =>
+          slots.setProcess(agent, { pid, startTime, log: logFile }).pipe(
+            Effect.zipRight(
+              log.event("SPAWNED", `${agent} started (PID: ${pid}) for ${name}.trigger, attempt ${attempt}/${settings.maxRetries}`, {
+                traceId,
+                agent,
+                trigger: name
+              })
+            )
+          )
+      }).pipe(
+        Effect.timeoutTo({
+          duration: Duration.millis(settings.agentTimeoutMs),
+          onSuccess: (status): AttemptOutcome => status,
+          onTimeout: (): AttemptOutcome => ({ _tag: "TimedOut", afterSeconds: settings.agentTimeoutMs / 1000 })
+        })
+      )
+      const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
+      return { outcome, logFile, startedMs, seconds }
+    }).pipe(Effect.withSpan("Scheduler.attempt", { attributes: { agent: claimed.queued.agent, trigger: claimed.queued.name, attempt } }))
+
+  /** Waits until the dispatcher hands the agent's slot to this retry. */
+  const awaitSlot = (queued: QueuedTrigger, attempt: number) =>
+    Effect.gen(function*() {
+      const granted = yield* Deferred.make<void>()
+      waiters.set(queued.name, { queued, attempt, granted })
+      yield* wake
+      yield* Deferred.await(granted).pipe(Effect.ensuring(Effect.sync(() => waiters.delete(queued.name))))
+    })
+
+  /** All attempts of one claimed trigger, then its archive. */
+  const runJob = (claimed: ClaimedTrigger) =>
+    Effect.gen(function*() {
+      const { name, agent, trigger } = claimed.queued
+      const traceId = trigger.trace_id ?? null
+      const context = { traceId, agent, trigger: name }
+      const retries = yield* Schedule.driver(retryPolicy(settings.initialRetryDelayMs, settings.maxRetries))
+      const timestamps: Array<string> = []
+      for (let attempt = 1;; attempt++) {
+        if (attempt > 1) yield* awaitSlot(claimed.queued, attempt)
+        const result = yield* runAttempt(claimed, attempt).pipe(
+          Effect.ensuring(slots.markIdle(agent).pipe(Effect.zipRight(wake)))
+        )
+        timestamps.push(isoSeconds(result.startedMs))
+        const took = formatSeconds(Math.round(result.seconds * 10) / 10)
+        if (isSuccess(result.outcome)) {
+          yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully in ${took} (attempt ${attempt})`, context)
+          const archived = yield* queue.complete(claimed, { _tag: "Done" })
+          yield* log.event("QUEUE", `${name}.trigger archived as ${path.relative(paths.root, archived)}`, context)
+          yield* state.finished(`${name}.trigger`, true)
+          return
+        }
+        const what = `${agent} ${describeOutcome(result.outcome)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}, ${took})`
+        yield* log.event(result.outcome._tag === "TimedOut" ? "TIMEOUT" : "FINISH", what, context)
+        yield* setView({ name, agent, attempt, phase: "waiting-retry" })
+        const delay = yield* retries.next(undefined).pipe(Effect.option)
+        if (Option.isSome(delay)) {
+          yield* log.event("RETRY", `Attempt ${attempt + 1}/${settings.maxRetries} for ${name}.trigger after ${formatSeconds(Duration.toMillis(delay.value[0]) / 1000)}`, context)
+          continue
+        }
+        const reason = `failed ${attempt} time${attempt === 1 ? "" : "s"}; last attempt ${describeOutcome(result.outcome)}`
+        const moved = yield* queue.complete(claimed, {
+          _tag: "DeadLetter",
+          meta: {
+            failure_reason: reason,
+            exit_code: exitCodeOf(result.outcome),
+            signal: signalOf(result.outcome),
+            attempts: attempt,
+            retry_timestamps: timestamps,
+            dlq_entry_timestamp: isoSeconds(yield* Clock.currentTimeMillis),
+            agent,
+            trace_id: traceId,
+            last_log: result.logFile
+          }
+        })
+        yield* log.event("DLQ", `${name}.trigger moved to ${path.relative(paths.root, moved)}: ${reason}`, context)
+        yield* state.finished(`${name}.trigger`, false)
+        return
+      }
+    }).pipe(
+      Effect.catchAll((error) =>
+        // The log or the archive could not be written: keep the trigger, never mark it failed.
+        log.event("ERROR", `${error.message}; ${claimed.queued.name}.trigger goes back to the queue`).pipe(
+          Effect.zipRight(Effect.sleep(Duration.millis(settings.monitorIntervalMs))),
+          Effect.zipRight(requeue(claimed, "could not be processed"))
+        )
+      ),
+      Effect.onInterrupt(() => requeue(claimed, "interrupted by shutdown")),
+      Effect.ensuring(Effect.sync(() => views.delete(claimed.queued.name))),
+      Effect.withSpan("Scheduler.job", { attributes: { agent: claimed.queued.agent, trigger: claimed.queued.name } })
+    )
+
+  const requeue = (claimed: ClaimedTrigger, why: string) =>
+    queue.requeue(claimed).pipe(
+      Effect.zipRight(state.finished(`${claimed.queued.name}.trigger`, false)),
+      Effect.zipRight(log.event("QUEUE", `${claimed.queued.name}.trigger ${why}; back in the queue`, {
+        traceId: claimed.queued.trigger.trace_id,
+        agent: claimed.queued.agent
+      })),
+      Effect.catchAll((error) => log.event("ERROR", `${error.message}; ${claimed.file} is left as it is`))
+    )
+
+  /** Queue order over pending files and waiting retries. */
+  const candidates = Effect.map(queue.pending, (pending) => {
+    if (waiters.size === 0) return pending
+    const retries = Array.from(waiters.values(), (w) => w.queued).sort(compareOrder)
+    const merged: Array<QueuedTrigger> = []
+    let i = 0
+    let j = 0
+    while (i < pending.length || j < retries.length) {
+      if (j >= retries.length || (i < pending.length && compareOrder(pending[i]!, retries[j]!) <= 0)) merged.push(pending[i++]!)
+      else merged.push(retries[j++]!)
+    }
+    return merged
+  })
+
+  const dispatch = Effect.gen(function*() {
+    if (stopping) return
+    const busy = new Set(yield* slots.listBusy)
+    let free = cap - busy.size
+    if (free <= 0) return
+    for (const next of yield* candidates) {
+      if (free <= 0 || stopping) break
+      if (busy.has(next.agent)) continue
+      const waiter = waiters.get(next.name)
+      const attempt = waiter?.attempt ?? 1
+      let claimed: ClaimedTrigger | undefined
+      if (waiter === undefined) {
+        const claim = yield* queue.claim(next).pipe(
+          Effect.catchAll((error) => log.event("ERROR", `${error.message}; it stays queued`).pipe(Effect.as(Option.none())))
+        )
+        if (Option.isNone(claim)) continue
+        claimed = claim.value
+      }
+      yield* slots.markBusy(next.agent, {
+        ticket: ticketOf(next.trigger),
+        trigger: `${next.name}.trigger`,
+        attempt,
+        traceId: next.trigger.trace_id ?? null,
+        startedAt: isoSeconds(yield* Clock.currentTimeMillis)
+      })
+      busy.add(next.agent)
+      free--
+      if (waiter !== undefined) {
+        waiters.delete(next.name)
+        yield* Deferred.succeed(waiter.granted, undefined)
+      } else {
+        yield* state.started(`${next.name}.trigger`)
+        yield* FiberSet.run(jobs, runJob(claimed!))
+      }
+    }
+  }).pipe(Effect.withSpan("Scheduler.dispatch"))
+
+  // The queue's changes wake the dispatcher too.
+  yield* queue.changed.pipe(Effect.zipRight(wake), Effect.forever, Effect.forkScoped)
+  yield* Queue.take(wakeups).pipe(Effect.zipRight(dispatch), Effect.forever, Effect.forkScoped)
+  // Registered last, so it runs first at shutdown: no new work while the jobs are being stopped.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      stopping = true
+      const running = yield* FiberSet.size(jobs)
+      if (running > 0) yield* log.event("STOP", `Stopping ${running} running job${running === 1 ? "" : "s"}`)
+      // All at once: each job may wait up to AGENT_KILL_GRACE for its process group.
+      yield* Fiber.interruptAll(Array.from(jobs))
+    })
+  )
+  yield* wake
+
+  return {
+    wake,
+    jobs: Effect.sync(() => Array.from(views.values()))
+  } satisfies SchedulerShape
+})
+
+export const layer = Layer.scoped(Scheduler, make)

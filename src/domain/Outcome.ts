@@ -1,0 +1,38 @@
+/**
+ * How one attempt of one agent ended, and how the daemon describes it in logs and the DLQ.
+ */
+import { Data } from "effect"
+
+/** What the process layer reports: an exit code, a signal, or a spawn that never happened. */
+export type ExitStatus = Data.TaggedEnum<{
+  Exited: { readonly code: number }
+  Signaled: { readonly signal: string }
+  SpawnFailed: { readonly message: string }
+}>
+export const ExitStatus = Data.taggedEnum<ExitStatus>()
+
+/** The attempt's outcome as the scheduler sees it: the exit status, or a timeout. */
+export type AttemptOutcome = ExitStatus | { readonly _tag: "TimedOut"; readonly afterSeconds: number }
+
+export const isSuccess = (outcome: AttemptOutcome): boolean => outcome._tag === "Exited" && outcome.code === 0
+
+export const describeOutcome = (outcome: AttemptOutcome): string => {
+  switch (outcome._tag) {
+    case "Exited":
+      return outcome.code === 0 ? "exited with code 0" : `exited with code ${outcome.code}`
+    case "Signaled":
+      return `was killed by signal ${outcome.signal}`
+    case "SpawnFailed":
+      return `could not be started: ${outcome.message}`
+    case "TimedOut":
+      return `timed out after ${formatSeconds(outcome.afterSeconds)}`
+  }
+}
+
+export const exitCodeOf = (outcome: AttemptOutcome): number | null => (outcome._tag === "Exited" ? outcome.code : null)
+
+export const signalOf = (outcome: AttemptOutcome): string | null =>
+  outcome._tag === "Signaled" ? outcome.signal : outcome._tag === "TimedOut" ? "SIGTERM" : null
+
+export const formatSeconds = (seconds: number): string =>
+  Number.isInteger(seconds) ? `${seconds}s` : `${Number(seconds.toFixed(3))}s`

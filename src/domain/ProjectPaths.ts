@@ -1,0 +1,61 @@
+/** Every path of the contract, resolved from the project root `P` (`C` = `P/.claude`). */
+import * as path from "node:path"
+
+export interface ProjectPaths {
+  readonly root: string
+  readonly claude: string
+  readonly triggers: string
+  readonly staging: string
+  readonly processed: string
+  readonly invalid: string
+  readonly deadLetter: string
+  readonly logs: string
+  readonly daemonLog: string
+  readonly daemonDir: string
+  readonly slotsFile: string
+  readonly stateFile: string
+  readonly pidFile: string
+  readonly configFile: string
+  readonly envFile: string
+}
+
+export const projectPaths = (project: string): ProjectPaths => {
+  const root = path.resolve(project)
+  const claude = path.join(root, ".claude")
+  const triggers = path.join(claude, "triggers")
+  const processed = path.join(triggers, "processed")
+  const logs = path.join(claude, "logs")
+  const daemonDir = path.join(claude, "daemon")
+  return {
+    root,
+    claude,
+    triggers,
+    staging: path.join(triggers, "staging"),
+    processed,
+    invalid: path.join(processed, "invalid"),
+    deadLetter: path.join(triggers, "dead-letter"),
+    logs,
+    daemonLog: path.join(logs, "daemon.log"),
+    daemonDir,
+    slotsFile: path.join(daemonDir, "agent-slots.json"),
+    stateFile: path.join(claude, "daemon-state.json"),
+    pidFile: path.join(claude, "daemon.pid"),
+    configFile: path.join(claude, "config", "daemon.conf"),
+    envFile: path.join(root, ".env")
+  }
+}
+
+/** The directories the daemon creates at start. */
+export const daemonDirectories = (p: ProjectPaths): ReadonlyArray<string> => [
+  p.triggers,
+  p.staging,
+  p.processed,
+  p.invalid,
+  p.deadLetter,
+  p.logs,
+  p.daemonDir
+]
+
+/** The agent's git worktree `<parent of P>/<basename of P>-<agent>`, used as cwd when it exists. */
+export const worktreeOf = (p: ProjectPaths, agent: string): string =>
+  path.join(path.dirname(p.root), `${path.basename(p.root)}-${agent}`)

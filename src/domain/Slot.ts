@@ -1,0 +1,46 @@
+/**
+ * One agent slot as persisted in `C/daemon/agent-slots.json` (contract §4). The first four keys
+ * are the original format; the rest are additions the contract allows.
+ */
+import { Schema } from "effect"
+
+export const SlotStatus = Schema.Literal("busy", "idle")
+
+export const Slot = Schema.Struct({
+  status: SlotStatus,
+  pid: Schema.NullOr(Schema.String),
+  ticket: Schema.NullOr(Schema.String),
+  started_at: Schema.NullOr(Schema.String),
+  trigger: Schema.optional(Schema.NullOr(Schema.String)),
+  log: Schema.optional(Schema.NullOr(Schema.String)),
+  attempt: Schema.optional(Schema.NullOr(Schema.Number)),
+  pid_start_time: Schema.optional(Schema.NullOr(Schema.String)),
+  trace_id: Schema.optional(Schema.NullOr(Schema.String))
+})
+export type Slot = typeof Slot.Type
+
+export const SlotTable = Schema.Record({ key: Schema.String, value: Slot })
+export type SlotTable = typeof SlotTable.Type
+
+export const idleSlot: Slot = { status: "idle", pid: null, ticket: null, started_at: null }
+
+/** What a busy slot records about the job it runs. */
+export interface BusyInfo {
+  readonly ticket: string | null
+  readonly trigger: string
+  readonly attempt: number
+  readonly traceId: string | null
+  readonly startedAt: string
+}
+
+export const busySlot = (info: BusyInfo): Slot => ({
+  status: "busy",
+  pid: null,
+  ticket: info.ticket,
+  started_at: info.startedAt,
+  trigger: info.trigger,
+  log: null,
+  attempt: info.attempt,
+  pid_start_time: null,
+  trace_id: info.traceId
+})

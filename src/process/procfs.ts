@@ -1,0 +1,105 @@
+/**
+ * Process identity and process-group signalling on Linux, through `/proc`.
+ *
+ * A bare pid is never trusted: the kernel reuses pids, so an agent is identified by its pid
+ * together with its start time (`/proc/<pid>/stat` field 22, clock ticks since boot).
+ * Zombies count as gone: they hold no resources and cannot be stopped, and on machines whose
+ * pid 1 does not reap they linger.
+ */
+import * as fs from "node:fs"
+
+export interface ProcStat {
+  readonly pid: number
+  readonly state: string
+  readonly ppid: number
+  readonly pgid: number
+  readonly sid: number
+  readonly startTime: string
+}
+
+export const readStat = (pid: number): ProcStat | undefined => {
+  let text: string
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  } catch {
+    return undefined
+  }
+  return parseStat(pid, text)
+}
+
+export const parseStat = (pid: number, text: string): ProcStat | undefined => {
+  // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+  const close = text.lastIndexOf(")")
+  if (close < 0) return undefined
+  const fields = text.slice(close + 2).split(" ")
+  const state = fields[0]
+  const startTime = fields[19]
+  if (state === undefined || startTime === undefined) return undefined
+  return {
+    pid,
+    state,
+    ppid: Number(fields[1]),
+    pgid: Number(fields[2]),
+    sid: Number(fields[3]),
+    startTime
+  }
+}
+
+const isLive = (stat: ProcStat | undefined): stat is ProcStat => stat !== undefined && stat.state !== "Z" && stat.state !== "X"
+
+/** The start time of a live process, or undefined when it is gone (or a zombie). */
+export const startTimeOf = (pid: number): string | undefined => {
+  const stat = readStat(pid)
+  return isLive(stat) ? stat.startTime : undefined
+}
+
+export type Identity = "same" | "gone" | "different"
+
+/**
+ * Is `pid` still the process that started at `startTime`? Without a recorded start time the
+ * answer is never "same": an unverifiable pid must not be signalled.
+ */
+export const identify = (pid: number, startTime: string | null | undefined): Identity => {
+  const stat = readStat(pid)
+  if (!isLive(stat)) return "gone"
+  return startTime !== null && startTime !== undefined && stat.startTime === startTime ? "same" : "different"
+}
+
+export const isAlive = (pid: number): boolean => isLive(readStat(pid))
+
+/** Live (non-zombie) members of a process group. */
+export const groupMembers = (pgid: number): ReadonlyArray<ProcStat> => {
+  // Cheap check first: no process at all in the group.
+  try {
+    process.kill(-pgid, 0)
+  } catch {
+    return []
+  }
+  const members: Array<ProcStat> = []
+  for (const entry of fs.readdirSync("/proc")) {
+    const c = entry.charCodeAt(0)
+    if (c < 48 || c > 57) continue
+    const stat = readStat(Number(entry))
+    if (isLive(stat) && stat.pgid === pgid) members.push(stat)
+  }
+  return members
+}
+
+/** Sends a signal to a whole process group; false when the group no longer exists. */
+export const signalGroup = (pgid: number, signal: NodeJS.Signals): boolean => {
+  try {
+    process.kill(-pgid, signal)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export const signalProcess = (pid: number, signal: NodeJS.Signals): boolean => {
+  try {
+    process.kill(pid, signal)
+    return true
+  } catch {
+    return false
+  }
+}

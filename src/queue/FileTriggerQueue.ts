@@ -1,0 +1,235 @@
+/**
+ * The file-system layer of `TriggerQueue`: watches `C/triggers` (the `@parcel/watcher` backend)
+ * and rescans it, keeps the pending set in memory, claims by rename and archives every outcome.
+ * Watch events only say "look at this file again": a missed event costs latency, never a trigger,
+ * because the monitor rescans the whole directory every `PROCESS_MONITOR_INTERVAL`.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { FileSystem } from "@effect/platform"
+import { Effect, Either, FiberSet, Layer, Option, Queue, Schedule, Stream } from "effect"
+import { DaemonConfig } from "../config/DaemonConfig.js"
+import { StorageError } from "../domain/errors.js"
+import { archiveStamp } from "../domain/time.js"
+import { parseTrigger, priorityOf, promptProblem } from "../domain/Trigger.js"
+import { DaemonLog } from "../daemon/DaemonLog.js"
+import { writeFileAtomic } from "../slots/AgentSlots.js"
+import { type ClaimedTrigger, type QueuedTrigger, sortPending, TriggerQueue, type TriggerQueueShape } from "./TriggerQueue.js"
+import { moveNoClobber, readTriggerFile } from "./triggerFiles.js"
+
+const SUFFIX = ".trigger"
+/** A file that is not complete JSON yet is read again if it changed this recently. */
+const SETTLE_MS = 2_000
+
+const storage = (operation: string, file: string) => (cause: unknown) => new StorageError({ operation, path: file, cause })
+
+export const make = Effect.gen(function*() {
+  const { paths } = yield* DaemonConfig
+  const log = yield* DaemonLog
+  const fileSystem = yield* FileSystem.FileSystem
+  const background = yield* FiberSet.make()
+
+  const pending = new Map<string, QueuedTrigger>()
+  let ordered: ReadonlyArray<QueuedTrigger> | undefined
+  /** Stems renamed to `.processing` by this daemon and not yet archived or requeued. */
+  const claimed = new Set<string>()
+  /** Stems waiting to be read again because they were incomplete. */
+  const settling = new Set<string>()
+  const changes = yield* Queue.sliding<void>(1)
+  const notify = Queue.offer(changes, undefined)
+
+  const setPending = (name: string, entry: QueuedTrigger | undefined) => {
+    if (entry === undefined) {
+      if (pending.delete(name)) ordered = undefined
+    } else {
+      pending.set(name, entry)
+      ordered = undefined
+    }
+  }
+
+  const archiveInvalid = (name: string, reason: string) =>
+    Effect.gen(function*() {
+      const from = path.join(paths.triggers, name + SUFFIX)
+      const moved = yield* Effect.try({
+        try: () => {
+          const to = moveNoClobber(from, paths.invalid, `${archiveStamp(Date.now())}-${name}${SUFFIX}`)
+          fs.writeFileSync(`${to}.reason.txt`, reason + "\n", { mode: 0o644 })
+          return to
+        },
+        catch: storage("archiving the invalid trigger", from)
+      })
+      yield* log.event("INVALID", `${name}${SUFFIX}: ${reason} (moved to ${path.relative(paths.root, moved)})`)
+    }).pipe(Effect.catchAll((error) => log.event("ERROR", error.message)))
+
+  /** Reads one top-level `X.trigger` and files it: pending, invalid, or read again later. */
+  const scan = (name: string): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      if (claimed.has(name)) return
+      const file = path.join(paths.triggers, name + SUFFIX)
+      const read = yield* Effect.try(() => readTriggerFile(file)).pipe(
+        Effect.catchAll((error) =>
+          log.event("ERROR", `cannot read ${file}: ${String(error.error)}; it stays queued`).pipe(Effect.as(undefined))
+        )
+      )
+      if (read === undefined) return
+      switch (read._tag) {
+        case "Gone":
+          return setPending(name, undefined)
+        case "NotRegular":
+          setPending(name, undefined)
+          return yield* archiveInvalid(name, `not a regular file: it is ${read.kind}`)
+        case "TooLarge":
+          setPending(name, undefined)
+          return yield* archiveInvalid(name, `the file is ${read.size} bytes, over the 1048576 byte (1 MiB) limit`)
+      }
+      const parsed = parseTrigger(read.bytes)
+      if (Either.isLeft(parsed)) {
+        setPending(name, undefined)
+        if (parsed.left.incomplete && Date.now() - read.modifiedMs < SETTLE_MS) {
+          return yield* readAgainLater(name, read.modifiedMs)
+        }
+        return yield* archiveInvalid(name, parsed.left.reason)
+      }
+      const trigger = parsed.right
+      const tooLong = promptProblem(trigger, path.join(paths.triggers, name + ".processing"))
+      if (tooLong !== undefined) {
+        setPending(name, undefined)
+        return yield* archiveInvalid(name, tooLong)
+      }
+      const known = pending.get(name)
+      setPending(name, {
+        name,
+        agent: trigger.to_agent,
+        trigger,
+        priority: priorityOf(trigger),
+        createdNs: read.createdNs
+      })
+      if (known === undefined) {
+        yield* log.event("QUEUE", `${name}${SUFFIX} queued for ${trigger.to_agent}`, {
+          traceId: trigger.trace_id,
+          agent: trigger.to_agent
+        })
+      }
+      yield* notify
+    })
+
+  const readAgainLater = (name: string, modifiedMs: number) =>
+    settling.has(name) ? Effect.void : Effect.gen(function*() {
+      settling.add(name)
+      yield* FiberSet.run(
+        background,
+        Effect.sleep(Math.max(50, modifiedMs + SETTLE_MS + 50 - Date.now())).pipe(
+          Effect.zipRight(Effect.sync(() => settling.delete(name))),
+          Effect.zipRight(scan(name))
+        )
+      )
+    })
+
+  const rescan = Effect.gen(function*() {
+    let entries: Array<fs.Dirent>
+    try {
+      entries = fs.readdirSync(paths.triggers, { withFileTypes: true })
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+        fs.mkdirSync(paths.triggers, { recursive: true })
+        yield* log.event("WARN", `${paths.triggers} was missing and has been created again`)
+        return
+      }
+      return yield* log.event("ERROR", `cannot list ${paths.triggers}: ${(e as Error).message}`)
+    }
+    const present = new Set<string>()
+    for (const entry of entries) {
+      if (!entry.name.endsWith(SUFFIX) || entry.name === SUFFIX) continue
+      const name = entry.name.slice(0, -SUFFIX.length)
+      present.add(name)
+      if (!pending.has(name) && !settling.has(name)) yield* scan(name)
+    }
+    for (const name of Array.from(pending.keys())) if (!present.has(name)) setPending(name, undefined)
+    yield* notify
+  }).pipe(Effect.withSpan("TriggerQueue.rescan"))
+
+  // Watch events name files; only top-level `*.trigger` files matter.
+  const onEvent = (event: FileSystem.WatchEvent) => {
+    if (path.dirname(event.path) !== paths.triggers) return Effect.void
+    const base = path.basename(event.path)
+    if (!base.endsWith(SUFFIX) || base === SUFFIX) return Effect.void
+    return scan(base.slice(0, -SUFFIX.length))
+  }
+  yield* fileSystem.watch(paths.triggers).pipe(
+    Stream.runForEach(onEvent),
+    Effect.tapError((error) => log.event("WARN", `watching ${paths.triggers} failed (${error.message}); retrying`)),
+    Effect.retry(Schedule.spaced("1 second")),
+    Effect.forkScoped
+  )
+
+  const move = (claimedTrigger: ClaimedTrigger, dir: string, name: string, operation: string) =>
+    Effect.try({
+      try: () => moveNoClobber(claimedTrigger.file, dir, name),
+      catch: storage(operation, claimedTrigger.file)
+    })
+
+  const release = (name: string) =>
+    Effect.gen(function*() {
+      claimed.delete(name)
+      // A trigger with the same name may have been dropped while this one ran.
+      yield* scan(name)
+    })
+
+  const service: TriggerQueueShape = {
+    pending: Effect.sync(() => (ordered ??= sortPending(pending.values()))),
+    changed: Queue.take(changes),
+    claim: (t) =>
+      Effect.try({
+        try: () => {
+          const from = path.join(paths.triggers, t.name + SUFFIX)
+          const to = path.join(paths.triggers, t.name + ".processing")
+          setPending(t.name, undefined)
+          if (fs.lstatSync(to, { throwIfNoEntry: false }) !== undefined) return Option.none()
+          try {
+            fs.renameSync(from, to)
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code === "ENOENT") return Option.none()
+            throw e
+          }
+          claimed.add(t.name)
+          return Option.some<ClaimedTrigger>({ queued: t, file: to })
+        },
+        catch: storage("claiming", path.join(paths.triggers, t.name + SUFFIX))
+      }),
+    requeue: (c) =>
+      move(c, paths.triggers, c.queued.name + SUFFIX, "requeueing").pipe(
+        Effect.zipRight(release(c.queued.name))
+      ),
+    complete: (c, completion) =>
+      Effect.gen(function*() {
+        const fileName = c.queued.name + SUFFIX
+        if (completion._tag === "Done") {
+          const to = yield* move(c, paths.processed, `${archiveStamp(Date.now())}-${fileName}`, "archiving")
+          yield* release(c.queued.name)
+          return to
+        }
+        const to = yield* move(c, paths.deadLetter, fileName, "moving to the dead-letter queue")
+        yield* writeFileAtomic(`${to}.meta.json`, JSON.stringify(completion.meta, null, 2) + "\n")
+        yield* release(c.queued.name)
+        return to
+      }),
+    recoverClaimed: Effect.try({
+      try: () =>
+        fs.readdirSync(paths.triggers).filter((n) => n.endsWith(".processing") && !claimed.has(n.slice(0, -11))),
+      catch: storage("listing", paths.triggers)
+    }).pipe(
+      Effect.flatMap((names) =>
+        Effect.forEach(names, (n) =>
+          Effect.try({
+            try: () => moveNoClobber(path.join(paths.triggers, n), paths.triggers, n.slice(0, -11) + SUFFIX),
+            catch: storage("requeueing", path.join(paths.triggers, n))
+          }).pipe(Effect.as(n.slice(0, -11))))
+      )
+    ),
+    rescan
+  }
+  return service
+})
+
+/** Needs a `FileSystem` whose watch backend is `@parcel/watcher` (see `Daemon.ts`). */
+export const layer = Layer.scoped(TriggerQueue, make)

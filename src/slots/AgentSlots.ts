@@ -1,0 +1,164 @@
+/**
+ * Per-agent exclusivity. The in-memory table is the truth; every change is persisted to
+ * `C/daemon/agent-slots.json` through a temporary file in the same directory and a rename, so
+ * the file is always valid JSON (contract §4). Only the daemon writes it.
+ *
+ * The API mirrors the original `agent-slots.sh` (`isBusy`, `markBusy`, `markIdle`, `pidOf`,
+ * `ticketOf`, `listBusy`, `countBusy`, `cleanupOrphans`).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Context, Effect, Layer, Ref, Schema } from "effect"
+import { DaemonConfig } from "../config/DaemonConfig.js"
+import { StorageError } from "../domain/errors.js"
+import { type BusyInfo, busySlot, idleSlot, type Slot, SlotTable } from "../domain/Slot.js"
+import { archiveStamp } from "../domain/time.js"
+
+export interface ProcessInfo {
+  readonly pid: number
+  readonly startTime: string | null
+  readonly log: string
+}
+
+/** A busy slot released by `cleanupOrphans`. */
+export interface ReleasedSlot {
+  readonly agent: string
+  readonly slot: Slot
+}
+
+export interface AgentSlotsShape {
+  readonly snapshot: Effect.Effect<SlotTable>
+  readonly isBusy: (agent: string) => Effect.Effect<boolean>
+  /** Reserves the agent's slot for a job; its process is recorded later with `setProcess`. */
+  readonly markBusy: (agent: string, info: BusyInfo) => Effect.Effect<void>
+  readonly setProcess: (agent: string, info: ProcessInfo) => Effect.Effect<void>
+  readonly markIdle: (agent: string) => Effect.Effect<void>
+  readonly pidOf: (agent: string) => Effect.Effect<string | null>
+  readonly ticketOf: (agent: string) => Effect.Effect<string | null>
+  readonly listBusy: Effect.Effect<ReadonlyArray<string>>
+  readonly countBusy: Effect.Effect<number>
+  /**
+   * Releases every busy slot that `isOrphan` says has no live agent (the original's
+   * `cleanup_orphaned_pids`) and returns them.
+   */
+  readonly cleanupOrphans: <E, R>(
+    isOrphan: (agent: string, slot: Slot) => Effect.Effect<boolean, E, R>
+  ) => Effect.Effect<ReadonlyArray<ReleasedSlot>, E, R>
+  /** Writes the table again (e.g. after the file was deleted under the daemon). */
+  readonly persist: Effect.Effect<void>
+}
+
+/** Builds the service on a table and a function that persists a snapshot. */
+export const make = (
+  initial: SlotTable,
+  save: (table: SlotTable) => Effect.Effect<void>
+): Effect.Effect<AgentSlotsShape> =>
+  Effect.gen(function*() {
+    const table = yield* Ref.make<SlotTable>(initial)
+    const writes = yield* Effect.makeSemaphore(1)
+    // One write at a time, always of the latest table: a slow write never lands an old state last.
+    const persist = writes.withPermits(1)(Effect.flatMap(Ref.get(table), save))
+    const change = (f: (t: SlotTable) => SlotTable) => Ref.update(table, f).pipe(Effect.zipRight(persist))
+    const slotOf = (agent: string) => Effect.map(Ref.get(table), (t): Slot | undefined => t[agent])
+    const busyNames = (t: SlotTable) => Object.keys(t).filter((a) => t[a]!.status === "busy")
+    return {
+      snapshot: Ref.get(table),
+      isBusy: (agent) => Effect.map(slotOf(agent), (s) => s?.status === "busy"),
+      markBusy: (agent, info) => change((t) => ({ ...t, [agent]: busySlot(info) })),
+      setProcess: (agent, info) =>
+        change((t) => {
+          const slot = t[agent]
+          if (slot?.status !== "busy") return t
+          return {
+            ...t,
+            [agent]: { ...slot, pid: String(info.pid), pid_start_time: info.startTime, log: info.log }
+          }
+        }),
+      markIdle: (agent) => change((t) => ({ ...t, [agent]: idleSlot })),
+      pidOf: (agent) => Effect.map(slotOf(agent), (s) => s?.pid ?? null),
+      ticketOf: (agent) => Effect.map(slotOf(agent), (s) => s?.ticket ?? null),
+      listBusy: Effect.map(Ref.get(table), busyNames),
+      countBusy: Effect.map(Ref.get(table), (t) => busyNames(t).length),
+      cleanupOrphans: (isOrphan) =>
+        Effect.gen(function*() {
+          const released: Array<ReleasedSlot> = []
+          const current = yield* Ref.get(table)
+          for (const agent of busyNames(current)) {
+            const slot = current[agent]!
+            if (yield* isOrphan(agent, slot)) released.push({ agent, slot })
+          }
+          if (released.length > 0) {
+            yield* change((t) => {
+              const next = { ...t }
+              for (const { agent } of released) next[agent] = idleSlot
+              return next
+            })
+          }
+          return released
+        }),
+      persist
+    }
+  })
+
+const decodeTable = Schema.decodeUnknownEither(Schema.parseJson(SlotTable))
+
+/** What loading the slot file found. */
+export interface LoadedTable {
+  readonly table: SlotTable
+  /** Set when the file was corrupt: where its copy was kept. */
+  readonly corruptCopy?: string
+}
+
+/** Reads the slot file; a corrupt file is copied aside and replaced by an empty table. */
+export const loadTable = (file: string, now: number): LoadedTable => {
+  let text: string
+  try {
+    text = fs.readFileSync(file, "utf8")
+  } catch {
+    return { table: {} }
+  }
+  const decoded = decodeTable(text)
+  if (decoded._tag === "Right") return { table: decoded.right }
+  const copy = `${file}.corrupt-${archiveStamp(now)}`
+  try {
+    fs.copyFileSync(file, copy)
+  } catch {
+    // Keeping the copy is a courtesy; the daemon rebuilds the table either way.
+  }
+  return { table: {}, corruptCopy: copy }
+}
+
+/** Temp file in the same directory, then rename: readers never see a half-written file. */
+export const writeFileAtomic = (file: string, content: string) =>
+  Effect.try({
+    try: () => {
+      fs.mkdirSync(path.dirname(file), { recursive: true })
+      const tmp = `${file}.${process.pid}.tmp`
+      fs.writeFileSync(tmp, content, { mode: 0o644 })
+      fs.renameSync(tmp, file)
+    },
+    catch: (cause) => new StorageError({ operation: "writing", path: file, cause })
+  })
+
+export class AgentSlots extends Context.Tag("starforge/AgentSlots")<AgentSlots, AgentSlotsShape>() {
+  /**
+   * The slot file of the project. The table found at start is kept as is (busy slots included)
+   * for crash recovery; a failed write is reported on stderr and retried with the next change.
+   */
+  static readonly layer = Layer.effect(
+    AgentSlots,
+    Effect.gen(function*() {
+      const { paths } = yield* DaemonConfig
+      const loaded = loadTable(paths.slotsFile, Date.now())
+      const slots = yield* make(loaded.table, (table) =>
+        writeFileAtomic(paths.slotsFile, JSON.stringify(table, null, 2) + "\n").pipe(
+          Effect.catchAll((error) => Effect.sync(() => process.stderr.write(`starforge: ${error.message}\n`)))
+        ))
+      yield* slots.persist
+      return slots
+    })
+  )
+
+  /** In memory only, for tests. */
+  static readonly memory = (initial: SlotTable = {}) => Layer.effect(AgentSlots, make(initial, () => Effect.void))
+}

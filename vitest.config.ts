@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config"
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Integration tests start real daemons and agents; two cores are shared between files.
+    fileParallelism: true,
+    maxWorkers: 2,
+    minWorkers: 1
+  }
+})
