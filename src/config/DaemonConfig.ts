@@ -30,8 +30,8 @@ export interface DaemonSettings {
 export const VARIABLES = {
   PARALLEL_DAEMON: { default: "false", form: "true or false" },
   MAX_CONCURRENT_AGENTS: { default: "999", form: "a whole number of at least 1" },
-  PROCESS_MONITOR_INTERVAL: { default: "10", form: "a number of seconds greater than 0" },
-  AGENT_TIMEOUT: { default: "1800", form: "a number of seconds greater than 0" },
+  PROCESS_MONITOR_INTERVAL: { default: "10", form: "a number of seconds of at least 0.001" },
+  AGENT_TIMEOUT: { default: "1800", form: "a number of seconds of at least 0.001" },
   AGENT_KILL_GRACE: { default: "10", form: "a number of seconds, 0 or more" },
   MAX_RETRIES: { default: "3", form: "a whole number of attempts of at least 1" },
   INITIAL_RETRY_DELAY: { default: "5", form: "a number of seconds, 0 or more" },
@@ -86,8 +86,8 @@ const variable = <A>(name: VariableName, parse: (text: string) => A | undefined)
 const DECIMAL = /^\d+(\.\d+)?$/
 const seconds = (min: "zero" | "positive") => (text: string) => {
   if (!DECIMAL.test(text)) return undefined
-  const n = Number(text)
-  return min === "positive" && n <= 0 ? undefined : Math.round(n * 1000)
+  const ms = Math.round(Number(text) * 1000)
+  return min === "positive" && ms <= 0 ? undefined : ms
 }
 const wholeNumber = (text: string) => (/^\d+$/.test(text) && Number(text) >= 1 ? Number(text) : undefined)
 const boolean = (text: string) => {

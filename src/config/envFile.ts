@@ -37,11 +37,21 @@ export const parseEnvFile = (text: string, label: string): EnvFile => {
 
 function parseValue(rest: string): string | undefined {
   const quote = rest[0]
-  if (quote === `"` || quote === `'`) {
+  if (quote === `'`) {
     const end = rest.indexOf(quote, 1)
-    if (end < 0) return undefined
-    const inner = rest.slice(1, end)
-    return quote === `"` ? inner.replace(/\\n/g, "\n").replace(/\\(["\\])/g, "$1") : inner
+    return end < 0 ? undefined : rest.slice(1, end)
+  }
+  if (quote === `"`) {
+    let value = ""
+    for (let i = 1; i < rest.length; i++) {
+      const c = rest[i]!
+      if (c === `"`) return value
+      if (c === "\\" && i + 1 < rest.length) {
+        const next = rest[++i]!
+        value += next === "n" ? "\n" : next === `"` || next === "\\" ? next : "\\" + next
+      } else value += c
+    }
+    return undefined
   }
   // An unquoted value ends at an inline comment (` #`), like in shells and dotenv.
   const comment = rest.search(/\s#/)

@@ -17,51 +17,47 @@ const AGENT_NAME = /^(?![.-])(?!.*\.\.)[A-Za-z0-9._-]{1,64}$/
 
 export const isValidAgentName = (name: string): boolean => AGENT_NAME.test(name)
 
+/** A message that replaces the inner schema's own (e.g. "Expected string, actual null"). */
+const say = (render: (actual: unknown) => string) => ({
+  message: (issue: { readonly actual: unknown }) => ({ message: render(issue.actual), override: true })
+})
+
 export const AgentName = Schema.String.pipe(
-  Schema.filter((s) => isValidAgentName(s), {
-    message: (issue) =>
-      `to_agent ${JSON.stringify(issue.actual)} is not a valid agent name: use 1-64 letters, digits, '.', '_' or '-', ` +
-      `not starting with '.' or '-' and without '..'`
-  })
+  Schema.filter((s) => isValidAgentName(s)),
+  Schema.annotations(say((actual) => toAgentMessage(actual)))
 )
 
 export const Priority = Schema.Literal("high", "normal", "low")
 export type Priority = typeof Priority.Type
 
 const Text = (field: string) =>
-  Schema.optional(
-    Schema.String.annotations({ message: (issue) => `${field} must be a string (got ${typeOf(issue.actual)})` })
-  )
+  Schema.optional(Schema.String.annotations(say((actual) => `${field} must be a string (got ${typeOf(actual)})`)))
 
-const TicketValue = Schema.Union(Schema.String, Schema.Number).annotations({
-  message: (issue) => `ticket must be a string or a number (got ${typeOf(issue.actual)})`
-})
+const TicketValue = Schema.Union(Schema.String, Schema.Number).annotations(
+  say((actual) => `ticket must be a string or a number (got ${typeOf(actual)})`)
+)
 
-const ContextObject = Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
-  message: (issue) => `context must be a JSON object (got ${typeOf(issue.actual)})`
-})
+const ContextObject = Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations(
+  say((actual) => `context must be a JSON object (got ${typeOf(actual)})`)
+)
 
 /** The fields the daemon reads; unknown fields are kept in the file and ignored. */
 export const Trigger = Schema.Struct({
-  to_agent: Schema.propertySignature(
-    AgentName.annotations({ message: (issue) => toAgentMessage(issue.actual) })
-  ).annotations({ missingMessage: () => "to_agent is missing: every trigger names the agent that runs it" }),
+  to_agent: Schema.propertySignature(AgentName).annotations({ missingMessage: () => "to_agent is missing: every trigger names the agent that runs it" }),
   from_agent: Text("from_agent"),
   action: Text("action"),
   message: Text("message"),
   command: Text("command"),
   trace_id: Text("trace_id"),
   timestamp: Schema.optional(
-    Schema.Union(Schema.String, Schema.Number).annotations({
-      message: (issue) => `timestamp must be a string or a number (got ${typeOf(issue.actual)})`
-    })
+    Schema.Union(Schema.String, Schema.Number).annotations(
+      say((actual) => `timestamp must be a string or a number (got ${typeOf(actual)})`)
+    )
   ),
   ticket: Schema.optional(TicketValue),
   context: Schema.optional(ContextObject),
   priority: Schema.optional(
-    Priority.annotations({
-      message: (issue) => `priority must be "high", "normal" or "low" (got ${JSON.stringify(issue.actual)})`
-    })
+    Priority.annotations(say((actual) => `priority must be "high", "normal" or "low" (got ${short(actual)})`))
   )
 })
 export type Trigger = typeof Trigger.Type
@@ -71,9 +67,15 @@ function toAgentMessage(actual: unknown): string {
   if (typeof actual !== "string") return `to_agent must be a string (got ${typeOf(actual)})`
   if (actual === "") return "to_agent is empty: every trigger names the agent that runs it"
   return (
-    `to_agent ${JSON.stringify(actual.length > 80 ? actual.slice(0, 80) + "…" : actual)} is not a valid agent name: ` +
+    `to_agent ${short(actual)} is not a valid agent name: ` +
     `use 1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-' and without '..'`
   )
+}
+
+/** A bad value as it appears in a reason: JSON, cut short. */
+function short(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value)
+  return text.length > 80 ? text.slice(0, 80) + "…" : text
 }
 
 function typeOf(value: unknown): string {
@@ -107,6 +109,7 @@ export const parseTrigger = (bytes: Uint8Array): Either.Either<Trigger, TriggerP
     return invalid("the file is not valid UTF-8 text")
   }
   if (text.trim() === "") return Either.left({ reason: "the file is empty", incomplete: true })
+  if (text.includes("\0")) return invalid("the file contains a NUL byte")
   const depth = jsonDepth(text)
   if (depth > MAX_JSON_DEPTH) {
     return invalid(`the JSON is nested ${depth} levels deep, over the limit of ${MAX_JSON_DEPTH}`)
@@ -132,7 +135,7 @@ function firstIssue(error: ParseResult.ParseError): string {
   const first = issues[0]
   if (!first) return "the trigger does not match the expected fields"
   const field = first.path.map(String).join(".")
-  const message = oneLine(first.message)
+  const message = oneLine(first.message).slice(0, 300)
   return field === "" || message.startsWith(field.split(".")[0]!) ? message : `${field}: ${message}`
 }
 
@@ -156,13 +159,11 @@ export function jsonDepth(text: string): number {
 }
 
 /** `context.ticket`, else the top-level `ticket`; numbers become strings. */
-export const ticketOf = (trigger: Trigger): string | null => {
-  const fromContext = trigger.context?.["ticket"]
-  const value = fromContext ?? trigger.ticket
-  if (typeof value === "string" && value !== "") return value
-  if (typeof value === "number" && Number.isFinite(value)) return String(value)
-  return null
-}
+export const ticketOf = (trigger: Trigger): string | null =>
+  ticketText(trigger.context?.["ticket"]) ?? ticketText(trigger.ticket)
+
+const ticketText = (value: unknown): string | null =>
+  typeof value === "string" && value !== "" ? value : typeof value === "number" && Number.isFinite(value) ? String(value) : null
 
 export const priorityOf = (trigger: Trigger): Priority => trigger.priority ?? "normal"
 

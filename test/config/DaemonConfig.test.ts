@@ -1,0 +1,407 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
+import { Effect, Either } from "effect"
+import {
+  DaemonConfig,
+  DEFAULT_AGENT_COMMAND,
+  defaultSettings,
+  load,
+  type LoadOptions,
+  VARIABLES,
+  type VariableName
+} from "../../src/config/DaemonConfig.js"
+import { ConfigInvalid } from "../../src/domain/errors.js"
+
+let project: string
+
+beforeEach(() => {
+  project = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-config-"))
+})
+
+afterEach(() => {
+  fs.rmSync(project, { recursive: true, force: true })
+})
+
+const writeEnv = (text: string) => fs.writeFileSync(path.join(project, ".env"), text)
+const writeConf = (text: string) => {
+  fs.mkdirSync(path.join(project, ".claude", "config"), { recursive: true })
+  fs.writeFileSync(path.join(project, ".claude", "config", "daemon.conf"), text)
+}
+
+const loadWith = (options: Partial<LoadOptions> = {}) =>
+  Effect.runPromise(Effect.either(load({ project, env: {}, ...options })))
+
+const loaded = async (options: Partial<LoadOptions> = {}) => {
+  const result = await loadWith(options)
+  if (Either.isLeft(result)) throw new Error(`expected a configuration, got: ${result.left.message}`)
+  return result.right
+}
+
+const failure = async (options: Partial<LoadOptions> = {}): Promise<ConfigInvalid> => {
+  const result = await loadWith(options)
+  if (Either.isRight(result)) throw new Error(`expected ConfigInvalid, got ${JSON.stringify(result.right.settings)}`)
+  expect(result.left).toBeInstanceOf(ConfigInvalid)
+  expect(result.left._tag).toBe("ConfigInvalid")
+  return result.left
+}
+
+describe("DaemonConfig.load", () => {
+  describe("defaults (contract §2)", () => {
+    it("match the contract", async () => {
+      const config = await loaded()
+      expect(config.settings).toEqual({
+        parallel: false,
+        maxConcurrent: 999,
+        monitorIntervalMs: 10_000,
+        agentTimeoutMs: 1_800_000,
+        killGraceMs: 10_000,
+        maxRetries: 3,
+        initialRetryDelayMs: 5_000,
+        agentCommand: [
+          "claude",
+          "--print",
+          "--permission-mode",
+          "bypassPermissions",
+          "--output-format",
+          "stream-json",
+          "--verbose"
+        ],
+        orchestratorIntervalMs: 60_000
+      })
+      expect(config.warnings).toEqual([])
+    })
+
+    it("defaultSettings equals the loaded defaults", async () => {
+      expect((await loaded()).settings).toEqual(defaultSettings)
+    })
+
+    it("the default command line is the contract's", () => {
+      expect(DEFAULT_AGENT_COMMAND).toBe(
+        "claude --print --permission-mode bypassPermissions --output-format stream-json --verbose"
+      )
+      expect(VARIABLES.AGENT_COMMAND.default).toBe(DEFAULT_AGENT_COMMAND)
+    })
+
+    it("resolves the project paths", async () => {
+      const config = await loaded()
+      expect(config.paths.root).toBe(path.resolve(project))
+      expect(config.paths.envFile).toBe(path.join(path.resolve(project), ".env"))
+      expect(config.paths.configFile).toBe(path.join(path.resolve(project), ".claude", "config", "daemon.conf"))
+    })
+
+    it("ignores unrelated environment variables", async () => {
+      const config = await loaded({ env: { PATH: "/usr/bin", HOME: "/root", UNRELATED: "x", PARALLEL: "true" } })
+      expect(config.settings).toEqual(defaultSettings)
+    })
+
+    it("an undefined environment value counts as unset", async () => {
+      const config = await loaded({ env: { MAX_CONCURRENT_AGENTS: undefined } })
+      expect(config.settings.maxConcurrent).toBe(999)
+    })
+  })
+
+  describe("precedence: flags > env > .env > daemon.conf > defaults", () => {
+    it("daemon.conf overrides the defaults", async () => {
+      writeConf("MAX_CONCURRENT_AGENTS=4\n")
+      expect((await loaded()).settings.maxConcurrent).toBe(4)
+    })
+
+    it(".env overrides daemon.conf", async () => {
+      writeConf("MAX_CONCURRENT_AGENTS=4\nMAX_RETRIES=7\n")
+      writeEnv("MAX_CONCURRENT_AGENTS=3\n")
+      const settings = (await loaded()).settings
+      expect(settings.maxConcurrent).toBe(3)
+      expect(settings.maxRetries).toBe(7)
+    })
+
+    it("the environment overrides .env", async () => {
+      writeConf("MAX_CONCURRENT_AGENTS=4\n")
+      writeEnv("MAX_CONCURRENT_AGENTS=3\nMAX_RETRIES=6\n")
+      const settings = (await loaded({ env: { MAX_CONCURRENT_AGENTS: "2" } })).settings
+      expect(settings.maxConcurrent).toBe(2)
+      expect(settings.maxRetries).toBe(6)
+    })
+
+    it("flags override the environment", async () => {
+      writeConf("MAX_CONCURRENT_AGENTS=4\n")
+      writeEnv("MAX_CONCURRENT_AGENTS=3\n")
+      const settings = (
+        await loaded({ env: { MAX_CONCURRENT_AGENTS: "2", MAX_RETRIES: "5" }, flags: { MAX_CONCURRENT_AGENTS: "1" } })
+      ).settings
+      expect(settings.maxConcurrent).toBe(1)
+      expect(settings.maxRetries).toBe(5)
+    })
+
+    it("each source supplies the variables the higher ones leave unset", async () => {
+      writeConf("AGENT_TIMEOUT=100\nAGENT_KILL_GRACE=1\nMAX_RETRIES=9\nINITIAL_RETRY_DELAY=8\n")
+      writeEnv("AGENT_KILL_GRACE=2\nMAX_RETRIES=8\nINITIAL_RETRY_DELAY=7\n")
+      const settings = (
+        await loaded({ env: { MAX_RETRIES: "4", INITIAL_RETRY_DELAY: "6" }, flags: { INITIAL_RETRY_DELAY: "3" } })
+      ).settings
+      expect(settings.agentTimeoutMs).toBe(100_000)
+      expect(settings.killGraceMs).toBe(2_000)
+      expect(settings.maxRetries).toBe(4)
+      expect(settings.initialRetryDelayMs).toBe(3_000)
+      expect(settings.monitorIntervalMs).toBe(10_000)
+    })
+
+    it("a bad value in a lower source is not consulted when a higher source sets the variable", async () => {
+      writeConf("MAX_CONCURRENT_AGENTS=abc\n")
+      writeEnv("MAX_CONCURRENT_AGENTS=xyz\n")
+      expect((await loaded({ env: { MAX_CONCURRENT_AGENTS: "5" } })).settings.maxConcurrent).toBe(5)
+    })
+
+    it("reads every variable from .env", async () => {
+      writeEnv(
+        [
+          "# starforge settings",
+          "export PARALLEL_DAEMON=true",
+          "MAX_CONCURRENT_AGENTS=8",
+          "PROCESS_MONITOR_INTERVAL=2",
+          "AGENT_TIMEOUT='600'",
+          'AGENT_KILL_GRACE="3"',
+          "MAX_RETRIES=2 # fewer",
+          "INITIAL_RETRY_DELAY=1",
+          `AGENT_COMMAND='node "/opt/my agent.js" --fast'`,
+          "ORCHESTRATOR_INTERVAL=0"
+        ].join("\n")
+      )
+      expect((await loaded()).settings).toEqual({
+        parallel: true,
+        maxConcurrent: 8,
+        monitorIntervalMs: 2_000,
+        agentTimeoutMs: 600_000,
+        killGraceMs: 3_000,
+        maxRetries: 2,
+        initialRetryDelayMs: 1_000,
+        agentCommand: ["node", "/opt/my agent.js", "--fast"],
+        orchestratorIntervalMs: 0
+      })
+    })
+  })
+
+  describe("values", () => {
+    it.each([
+      ["true", true],
+      ["TRUE", true],
+      ["1", true],
+      ["yes", true],
+      ["on", true],
+      ["false", false],
+      ["False", false],
+      ["0", false],
+      ["no", false],
+      ["off", false]
+    ])("PARALLEL_DAEMON=%s", async (value, expected) => {
+      expect((await loaded({ env: { PARALLEL_DAEMON: value } })).settings.parallel).toBe(expected)
+    })
+
+    it("accepts decimal seconds", async () => {
+      const settings = (
+        await loaded({
+          env: {
+            PROCESS_MONITOR_INTERVAL: "0.5",
+            AGENT_TIMEOUT: "1.25",
+            AGENT_KILL_GRACE: "0.1",
+            INITIAL_RETRY_DELAY: "0.05",
+            ORCHESTRATOR_INTERVAL: "2.5"
+          }
+        })
+      ).settings
+      expect(settings.monitorIntervalMs).toBe(500)
+      expect(settings.agentTimeoutMs).toBe(1_250)
+      expect(settings.killGraceMs).toBe(100)
+      expect(settings.initialRetryDelayMs).toBe(50)
+      expect(settings.orchestratorIntervalMs).toBe(2_500)
+    })
+
+    it("accepts 0 where the contract allows it", async () => {
+      const settings = (
+        await loaded({ env: { AGENT_KILL_GRACE: "0", INITIAL_RETRY_DELAY: "0", ORCHESTRATOR_INTERVAL: "0" } })
+      ).settings
+      expect(settings.killGraceMs).toBe(0)
+      expect(settings.initialRetryDelayMs).toBe(0)
+      expect(settings.orchestratorIntervalMs).toBe(0)
+    })
+
+    it("trims surrounding whitespace", async () => {
+      const settings = (await loaded({ env: { MAX_CONCURRENT_AGENTS: " 4 ", AGENT_TIMEOUT: "\t60\n" } })).settings
+      expect(settings.maxConcurrent).toBe(4)
+      expect(settings.agentTimeoutMs).toBe(60_000)
+    })
+
+    it("MAX_CONCURRENT_AGENTS=1 and MAX_RETRIES=1 are the minimum", async () => {
+      const settings = (await loaded({ env: { MAX_CONCURRENT_AGENTS: "1", MAX_RETRIES: "1" } })).settings
+      expect(settings.maxConcurrent).toBe(1)
+      expect(settings.maxRetries).toBe(1)
+    })
+
+    it("AGENT_COMMAND is split into words with quotes honoured", async () => {
+      const settings = (
+        await loaded({ env: { AGENT_COMMAND: `claude --print --append-system-prompt "be brief, please" 'a b'` } })
+      ).settings
+      expect(settings.agentCommand).toEqual(["claude", "--print", "--append-system-prompt", "be brief, please", "a b"])
+    })
+
+    it("AGENT_COMMAND keeps commas inside words", async () => {
+      const settings = (await loaded({ env: { AGENT_COMMAND: "claude --allowed-tools Read,Write,Edit" } })).settings
+      expect(settings.agentCommand).toEqual(["claude", "--allowed-tools", "Read,Write,Edit"])
+    })
+
+    // Bug: the "greater than 0" check is made on the seconds before rounding to milliseconds,
+    // so a tiny positive value is accepted and becomes a 0 ms interval/timeout.
+    it("a positive value below 0.5 ms never becomes 0 ms", async () => {
+      for (const name of ["PROCESS_MONITOR_INTERVAL", "AGENT_TIMEOUT"] as const) {
+        const result = await loadWith({ env: { [name]: "0.0001" } })
+        if (Either.isRight(result)) {
+          expect(result.right.settings.monitorIntervalMs).toBeGreaterThan(0)
+          expect(result.right.settings.agentTimeoutMs).toBeGreaterThan(0)
+        }
+      }
+    })
+
+    it("a single-word AGENT_COMMAND", async () => {
+      expect((await loaded({ env: { AGENT_COMMAND: "/bin/true" } })).settings.agentCommand).toEqual(["/bin/true"])
+    })
+  })
+
+  describe("bad values fail with ConfigInvalid naming the variable, the value and the form", () => {
+    const cases: ReadonlyArray<readonly [VariableName, string]> = [
+      ["MAX_CONCURRENT_AGENTS", "abc"],
+      ["MAX_CONCURRENT_AGENTS", "0"],
+      ["MAX_CONCURRENT_AGENTS", "-3"],
+      ["MAX_CONCURRENT_AGENTS", "2.5"],
+      ["AGENT_TIMEOUT", "-1"],
+      ["AGENT_TIMEOUT", "0"],
+      ["AGENT_TIMEOUT", "0.0"],
+      ["AGENT_TIMEOUT", "ten"],
+      ["AGENT_TIMEOUT", "10s"],
+      ["AGENT_TIMEOUT", "1e3"],
+      ["PROCESS_MONITOR_INTERVAL", "0"],
+      ["AGENT_KILL_GRACE", "-1"],
+      ["INITIAL_RETRY_DELAY", "soon"],
+      ["ORCHESTRATOR_INTERVAL", "-60"],
+      ["MAX_RETRIES", "0"],
+      ["MAX_RETRIES", "three"],
+      ["PARALLEL_DAEMON", "maybe"],
+      ["PARALLEL_DAEMON", "2"],
+      ["AGENT_COMMAND", `claude "--print`],
+      ["AGENT_COMMAND", `claude '--print`],
+      ["AGENT_COMMAND", ""],
+      ["AGENT_COMMAND", "   "]
+    ]
+
+    it.each(cases)("%s=%j from the environment", async (name, value) => {
+      const error = await failure({ env: { [name]: value } })
+      expect(error.message).toContain(name)
+      expect(error.message).toContain(JSON.stringify(value))
+      expect(error.message).toContain(VARIABLES[name].form)
+      expect(error.message).not.toContain("\n")
+    })
+
+    it("a bad value from flags", async () => {
+      const error = await failure({ flags: { MAX_RETRIES: "0" } })
+      expect(error.message).toContain("MAX_RETRIES")
+      expect(error.message).toContain('"0"')
+    })
+
+    it("a bad value from .env", async () => {
+      writeEnv("MAX_CONCURRENT_AGENTS=abc\n")
+      const error = await failure()
+      expect(error.message).toContain("MAX_CONCURRENT_AGENTS")
+      expect(error.message).toContain("abc")
+    })
+
+    it("a bad value from daemon.conf", async () => {
+      writeConf("AGENT_TIMEOUT=-1\n")
+      const error = await failure()
+      expect(error.message).toContain("AGENT_TIMEOUT")
+      expect(error.message).toContain("-1")
+    })
+
+    it("an unterminated quote in AGENT_COMMAND from .env", async () => {
+      writeEnv(`AGENT_COMMAND='claude "--print'\n`)
+      const error = await failure()
+      expect(error.message).toContain("AGENT_COMMAND")
+      expect(error.message).toContain(`claude \\"--print`)
+    })
+
+    it("several bad values report one of them", async () => {
+      const error = await failure({ env: { MAX_RETRIES: "0", AGENT_TIMEOUT: "-1" } })
+      expect(error.message).toMatch(/MAX_RETRIES|AGENT_TIMEOUT/)
+    })
+  })
+
+  describe(".env and daemon.conf are parsed, never executed", () => {
+    it("AGENT_COMMAND=$(touch pwned) creates no file and keeps the literal text", async () => {
+      const pwned = path.join(project, "pwned")
+      writeEnv(`AGENT_COMMAND=$(touch ${pwned})\nB=\`touch ${pwned}\`\n`)
+      writeConf(`ORCHESTRATOR_INTERVAL=$(touch ${pwned})\n`)
+      const cwdPwned = path.resolve("pwned")
+      const existedInCwd = fs.existsSync(cwdPwned)
+      const config = await loaded({ env: { ORCHESTRATOR_INTERVAL: "1" } })
+      expect(config.settings.agentCommand).toEqual(["$(touch", `${pwned})`])
+      expect(fs.existsSync(pwned)).toBe(false)
+      expect(fs.readdirSync(project).sort()).toEqual([".claude", ".env"])
+      if (!existedInCwd) expect(fs.existsSync(cwdPwned)).toBe(false)
+    })
+
+    it("the relative form $(touch pwned) is kept literally", async () => {
+      writeEnv("AGENT_COMMAND=$(touch pwned)\n")
+      const config = await loaded()
+      expect(config.settings.agentCommand).toEqual(["$(touch", "pwned)"])
+      expect(fs.existsSync(path.join(project, "pwned"))).toBe(false)
+    })
+
+    it("a bad value made of command substitution is reported literally", async () => {
+      const pwned = path.join(project, "pwned")
+      writeEnv(`MAX_RETRIES=$(touch ${pwned})\n`)
+      const error = await failure()
+      expect(error.message).toContain("MAX_RETRIES")
+      expect(error.message).toContain("$(touch")
+      expect(fs.existsSync(pwned)).toBe(false)
+    })
+  })
+
+  describe("warnings", () => {
+    it("garbage lines of .env and daemon.conf are reported with their line numbers", async () => {
+      writeEnv("MAX_RETRIES=2\nnot a setting\n")
+      writeConf("# conf\nAGENT_TIMEOUT='unterminated\n")
+      const config = await loaded()
+      expect(config.settings.maxRetries).toBe(2)
+      expect(config.settings.agentTimeoutMs).toBe(1_800_000)
+      expect(config.warnings).toHaveLength(2)
+      expect(config.warnings[0]).toMatch(/^\.env line 2 ignored/)
+      expect(config.warnings[1]).toMatch(/daemon\.conf line 2 ignored/)
+    })
+
+    it("an unreadable .env is a warning, not a failure", async () => {
+      fs.mkdirSync(path.join(project, ".env"))
+      const config = await loaded()
+      expect(config.settings).toEqual(defaultSettings)
+      expect(config.warnings).toHaveLength(1)
+      expect(config.warnings[0]).toMatch(/\.env could not be read/)
+    })
+
+    it("missing files give no warnings", async () => {
+      expect((await loaded()).warnings).toEqual([])
+    })
+  })
+
+  describe("layers", () => {
+    it.effect("DaemonConfig.layer provides the loaded configuration", () =>
+      Effect.gen(function*() {
+        const config = yield* DaemonConfig
+        expect(config.settings.maxConcurrent).toBe(6)
+      }).pipe(Effect.provide(DaemonConfig.layer({ project, env: { MAX_CONCURRENT_AGENTS: "6" } }))))
+
+    it.effect("DaemonConfig.layerSettings fills in defaults", () =>
+      Effect.gen(function*() {
+        const config = yield* DaemonConfig
+        expect(config.settings).toEqual({ ...defaultSettings, parallel: true })
+        expect(config.paths.root).toBe(path.resolve(project))
+      }).pipe(Effect.provide(DaemonConfig.layerSettings(project, { parallel: true }))))
+  })
+})

@@ -1,0 +1,245 @@
+/**
+ * Helpers for tests that run the real CLI against a temporary project with shell-script agents.
+ *
+ * Every project lives in its own temporary directory; `cleanup()` kills every process whose
+ * command line or working directory mentions that directory (daemon, agents, grandchildren) and
+ * removes it, so a failing test leaves nothing behind.
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+export const BIN = fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
+
+export interface CliResult {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+export interface TestProject {
+  readonly root: string
+  readonly claude: string
+  readonly triggers: string
+  /** Where the recording agent writes one line per start/end. */
+  readonly records: string
+  /** Runs `starforge <args> --project root` with the project's environment. */
+  readonly cli: (args: ReadonlyArray<string>, options?: { env?: Record<string, string>; timeoutMs?: number }) => Promise<CliResult>
+  /** Starts `starforge daemon start --foreground` as a child of the test. */
+  readonly foreground: (env?: Record<string, string>) => ChildProcess
+  /** Writes `<name>.trigger` atomically (staging file, then rename). */
+  readonly drop: (name: string, content: unknown) => string
+  readonly env: Record<string, string>
+  /** Kills every process that belongs to this project, then removes it. */
+  readonly cleanup: () => Promise<void>
+}
+
+/**
+ * The recording agent: appends `start <agent> <trigger> <ns>` and `end …` lines to `records`,
+ * then behaves as the trigger's `message` says: `sleep=S` (seconds), `exit=N`, `ignore-term`,
+ * `grandchild` (leaves a background `sleep` in its group), `fail-first` (fails attempt 1).
+ */
+const AGENT = `#!/bin/sh
+for last; do :; done
+rec="$STARFORGE_PROJECT_ROOT/records.txt"
+msg=$(printf '%s' "$last" | sed -n 's/^Message: //p')
+now() { date +%s%N; }
+echo "start $STARFORGE_AGENT_ID $(basename "$STARFORGE_TRIGGER_FILE" .processing) $STARFORGE_ATTEMPT $(now) $$" >> "$rec"
+sleep_s=$(printf '%s' "$msg" | sed -n 's/.*sleep=\\([0-9.]*\\).*/\\1/p')
+code=$(printf '%s' "$msg" | sed -n 's/.*exit=\\([0-9]*\\).*/\\1/p')
+case "$msg" in *ignore-term*) trap '' TERM ;; esac
+case "$msg" in *grandchild*) sleep 300 & echo "grandchild $!" >> "$rec" ;; esac
+case "$msg" in *fail-first*) [ "$STARFORGE_ATTEMPT" = 1 ] && code=7 ;; esac
+echo "agent $STARFORGE_AGENT_ID running: $msg"
+if [ -n "$sleep_s" ]; then
+  # Sleep in the foreground of a subshell so an ignored TERM is really ignored by the shell.
+  sleep "$sleep_s" &
+  wait $! || wait $!
+fi
+echo "end $STARFORGE_AGENT_ID $(basename "$STARFORGE_TRIGGER_FILE" .processing) $STARFORGE_ATTEMPT $(now) $$" >> "$rec"
+exit "\${code:-0}"
+`
+
+export const makeProject = (settings: Record<string, string> = {}): TestProject => {
+  const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "starforge-test-")))
+  const claude = path.join(root, ".claude")
+  const triggers = path.join(claude, "triggers")
+  fs.mkdirSync(path.join(triggers, "staging"), { recursive: true })
+  const agent = path.join(root, "agent.sh")
+  fs.writeFileSync(agent, AGENT, { mode: 0o755 })
+  const env: Record<string, string> = {
+    PATH: process.env["PATH"] ?? "/usr/bin:/bin",
+    HOME: process.env["HOME"] ?? root,
+    AGENT_COMMAND: agent,
+    ORCHESTRATOR_INTERVAL: "0",
+    PARALLEL_DAEMON: "true",
+    AGENT_KILL_GRACE: "1",
+    INITIAL_RETRY_DELAY: "0.2",
+    PROCESS_MONITOR_INTERVAL: "1",
+    ...settings
+  }
+  let counter = 0
+  const project: TestProject = {
+    root,
+    claude,
+    triggers,
+    records: path.join(root, "records.txt"),
+    env,
+    cli: (args, options = {}) =>
+      new Promise((resolve) => {
+        execFile(
+          process.execPath,
+          [BIN, ...args, "--project", root],
+          { cwd: root, env: { ...env, ...options.env }, timeout: options.timeoutMs ?? 60_000 },
+          (error, stdout, stderr) => {
+            const code = error ? (typeof error.code === "number" ? error.code : 1) : 0
+            resolve({ code, stdout, stderr })
+          }
+        )
+      }),
+    foreground: (extra = {}) =>
+      spawn(process.execPath, [BIN, "daemon", "start", "--foreground", "--project", root], {
+        cwd: root,
+        env: { ...env, ...extra },
+        stdio: ["ignore", "pipe", "pipe"]
+      }),
+    drop: (name, content) => {
+      const staged = path.join(triggers, "staging", `${name}.${counter++}.tmp`)
+      fs.writeFileSync(staged, typeof content === "string" ? content : JSON.stringify(content))
+      const target = path.join(triggers, `${name}.trigger`)
+      fs.renameSync(staged, target)
+      return target
+    },
+    cleanup: async () => {
+      killProjectProcesses(root)
+      await waitFor(() => projectProcesses(root).length === 0, { timeoutMs: 10_000, what: "project processes to exit" })
+      fs.rmSync(root, { recursive: true, force: true })
+    }
+  }
+  return project
+}
+
+/** Live (non-zombie) processes whose command line, environment or cwd mentions `root`. */
+export const projectProcesses = (root: string): Array<{ pid: number; cmdline: string }> => {
+  const found: Array<{ pid: number; cmdline: string }> = []
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    const pid = Number(entry)
+    if (pid === process.pid) continue
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+      const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+      if (state === "Z" || state === "X") continue
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ")
+      let cwd = ""
+      try {
+        cwd = fs.readlinkSync(`/proc/${pid}/cwd`)
+      } catch {
+        // Not ours to read.
+      }
+      let environ = ""
+      try {
+        environ = fs.readFileSync(`/proc/${pid}/environ`, "utf8")
+      } catch {
+        // Not ours to read.
+      }
+      if (cmdline.includes(root) || cwd.startsWith(root) || environ.includes(root)) found.push({ pid, cmdline })
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return found
+}
+
+export const killProjectProcesses = (root: string) => {
+  for (const { pid } of projectProcesses(root)) {
+    try {
+      process.kill(pid, "SIGKILL")
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/** Polls `condition` until it holds; throws with `what` after the deadline. */
+export const waitFor = async <A>(
+  condition: () => A | undefined | false | null | Promise<A | undefined | false | null>,
+  options: { timeoutMs?: number; intervalMs?: number; what: string }
+): Promise<A> => {
+  const deadline = Date.now() + (options.timeoutMs ?? 20_000)
+  for (;;) {
+    const value = await condition()
+    if (value !== undefined && value !== false && value !== null) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${options.what}`)
+    await new Promise((r) => setTimeout(r, options.intervalMs ?? 50))
+  }
+}
+
+export const readJson = <A = any>(file: string): A => JSON.parse(fs.readFileSync(file, "utf8")) as A
+
+export const listDir = (dir: string): Array<string> => {
+  try {
+    return fs.readdirSync(dir).sort()
+  } catch {
+    return []
+  }
+}
+
+export interface AgentRecord {
+  readonly kind: "start" | "end"
+  readonly agent: string
+  readonly trigger: string
+  readonly attempt: number
+  readonly ns: bigint
+  readonly pid: number
+}
+
+/** The recording agent's start/end lines. */
+export const records = (project: TestProject): Array<AgentRecord> => {
+  let text = ""
+  try {
+    text = fs.readFileSync(project.records, "utf8")
+  } catch {
+    return []
+  }
+  return text.split("\n").filter((l) => l.startsWith("start ") || l.startsWith("end ")).map((line) => {
+    const [kind, agent, trigger, attempt, ns, pid] = line.split(" ")
+    return {
+      kind: kind as "start" | "end",
+      agent: agent!,
+      trigger: trigger!,
+      attempt: Number(attempt),
+      ns: BigInt(ns!),
+      pid: Number(pid)
+    }
+  })
+}
+
+export const daemonLog = (project: TestProject): string => {
+  try {
+    return fs.readFileSync(path.join(project.claude, "logs", "daemon.log"), "utf8")
+  } catch {
+    return ""
+  }
+}
+
+export const isAlive = (pid: number): boolean => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+    return state !== "Z" && state !== "X"
+  } catch {
+    return false
+  }
+}
+
+/** A trigger body for the recording agent. */
+export const trigger = (agent: string, message = "", extra: Record<string, unknown> = {}) => ({
+  to_agent: agent,
+  from_agent: "test",
+  action: "work",
+  message,
+  ...extra
+})
