@@ -1,16 +1,15 @@
 /** The `starforge` command tree (contract §1). `bin.ts` runs it. */
 import { Command } from "@effect/cli"
-import { createRequire } from "node:module"
 import { daemonCommand } from "./daemon.js"
 import { dlqCommand } from "./dlq.js"
 import { slotsCommand } from "./slots.js"
 import { triggerCommand } from "./trigger.js"
 
-const { version } = createRequire(import.meta.url)("../../package.json") as { version: string }
+import { VERSION } from "../version.js"
 
 const root = Command.make("starforge").pipe(
   Command.withDescription("Runs AI coding agents in parallel from a queue of JSON trigger files."),
   Command.withSubcommands([daemonCommand, triggerCommand, slotsCommand, dlqCommand])
 )
 
-export const run = Command.run(root, { name: "starforge", version })
+export const run = Command.run(root, { name: "starforge", version: VERSION })

@@ -16,7 +16,8 @@ import { isValidAgentName } from "../domain/Trigger.js"
 import * as procfs from "../process/procfs.js"
 import { countTriggers, ExitWith, jsonOption, printJson, projectOption, resolveProject, table, tailLines } from "./shared.js"
 
-const BIN = fileURLToPath(new URL("../bin.js", import.meta.url))
+/** This program, to start the background daemon with (the bundle and the tsc build alike). */
+const bin = () => fs.realpathSync(process.argv[1] ?? fileURLToPath(import.meta.url))
 
 const setOption = Options.keyValueMap("set").pipe(
   Options.optional,
@@ -104,7 +105,7 @@ const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
     fs.mkdirSync(paths.logs, { recursive: true })
     // Crashes the daemon cannot log itself end up here rather than nowhere.
     const out = fs.openSync(path.join(paths.logs, "daemon.out"), "a")
-    const args = [...process.execArgv, BIN, "daemon", "start", "--foreground", "--project", paths.root]
+    const args = [...process.execArgv, bin(), "daemon", "start", "--foreground", "--project", paths.root]
     for (const [k, v] of Object.entries(flagsOf(startFlags))) args.push("--set", `${k}=${v}`)
     const message = yield* Effect.async<StartMessage>((resume) => {
       const child = spawn(process.execPath, args, {
