@@ -68,6 +68,8 @@ const runForeground = (paths: ProjectPaths, flags: Record<string, string>) => {
     // Runtime's own signal handlers go after the first signal; these keep a second Ctrl-C from
     // killing the daemon halfway through its shutdown (which would orphan the agents).
     const ignore = () => {}
+    // A closed terminal must not crash the daemon through its log echo.
+    process.stderr.on("error", ignore)
     yield* Effect.acquireRelease(
       Effect.sync(() => {
         process.on("SIGINT", ignore)
@@ -115,7 +117,12 @@ const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
         env: { ...process.env, STARFORGE_BACKGROUND: "1" }
       })
       fs.closeSync(out)
-      const timer = setTimeout(() => finish({ type: "error", message: "the daemon did not become ready within 30 seconds" }), 30_000)
+      // Start-up may first stop agents left by a crashed daemon, each within its kill grace.
+      const readyWithinMs = 60_000
+      const timer = setTimeout(
+        () => finish({ type: "error", message: `the daemon did not become ready within ${readyWithinMs / 1000} seconds` }),
+        readyWithinMs
+      )
       const finish = (m: StartMessage) => {
         clearTimeout(timer)
         child.removeAllListeners()
@@ -235,6 +242,8 @@ export const readStatus = (paths: ProjectPaths) =>
     const busy = Object.values(slots).filter((s) => s.status === "busy").length
     const processing = countTriggers(paths.triggers, ".processing")
     const running = hello ? Math.min(busy, processing) : 0
+    // Without a daemon, claimed triggers go back to the queue at the next start.
+    const interrupted = hello ? 0 : processing
     return {
       running: hello !== undefined,
       pid: hello?.pid ?? null,
@@ -242,10 +251,10 @@ export const readStatus = (paths: ProjectPaths) =>
       max_concurrent: settings ? (settings.parallel ? settings.maxConcurrent : 1) : null,
       uptime_seconds: hello ? Math.max(0, Math.floor((Date.now() - Date.parse(hello.started)) / 1000)) : null,
       queue: {
-        pending: countTriggers(paths.triggers),
+        pending: countTriggers(paths.triggers) + interrupted,
         running,
         done: countTriggers(paths.processed),
-        failed: processing - running,
+        failed: processing - running - interrupted,
         invalid: countTriggers(paths.invalid),
         dead_letter: countTriggers(paths.deadLetter)
       },

@@ -81,12 +81,14 @@ export const make = (
       countBusy: Effect.map(Ref.get(table), (t) => busyNames(t).length),
       cleanupOrphans: (isOrphan) =>
         Effect.gen(function*() {
-          const released: Array<ReleasedSlot> = []
           const current = yield* Ref.get(table)
-          for (const agent of busyNames(current)) {
-            const slot = current[agent]!
-            if (yield* isOrphan(agent, slot)) released.push({ agent, slot })
-          }
+          // Concurrently: each check may wait a kill grace for an orphan to stop.
+          const checked = yield* Effect.forEach(
+            busyNames(current),
+            (agent) => Effect.map(isOrphan(agent, current[agent]!), (orphan) => (orphan ? { agent, slot: current[agent]! } : undefined)),
+            { concurrency: "unbounded" }
+          )
+          const released = checked.filter((r): r is ReleasedSlot => r !== undefined)
           if (released.length > 0) {
             yield* change((t) => {
               const next = { ...t }
