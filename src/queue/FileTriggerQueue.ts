@@ -61,8 +61,12 @@ export const make = Effect.gen(function*() {
       yield* log.event("INVALID", `${name}${SUFFIX}: ${reason} (moved to ${path.relative(paths.root, moved)})`)
     }).pipe(Effect.catchAll((error) => log.event("ERROR", error.message)))
 
+  const scanning = yield* Effect.makeSemaphore(1)
+
   /** Reads one top-level `X.trigger` and files it: pending, invalid, or read again later. */
-  const scan = (name: string): Effect.Effect<void> =>
+  const scan = (name: string): Effect.Effect<void> => scanning.withPermits(1)(scanUnlocked(name))
+
+  const scanUnlocked = (name: string): Effect.Effect<void> =>
     Effect.gen(function*() {
       if (claimed.has(name)) return
       const file = path.join(paths.triggers, name + SUFFIX)
@@ -162,9 +166,9 @@ export const make = Effect.gen(function*() {
     Effect.forkScoped
   )
 
-  const move = (claimedTrigger: ClaimedTrigger, dir: string, name: string, operation: string) =>
+  const move = (claimedTrigger: ClaimedTrigger, dir: string, name: string, operation: string, companions: ReadonlyArray<string> = []) =>
     Effect.try({
-      try: () => moveNoClobber(claimedTrigger.file, dir, name),
+      try: () => moveNoClobber(claimedTrigger.file, dir, name, companions),
       catch: storage(operation, claimedTrigger.file)
     })
 
@@ -197,9 +201,13 @@ export const make = Effect.gen(function*() {
         catch: storage("claiming", path.join(paths.triggers, t.name + SUFFIX))
       }),
     requeue: (c) =>
-      move(c, paths.triggers, c.queued.name + SUFFIX, "requeueing").pipe(
-        Effect.zipRight(release(c.queued.name))
-      ),
+      Effect.gen(function*() {
+        const to = yield* move(c, paths.triggers, c.queued.name + SUFFIX, "requeueing")
+        yield* release(c.queued.name)
+        // A same-name trigger that arrived meanwhile kept its name; this one took a free variant.
+        const stem = path.basename(to).slice(0, -SUFFIX.length)
+        if (stem !== c.queued.name) yield* scan(stem)
+      }),
     complete: (c, completion) =>
       Effect.gen(function*() {
         const fileName = c.queued.name + SUFFIX
@@ -208,7 +216,7 @@ export const make = Effect.gen(function*() {
           yield* release(c.queued.name)
           return to
         }
-        const to = yield* move(c, paths.deadLetter, fileName, "moving to the dead-letter queue")
+        const to = yield* move(c, paths.deadLetter, fileName, "moving to the dead-letter queue", [".meta.json"])
         yield* writeFileAtomic(`${to}.meta.json`, JSON.stringify(completion.meta, null, 2) + "\n")
         yield* release(c.queued.name)
         return to

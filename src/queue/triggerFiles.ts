@@ -10,20 +10,24 @@ import { fileSafe, MAX_TRIGGER_BYTES } from "../domain/Trigger.js"
 
 const exists = (file: string) => fs.lstatSync(file, { throwIfNoEntry: false }) !== undefined
 
-/** `name` in `dir`, or `stem-2.ext`, `stem-3.ext`… when taken. */
-export const freeName = (dir: string, name: string): string => {
-  if (!exists(path.join(dir, name))) return path.join(dir, name)
+/**
+ * `name` in `dir`, or `stem-2.ext`, `stem-3.ext`… when taken. A name is only free when its
+ * `companions` (suffixes such as `.meta.json`) are free too.
+ */
+export const freeName = (dir: string, name: string, companions: ReadonlyArray<string> = []): string => {
+  const free = (candidate: string) => !exists(candidate) && companions.every((c) => !exists(candidate + c))
+  if (free(path.join(dir, name))) return path.join(dir, name)
   const dot = name.lastIndexOf(".") > 0 ? name.lastIndexOf(".") : name.length
   for (let n = 2; ; n++) {
     const candidate = path.join(dir, `${name.slice(0, dot)}-${n}${name.slice(dot)}`)
-    if (!exists(candidate)) return candidate
+    if (free(candidate)) return candidate
   }
 }
 
 /** Moves `from` into `dir` as `name` (or a free variant); never overwrites. Returns the new path. */
-export const moveNoClobber = (from: string, dir: string, name: string): string => {
+export const moveNoClobber = (from: string, dir: string, name: string, companions: ReadonlyArray<string> = []): string => {
   fs.mkdirSync(dir, { recursive: true })
-  const to = freeName(dir, name)
+  const to = freeName(dir, name, companions)
   fs.renameSync(from, to)
   return to
 }

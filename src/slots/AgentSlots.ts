@@ -13,6 +13,7 @@ import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { type BusyInfo, busySlot, idleSlot, type Slot, SlotTable } from "../domain/Slot.js"
 import { archiveStamp } from "../domain/time.js"
+import { freeName } from "../queue/triggerFiles.js"
 
 export interface ProcessInfo {
   readonly pid: number
@@ -121,7 +122,7 @@ export const loadTable = (file: string, now: number): LoadedTable => {
   }
   const decoded = decodeTable(text)
   if (decoded._tag === "Right") return { table: decoded.right }
-  const copy = `${file}.corrupt-${archiveStamp(now)}`
+  const copy = freeName(path.dirname(file), `${path.basename(file)}.corrupt-${archiveStamp(now)}`)
   try {
     fs.copyFileSync(file, copy)
   } catch {

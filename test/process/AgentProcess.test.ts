@@ -1,0 +1,452 @@
+/**
+ * The real Node process layer with real `sh -c` scripts in a temporary directory.
+ *
+ * Every process a test starts (agents, their groups, processes started by the test itself) is
+ * recorded and SIGKILLed in `afterEach`, which then waits until they are gone, so a failing test
+ * leaves nothing behind.
+ */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber } from "effect"
+import type { ExitStatus } from "../../src/domain/Outcome.js"
+import { type AgentRunSpec, makeNode, type SpawnInfo } from "../../src/process/AgentProcess.js"
+
+const KILL_GRACE_MS = 1_000
+
+// ---------------------------------------------------------------------------------------------
+// Bookkeeping: temp dirs and every process started, cleaned up after each test.
+// ---------------------------------------------------------------------------------------------
+
+const tempDirs: Array<string> = []
+/** Process ids (each also a process group id) started during the current test. */
+const startedPids = new Set<number>()
+
+/** Fields after the command name of `/proc/<pid>/stat`; index 0 is field 3 (state). */
+const statFields = (pid: number): Array<string> | undefined => {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return text.slice(text.lastIndexOf(")") + 2).trim().split(" ")
+  } catch {
+    return undefined
+  }
+}
+
+/** Live means present and not a zombie (a zombie holds nothing and may linger unreaped). */
+const isAlive = (pid: number): boolean => {
+  const fields = statFields(pid)
+  return fields !== undefined && fields[0] !== "Z" && fields[0] !== "X"
+}
+
+/** `/proc/<pid>/stat` field 22 (start time in clock ticks since boot). */
+const startTimeField = (pid: number): string | undefined => statFields(pid)?.[19]
+
+/** Live processes whose process group is `pgid`. */
+const groupMembers = (pgid: number): Array<number> =>
+  fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e)).map(Number).filter((pid) => {
+    const fields = statFields(pid)
+    return fields !== undefined && fields[0] !== "Z" && fields[0] !== "X" && Number(fields[3]) === pgid
+  })
+
+const commOf = (pid: number): string | undefined => {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim()
+  } catch {
+    return undefined
+  }
+}
+
+/** Live processes whose environment holds `marker`. */
+const processesWithEnv = (marker: string): Array<number> =>
+  fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e)).map(Number).filter((pid) => {
+    try {
+      return isAlive(pid) && fs.readFileSync(`/proc/${pid}/environ`, "utf8").includes(marker)
+    } catch {
+      return false
+    }
+  })
+
+const killQuietly = (pid: number) => {
+  for (const target of [-pid, pid]) {
+    try {
+      process.kill(target, "SIGKILL")
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+const sleepMs = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+afterEach(async () => {
+  const pids = Array.from(startedPids)
+  startedPids.clear()
+  for (const pid of pids) killQuietly(pid)
+  const deadline = Date.now() + 5_000
+  while (pids.some((pid) => isAlive(pid) || groupMembers(pid).length > 0) && Date.now() < deadline) await sleepMs(25)
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+  const left = pids.filter((pid) => isAlive(pid) || groupMembers(pid).length > 0)
+  if (left.length > 0) throw new Error(`processes survived the test: ${left.join(", ")}`)
+})
+
+const makeTempDir = () => {
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "starforge-proc-")))
+  tempDirs.push(dir)
+  return dir
+}
+
+/** Polls a condition on the real clock; dies after the deadline. */
+const waitUntil = (what: string, condition: () => boolean, timeoutMs = 5_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    while (!condition()) {
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
+      yield* Effect.sleep("20 millis")
+    }
+  })
+
+const HEADER = ["Agent: dev-a", "Trigger: t.trigger", "Started: 2025-10-25T05:00:00Z"]
+
+/** A run of `sh -c script` in `dir`; every spawned pid is recorded for clean-up. */
+const shSpec = (
+  dir: string,
+  script: string,
+  overrides: Partial<AgentRunSpec> & { readonly log?: string } = {}
+): AgentRunSpec => {
+  const { log, onSpawn, ...rest } = overrides
+  return {
+    agent: "dev-a",
+    command: "sh",
+    args: ["-c", script],
+    cwd: dir,
+    env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" },
+    logFile: path.join(dir, log ?? "agent.log"),
+    header: HEADER,
+    onSpawn: (info: SpawnInfo) =>
+      Effect.sync(() => startedPids.add(info.pid)).pipe(Effect.zipRight(onSpawn ? onSpawn(info) : Effect.void)),
+    ...rest
+  }
+}
+
+const readLog = (file: string) => fs.readFileSync(file, "utf8")
+
+/** The log starts with the header lines and a blank line. */
+const expectHeader = (log: string) => {
+  expect(log.startsWith(HEADER.join("\n") + "\n\n")).toBe(true)
+}
+
+const ISO = "\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z"
+
+const runner = makeNode(KILL_GRACE_MS)
+
+/** Starts a detached `sh -c script` of our own (its own group), recorded for clean-up. */
+const startDetached = (script: string) =>
+  Effect.gen(function*() {
+    const child = spawn("sh", ["-c", script], { detached: true, stdio: "ignore" })
+    const pid = child.pid
+    if (pid === undefined) return yield* Effect.die(new Error("could not start sh"))
+    startedPids.add(pid)
+    child.unref()
+    yield* waitUntil(`process ${pid} to run`, () => startTimeField(pid) !== undefined)
+    return { child, pid, startTime: startTimeField(pid)! }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+describe("AgentProcess (Node)", { timeout: 15_000 }, () => {
+  it.live("never loses the output of a fast-exiting child (30 runs)", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const statuses = yield* Effect.forEach(
+        Array.from({ length: 30 }, (_, i) => i),
+        (i) => runner.run(shSpec(dir, "echo out; echo err >&2; exit 3", { log: `run-${i}.log` })),
+        { concurrency: 5 }
+      )
+      for (const status of statuses) expect(status).toMatchObject({ _tag: "Exited", code: 3 })
+      for (let i = 0; i < 30; i++) {
+        const log = readLog(path.join(dir, `run-${i}.log`))
+        expectHeader(log)
+        const body = log.slice(HEADER.join("\n").length)
+        expect(body.split("\n")).toContain("out")
+        expect(body.split("\n")).toContain("err")
+        expect(log).toMatch(new RegExp(`\\nFailed: ${ISO}\\nExit code: 3\\n$`))
+        // The output comes before the footer.
+        expect(log.indexOf("out\n")).toBeLessThan(log.indexOf("Failed:"))
+        expect(log.indexOf("err\n")).toBeLessThan(log.indexOf("Failed:"))
+      }
+    }))
+
+  it.live("header lines come first; output and a success footer follow", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const status = yield* runner.run(shSpec(dir, "echo hello; echo \"$MY_VAR\"; pwd", { env: { PATH: process.env["PATH"]!, MY_VAR: "from-env" } }))
+      expect(status).toMatchObject({ _tag: "Exited", code: 0 })
+      const log = readLog(path.join(dir, "agent.log"))
+      expect(log.split("\n").slice(0, 4)).toEqual([...HEADER, ""])
+      expect(log).toMatch(new RegExp(`^${HEADER.join("\\n")}\\n\\nhello\\nfrom-env\\n${dir}\\n\\nCompleted: ${ISO}\\nExit code: 0\\n$`))
+    }))
+
+  it.live("appends to an existing log file", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      fs.writeFileSync(path.join(dir, "agent.log"), "earlier line\n")
+      yield* runner.run(shSpec(dir, "echo later"))
+      const log = readLog(path.join(dir, "agent.log"))
+      expect(log.startsWith("earlier line\n" + HEADER.join("\n"))).toBe(true)
+      expect(log).toContain("later\n")
+    }))
+
+  it.live("stdin is closed: cat exits at once", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const started = Date.now()
+      const status = yield* runner.run(shSpec(dir, "cat; echo \"cat=$?\"")).pipe(
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("cat is still waiting on stdin") })
+      )
+      expect(status).toMatchObject({ _tag: "Exited", code: 0 })
+      expect(Date.now() - started).toBeLessThan(5_000)
+      expect(readLog(path.join(dir, "agent.log"))).toContain("cat=0\n")
+    }))
+
+  it.live("exit codes and signals", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const cases: Array<[string, ExitStatus["_tag"], string, RegExp]> = [
+        ["exit 0", "Exited", "0", new RegExp(`\\nCompleted: ${ISO}\\nExit code: 0\\n$`)],
+        ["exit 42", "Exited", "42", new RegExp(`\\nFailed: ${ISO}\\nExit code: 42\\n$`)],
+        ["kill -KILL $$", "Signaled", "SIGKILL", new RegExp(`\\nFailed: ${ISO}\\nSignal: SIGKILL\\n$`)],
+        ["kill -TERM $$", "Signaled", "SIGTERM", new RegExp(`\\nFailed: ${ISO}\\nSignal: SIGTERM\\n$`)],
+        ["kill -SEGV $$", "Signaled", "SIGSEGV", new RegExp(`\\nFailed: ${ISO}\\nSignal: SIGSEGV\\n$`)]
+      ]
+      for (const [script, tag, value, footer] of cases) {
+        const log = `${script.replace(/\W+/g, "_")}.log`
+        const status = yield* runner.run(shSpec(dir, script, { log }))
+        expect(status._tag).toBe(tag)
+        if (status._tag === "Exited") expect(String(status.code)).toBe(value)
+        if (status._tag === "Signaled") expect(status.signal).toBe(value)
+        expect(readLog(path.join(dir, log))).toMatch(footer)
+      }
+    }))
+
+  it.live("a missing command is SpawnFailed naming AGENT_COMMAND, with an Error footer", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      let spawned = false
+      const status = yield* runner.run({
+        ...shSpec(dir, ""),
+        command: path.join(dir, "no-such-agent"),
+        args: ["--print"],
+        onSpawn: () => Effect.sync(() => void (spawned = true))
+      })
+      expect(status._tag).toBe("SpawnFailed")
+      if (status._tag !== "SpawnFailed") return
+      expect(status.message).toContain("AGENT_COMMAND")
+      expect(status.message).toContain("no-such-agent")
+      expect(spawned).toBe(false)
+      const log = readLog(path.join(dir, "agent.log"))
+      expectHeader(log)
+      expect(log).toMatch(new RegExp(`\\nFailed: ${ISO}\\nError: [^\\n]*AGENT_COMMAND[^\\n]*\\n$`))
+    }))
+
+  it.live("a command that is not executable is SpawnFailed", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const script = path.join(dir, "agent.sh")
+      fs.writeFileSync(script, "#!/bin/sh\necho hi\n", { mode: 0o644 })
+      const status = yield* runner.run({ ...shSpec(dir, ""), command: script, args: [] })
+      expect(status._tag).toBe("SpawnFailed")
+      if (status._tag === "SpawnFailed") expect(status.message).toContain("AGENT_COMMAND")
+      expect(readLog(path.join(dir, "agent.log"))).toMatch(/\nError: [^\n]+\n$/)
+    }))
+
+  it.live("a missing working directory is SpawnFailed", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const missing = path.join(dir, "no-such-worktree")
+      const status = yield* runner.run(shSpec(dir, "echo should-not-run", { cwd: missing }))
+      expect(status._tag).toBe("SpawnFailed")
+      if (status._tag === "SpawnFailed") expect(status.message).toContain(missing)
+      const log = readLog(path.join(dir, "agent.log"))
+      expect(log).not.toContain("should-not-run")
+      expect(log).toMatch(new RegExp(`\\nFailed: ${ISO}\\nError: [^\\n]+\\n$`))
+    }))
+
+  it.live("a log file that cannot be written fails the run with a StorageError", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const error = yield* Effect.flip(runner.run(shSpec(dir, "echo x", { logFile: path.join(dir, "no", "such", "dir.log") })))
+      expect(error._tag).toBe("StorageError")
+    }))
+
+  it.live("onSpawn receives the pid (a group leader) and the /proc start time (field 22)", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const go = path.join(dir, "go")
+      let seen: { info: SpawnInfo; field22: string | undefined; pgid: string | undefined } | undefined
+      const status = yield* runner.run(
+        shSpec(dir, `while [ ! -e '${go}' ]; do sleep 0.02; done; exit 0`, {
+          onSpawn: (info) =>
+            Effect.sync(() => {
+              // The child is still waiting for `go`: its /proc entry is there to compare with.
+              seen = { info, field22: startTimeField(info.pid), pgid: statFields(info.pid)?.[2] }
+              fs.writeFileSync(go, "")
+            })
+        })
+      ).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("the child never saw go") }))
+      expect(status).toMatchObject({ _tag: "Exited", code: 0 })
+      expect(seen).toBeDefined()
+      expect(seen!.info.pid).toBeGreaterThan(0)
+      expect(seen!.field22).toBeDefined()
+      expect(seen!.info.startTime).toBe(seen!.field22)
+      expect(seen!.pgid).toBe(String(seen!.info.pid))
+    }))
+
+  it.live("interrupting a run of a child that ignores SIGTERM stops its whole group within the grace + 2 s", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const spawned = yield* Deferred.make<SpawnInfo>()
+      const log = path.join(dir, "agent.log")
+      const fiber = yield* runner.run(
+        shSpec(dir, "trap \"\" TERM; echo ready; sleep 30", {
+          onSpawn: (info) => Deferred.succeed(spawned, info).pipe(Effect.asVoid)
+        })
+      ).pipe(Effect.fork)
+      const { pid } = yield* Deferred.await(spawned)
+      // Wait until the trap is installed (the line after it ran) and the sleep runs.
+      yield* waitUntil("the script to be ready", () => fs.readFileSync(log, "utf8").includes("ready\n"))
+      yield* waitUntil("the sleep to run", () => groupMembers(pid).some((p) => commOf(p) === "sleep"))
+      const members = groupMembers(pid)
+      members.forEach((p) => startedPids.add(p))
+      const started = Date.now()
+      yield* Fiber.interrupt(fiber)
+      const elapsed = Date.now() - started
+      expect(elapsed).toBeLessThan(KILL_GRACE_MS + 2_000)
+      // SIGTERM was ignored, so it took the SIGKILL after the grace.
+      expect(elapsed).toBeGreaterThanOrEqual(KILL_GRACE_MS - 50)
+      expect(groupMembers(pid)).toEqual([])
+      for (const p of members) expect(isAlive(p)).toBe(false)
+      expect(readLog(log)).toMatch(new RegExp(`\\nFailed: ${ISO}\\nSignal: SIGKILL\\n$`))
+    }))
+
+  it.live("interrupting a run of a well-behaved child stops it at once with SIGTERM", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const spawned = yield* Deferred.make<SpawnInfo>()
+      const fiber = yield* runner.run(
+        shSpec(dir, "sleep 30", { onSpawn: (info) => Deferred.succeed(spawned, info).pipe(Effect.asVoid) })
+      ).pipe(Effect.fork)
+      const { pid } = yield* Deferred.await(spawned)
+      const started = Date.now()
+      yield* Fiber.interrupt(fiber)
+      expect(Date.now() - started).toBeLessThan(KILL_GRACE_MS)
+      expect(groupMembers(pid)).toEqual([])
+      expect(readLog(path.join(dir, "agent.log"))).toMatch(/\nSignal: SIGTERM\n$/)
+    }))
+
+  it.live("a background grandchild left by a child that exits 0 is gone once the run completes", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const gcFile = path.join(dir, "grandchild.pid")
+      let leader = 0
+      const status = yield* runner.run(
+        shSpec(dir, `sleep 300 & echo $! > '${gcFile}'; exit 0`, {
+          onSpawn: (info) => Effect.sync(() => void (leader = info.pid))
+        })
+      )
+      expect(status).toMatchObject({ _tag: "Exited", code: 0 })
+      const grandchild = Number(fs.readFileSync(gcFile, "utf8").trim())
+      startedPids.add(grandchild)
+      expect(grandchild).toBeGreaterThan(0)
+      expect(isAlive(grandchild)).toBe(false)
+      expect(groupMembers(leader)).toEqual([])
+    }))
+
+  it.live("a grandchild that ignores SIGTERM is SIGKILLed after the grace once the run completes", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const gcFile = path.join(dir, "grandchild.pid")
+      let leader = 0
+      const started = Date.now()
+      const status = yield* runner.run(
+        shSpec(dir, `trap "" TERM; sleep 300 & echo $! > '${gcFile}'; exit 5`, {
+          onSpawn: (info) => Effect.sync(() => void (leader = info.pid))
+        })
+      )
+      const elapsed = Date.now() - started
+      expect(status).toMatchObject({ _tag: "Exited", code: 5 })
+      const grandchild = Number(fs.readFileSync(gcFile, "utf8").trim())
+      startedPids.add(grandchild)
+      expect(isAlive(grandchild)).toBe(false)
+      expect(groupMembers(leader)).toEqual([])
+      expect(elapsed).toBeLessThan(KILL_GRACE_MS + 2_000)
+      expect(readLog(path.join(dir, "agent.log"))).toMatch(new RegExp(`\\nFailed: ${ISO}\\nExit code: 5\\n$`))
+    }))
+
+  it.live("interrupting a run at once, before onSpawn, leaves no process behind", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const marker = `starforge-test-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2)}`
+      const tagged = () => processesWithEnv(marker)
+      for (let i = 0; i < 5; i++) {
+        const fiber = yield* runner.run(
+          shSpec(dir, "sleep 30; echo done", {
+            log: `run-${i}.log`,
+            env: { PATH: process.env["PATH"]!, STARFORGE_TEST_MARKER: marker }
+          })
+        ).pipe(Effect.fork)
+        // Interrupt at different points of the start-up: before the fiber runs, during the spawn…
+        for (let k = 0; k < i; k++) yield* Effect.yieldNow()
+        yield* Fiber.interrupt(fiber).pipe(
+          Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("the interrupt did not finish") })
+        )
+        tagged().forEach((pid) => startedPids.add(pid))
+        expect(tagged()).toEqual([])
+      }
+      // At least some of the runs got as far as spawning their child, and each of those was stopped.
+      const logs = fs.readdirSync(dir).filter((n) => n.endsWith(".log"))
+      expect(logs.length).toBeGreaterThan(0)
+      for (const log of logs) expect(readLog(path.join(dir, log))).toMatch(/\nSignal: SIG(TERM|KILL)\n$/)
+    }))
+
+  it.live("stopOrphan on a live process with its recorded start time stops it", () =>
+    Effect.gen(function*() {
+      const { pid, startTime } = yield* startDetached("sleep 30 & wait")
+      yield* waitUntil("the group to have its sleep", () => groupMembers(pid).length >= 2)
+      const members = groupMembers(pid)
+      members.forEach((p) => startedPids.add(p))
+      const fate = yield* runner.stopOrphan(pid, startTime)
+      expect(fate).toBe("stopped")
+      expect(isAlive(pid)).toBe(false)
+      for (const p of members) expect(isAlive(p)).toBe(false)
+      expect(groupMembers(pid)).toEqual([])
+    }))
+
+  it.live("stopOrphan on a live process with a different start time leaves it alone", () =>
+    Effect.gen(function*() {
+      const { pid, startTime } = yield* startDetached("sleep 30")
+      const fate = yield* runner.stopOrphan(pid, String(BigInt(startTime) + 1n))
+      expect(fate).toBe("different")
+      expect(isAlive(pid)).toBe(true)
+      // Without a recorded start time a pid cannot be verified, so it is never signalled either.
+      expect(yield* runner.stopOrphan(pid, null)).toBe("different")
+      expect(isAlive(pid)).toBe(true)
+      killQuietly(pid)
+      yield* waitUntil(`process ${pid} to die`, () => !isAlive(pid))
+    }))
+
+  it.live("stopOrphan on a dead pid is gone", () =>
+    Effect.gen(function*() {
+      const { pid, startTime, child } = yield* startDetached("exec sleep 30")
+      const exited = new Promise((resolve) => child.once("exit", resolve))
+      killQuietly(pid)
+      yield* Effect.promise(() => exited)
+      yield* waitUntil(`process ${pid} to die`, () => !isAlive(pid))
+      expect(yield* runner.stopOrphan(pid, startTime)).toBe("gone")
+      // A pid above the kernel's maximum can never exist.
+      expect(yield* runner.stopOrphan(2 ** 22 + 12345, "1")).toBe("gone")
+    }))
+})
