@@ -3,6 +3,7 @@
 import { ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Layer, Logger } from "effect"
+import { helpFirst } from "./cli/argv.js"
 import { run } from "./cli/Cli.js"
 
 const fail = (message: string, code: number) =>
@@ -11,7 +12,7 @@ const fail = (message: string, code: number) =>
     process.exitCode = code
   })
 
-run(process.argv).pipe(
+run([...helpFirst(process.argv)]).pipe(
   Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => {
     // @effect/cli has already printed what was wrong and the usage.
     process.exitCode = 2

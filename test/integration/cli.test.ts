@@ -1,0 +1,389 @@
+/**
+ * The command line outside `daemon start/stop/status` (contract §1, §3, §4): `trigger create`,
+ * `slots`, `dlq`, `--help`, `--version` and usage errors.
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process"
+import { once } from "node:events"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+import {
+  BIN,
+  type CliResult,
+  daemonLog,
+  isAlive,
+  listDir,
+  makeProject,
+  readJson,
+  records,
+  type TestProject,
+  trigger,
+  waitFor
+} from "../support/project.js"
+
+let project: TestProject | undefined
+const extra: Array<ChildProcess> = []
+afterEach(async () => {
+  for (const child of extra.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  }
+  await project?.cleanup()
+  project = undefined
+})
+
+/** Runs `starforge <args>` in `cwd`, without adding `--project`. */
+const run = (args: ReadonlyArray<string>, options: { cwd?: string; env?: Record<string, string> } = {}) =>
+  new Promise<CliResult>((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: options.cwd ?? os.tmpdir(), env: options.env ?? { PATH: process.env["PATH"] ?? "/usr/bin:/bin" }, timeout: 60_000 },
+      (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })
+    )
+  })
+
+const plain = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, "")
+const NO_STACK = /\n\s+at |\.ts:\d+|\.js:\d+/
+
+/** Runs the daemon in the foreground and waits until it takes triggers. */
+const startDaemon = async (p: TestProject, env: Record<string, string> = {}) => {
+  const child = p.foreground(env)
+  extra.push(child)
+  child.stdout?.resume()
+  child.stderr?.resume()
+  await waitFor(() => daemonLog(p).includes("Ready to take triggers"), { what: "the daemon to be ready" })
+  return child
+}
+
+const deadPid = async (): Promise<number> => {
+  const child = spawn("true", [], { stdio: "ignore" })
+  await once(child, "exit")
+  await waitFor(() => !isAlive(child.pid!), { what: "the short-lived process to be gone" })
+  return child.pid!
+}
+
+describe("trigger create", () => {
+  it("writes a valid trigger named <agent>-<action>-<ms>-<hex>.trigger in --project's queue and prints its path", async () => {
+    project = makeProject()
+    const p = project
+    const before = Date.now()
+    const args = [
+      "trigger", "create", "--to", "junior-dev-a", "--action", "implement", "--from", "orchestrator",
+      "--message", "Build the thing", "--ticket", "52", "--context", `{"pr": 161}`, "--priority", "high",
+      "--project", p.root
+    ]
+    // Run from another directory: --project decides where the trigger goes. Two at once never collide.
+    const [first, second] = await Promise.all([run(args, { env: p.env }), run(args, { env: p.env })])
+    const after = Date.now()
+    for (const result of [first!, second!]) {
+      expect(result.stderr).toBe("")
+      expect(result.code).toBe(0)
+      const lines = result.stdout.trimEnd().split("\n")
+      expect(lines).toHaveLength(1)
+      const file = lines[0]!
+      expect(path.dirname(file)).toBe(p.triggers)
+      const match = /^junior-dev-a-implement-(\d+)-([0-9a-f]+)\.trigger$/.exec(path.basename(file))
+      expect(match, file).not.toBeNull()
+      const ms = Number(match![1])
+      expect(ms).toBeGreaterThanOrEqual(before)
+      expect(ms).toBeLessThanOrEqual(after)
+      const content = readJson(file)
+      expect(content).toMatchObject({
+        to_agent: "junior-dev-a",
+        from_agent: "orchestrator",
+        action: "implement",
+        message: "Build the thing",
+        context: { pr: 161, ticket: "52" },
+        priority: "high"
+      })
+      expect(typeof content["trace_id"]).toBe("string")
+      expect(typeof content["timestamp"]).toBe("string")
+    }
+    expect(first!.stdout).not.toBe(second!.stdout)
+    expect(listDir(p.triggers).filter((n) => n.endsWith(".trigger"))).toHaveLength(2)
+    // Nothing left behind in staging.
+    expect(listDir(path.join(p.triggers, "staging"))).toEqual([])
+  })
+
+  it("rejects an invalid --to with exit 1 and a message naming to_agent, writing nothing", async () => {
+    project = makeProject()
+    const p = project
+    const result = await p.cli(["trigger", "create", "--to", "../evil", "--action", "work"])
+    expect(result.code).toBe(1)
+    expect(result.stdout).toBe("")
+    expect(result.stderr).toContain("to_agent")
+    expect(result.stderr.trimEnd().split("\n")).toHaveLength(1)
+    expect(result.stderr).not.toMatch(NO_STACK)
+    expect(listDir(p.triggers).filter((n) => n.endsWith(".trigger"))).toEqual([])
+  })
+
+  it("rejects --context that is not a JSON object with exit 1, writing nothing", async () => {
+    project = makeProject()
+    const p = project
+    const [broken, array] = await Promise.all([
+      p.cli(["trigger", "create", "--to", "junior-dev-a", "--action", "work", "--context", "{nope"]),
+      p.cli(["trigger", "create", "--to", "junior-dev-a", "--action", "work", "--context", "[1, 2]"])
+    ])
+    for (const result of [broken!, array!]) {
+      expect(result.code).toBe(1)
+      expect(result.stdout).toBe("")
+      expect(result.stderr).toContain("--context")
+      expect(result.stderr.trimEnd().split("\n")).toHaveLength(1)
+      expect(result.stderr).not.toMatch(NO_STACK)
+    }
+    expect(listDir(p.triggers).filter((n) => n.endsWith(".trigger"))).toEqual([])
+  })
+})
+
+describe("slots", () => {
+  it("list --json is the slot file; show exits 0 for a busy agent and 1 for an idle or unknown one", async () => {
+    project = makeProject()
+    const p = project
+    await startDaemon(p)
+    p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=30", { context: { ticket: 52 } }))
+    p.drop("junior-dev-b-work-1", trigger("junior-dev-b"))
+    const slotsFile = path.join(p.claude, "daemon", "agent-slots.json")
+    await waitFor(() => {
+      const slots = fs.existsSync(slotsFile) ? readJson(slotsFile) : {}
+      return slots["junior-dev-a"]?.pid && slots["junior-dev-b"]?.status === "idle" &&
+        listDir(path.join(p.triggers, "processed")).some((n) => n.endsWith("junior-dev-b-work-1.trigger"))
+    }, { what: "a busy and an idle slot" })
+    const agentPid = records(p).find((r) => r.kind === "start" && r.agent === "junior-dev-a")!.pid
+
+    const [list, text, busy, idle, unknown] = await Promise.all([
+      p.cli(["slots", "list", "--json"]),
+      p.cli(["slots", "list"]),
+      p.cli(["slots", "show", "junior-dev-a"]),
+      p.cli(["slots", "show", "junior-dev-b"]),
+      p.cli(["slots", "show", "nobody"])
+    ])
+    expect(list.code).toBe(0)
+    const slots = JSON.parse(list.stdout)
+    expect(slots).toEqual(readJson(slotsFile))
+    expect(slots["junior-dev-a"]).toMatchObject({ status: "busy", pid: String(agentPid), ticket: "52" })
+    expect(slots["junior-dev-a"]["started_at"]).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/)
+    expect(slots["junior-dev-b"]).toMatchObject({ status: "idle", pid: null, ticket: null, started_at: null })
+
+    expect(text.code).toBe(0)
+    expect(text.stdout).toMatch(new RegExp(`^junior-dev-a\\s+busy\\s+${agentPid}\\s+52\\b`, "m"))
+    expect(text.stdout).toMatch(/^junior-dev-b\s+idle\b/m)
+
+    expect(busy.code).toBe(0)
+    expect(busy.stdout).toContain(String(agentPid))
+    expect(idle.code).toBe(1)
+    expect(unknown.code).toBe(1)
+  })
+
+  it("cleanup releases slots whose process is gone and never signals a process that reused the pid", async () => {
+    project = makeProject()
+    const p = project
+    const dead = await deadPid()
+    const unrelated = spawn("sleep", ["300"], { cwd: p.root, stdio: "ignore" })
+    extra.push(unrelated)
+    await waitFor(() => isAlive(unrelated.pid!), { what: "the unrelated process" })
+    const slotsFile = path.join(p.claude, "daemon", "agent-slots.json")
+    fs.mkdirSync(path.dirname(slotsFile), { recursive: true })
+    fs.writeFileSync(slotsFile, JSON.stringify({
+      "junior-dev-a": { status: "busy", pid: String(dead), ticket: "52", started_at: "2025-10-25T05:00:00Z" },
+      "junior-dev-b": { status: "idle", pid: null, ticket: null, started_at: null },
+      // A live pid with another start time: the pid was reused by some other process.
+      "qa-engineer": { status: "busy", pid: String(unrelated.pid), ticket: null, started_at: "2025-10-25T05:00:00Z", pid_start_time: "1" }
+    }, null, 2))
+    const result = await p.cli(["slots", "cleanup"])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain(`Cleaned up orphaned PID ${dead} for junior-dev-a`)
+    expect(result.stdout).toContain(`Cleaned up orphaned PID ${unrelated.pid} for qa-engineer`)
+    const slots = readJson(slotsFile)
+    for (const agent of ["junior-dev-a", "junior-dev-b", "qa-engineer"]) {
+      expect(slots[agent]).toMatchObject({ status: "idle", pid: null, ticket: null, started_at: null })
+    }
+    expect(isAlive(unrelated.pid!)).toBe(true)
+    expect(unrelated.signalCode).toBeNull()
+  })
+})
+
+describe("dlq", () => {
+  const writeEntry = (p: TestProject, name: string, meta: Record<string, unknown>, content: unknown = trigger("junior-dev-a")) => {
+    const dir = path.join(p.triggers, "dead-letter")
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, `${name}.trigger`), JSON.stringify(content))
+    fs.writeFileSync(path.join(dir, `${name}.trigger.meta.json`), JSON.stringify(meta, null, 2))
+  }
+  const meta = (enteredMs: number) => ({
+    failure_reason: "failed 3 times; last attempt exited with code 1",
+    exit_code: 1,
+    signal: null,
+    attempts: 3,
+    retry_timestamps: ["2025-10-25T05:00:00Z", "2025-10-25T05:00:05Z", "2025-10-25T05:00:15Z"],
+    dlq_entry_timestamp: new Date(enteredMs).toISOString().replace(/\.\d{3}Z$/, "Z"),
+    agent: "junior-dev-a",
+    trace_id: "TRACE-1761368400-aaaaaa",
+    last_log: "/nonexistent/junior-dev-a-1761368415.log"
+  })
+
+  it("list and show an entry; an unknown NAME or a NAME with '/' exits 1", async () => {
+    project = makeProject()
+    const p = project
+    writeEntry(p, "junior-dev-a-work-1", meta(Date.now()))
+    const [json, text, byStem, byName, unknown, slash, retryUnknown] = await Promise.all([
+      p.cli(["dlq", "list", "--json"]),
+      p.cli(["dlq", "list"]),
+      p.cli(["dlq", "show", "junior-dev-a-work-1"]),
+      p.cli(["dlq", "show", "junior-dev-a-work-1.trigger"]),
+      p.cli(["dlq", "show", "nope.trigger"]),
+      p.cli(["dlq", "show", "../dead-letter/junior-dev-a-work-1.trigger"]),
+      p.cli(["dlq", "retry", "nope"])
+    ])
+    expect(json.code).toBe(0)
+    const entries = JSON.parse(json.stdout)
+    expect(entries).toHaveLength(1)
+    expect(entries[0]).toMatchObject({ name: "junior-dev-a-work-1.trigger", agent: "junior-dev-a", attempts: 3, exit_code: 1 })
+
+    expect(text.code).toBe(0)
+    expect(text.stdout).toContain("junior-dev-a-work-1.trigger")
+    expect(text.stdout).toContain("TRACE-1761368400-aaaaaa")
+    expect(text.stdout).toContain("failed 3 times")
+
+    for (const shown of [byStem, byName]) {
+      expect(shown.code).toBe(0)
+      expect(shown.stdout).toContain(`"to_agent":"junior-dev-a"`)
+      expect(shown.stdout).toContain("failed 3 times; last attempt exited with code 1")
+    }
+    for (const bad of [unknown, slash, retryUnknown]) {
+      expect(bad.code).toBe(1)
+      expect(bad.stderr.trimEnd().split("\n")).toHaveLength(1)
+      expect(bad.stderr).not.toMatch(NO_STACK)
+    }
+    expect(unknown.stderr).toContain("nope.trigger")
+    // Nothing moved.
+    expect(listDir(path.join(p.triggers, "dead-letter"))).toEqual(["junior-dev-a-work-1.trigger", "junior-dev-a-work-1.trigger.meta.json"])
+  })
+
+  it("retry moves a real dead-letter entry back to the queue and the daemon runs it again with fresh attempts", async () => {
+    project = makeProject({ MAX_RETRIES: "2", INITIAL_RETRY_DELAY: "0.1" })
+    const p = project
+    await startDaemon(p)
+    p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "exit=3"))
+    const metaFile = path.join(p.triggers, "dead-letter", "junior-dev-a-work-1.trigger.meta.json")
+    await waitFor(() => fs.existsSync(metaFile), { what: "the dead-letter entry" })
+    expect(readJson(metaFile)["attempts"]).toBe(2)
+
+    const listed = await p.cli(["dlq", "list", "--json"])
+    expect(JSON.parse(listed.stdout).map((e: { name: string }) => e.name)).toEqual(["junior-dev-a-work-1.trigger"])
+
+    const retried = await p.cli(["dlq", "retry", "junior-dev-a-work-1.trigger"])
+    expect(retried.code).toBe(0)
+    expect(retried.stdout).toContain(path.join(p.triggers, "junior-dev-a-work-1.trigger"))
+    // It runs again from attempt 1 and, failing again, comes back with a fresh count of 2.
+    await waitFor(() => records(p).filter((r) => r.kind === "start").length === 4 && fs.existsSync(metaFile), {
+      what: "the retried trigger to run and fail again"
+    })
+    expect(records(p).filter((r) => r.kind === "start").map((r) => r.attempt)).toEqual([1, 2, 1, 2])
+    expect(readJson(metaFile)["attempts"]).toBe(2)
+    // The first failure record is kept with the time of the manual retry.
+    const kept = listDir(path.join(p.triggers, "dead-letter", "retried"))
+    expect(kept).toHaveLength(1)
+    expect(readJson(path.join(p.triggers, "dead-letter", "retried", kept[0]!))["manual_retry_timestamp"]).toBeDefined()
+  })
+
+  it("retry of a fixed entry runs it to success; the DLQ is then empty", async () => {
+    project = makeProject()
+    const p = project
+    await startDaemon(p)
+    writeEntry(p, "junior-dev-a-work-1", meta(Date.now()), trigger("junior-dev-a", ""))
+    const retried = await p.cli(["dlq", "retry", "junior-dev-a-work-1"])
+    expect(retried.code).toBe(0)
+    await waitFor(
+      () => listDir(path.join(p.triggers, "processed")).some((n) => n.endsWith("-junior-dev-a-work-1.trigger")),
+      { what: "the retried trigger to be archived" }
+    )
+    expect(records(p).filter((r) => r.kind === "start").map((r) => [r.trigger, r.attempt])).toEqual([["junior-dev-a-work-1", 1]])
+    const listed = await p.cli(["dlq", "list", "--json"])
+    expect(listed.code).toBe(0)
+    expect(JSON.parse(listed.stdout)).toEqual([])
+  })
+
+  it("purge --older-than DAYS removes only old entries; purge removes the rest", async () => {
+    project = makeProject()
+    const p = project
+    writeEntry(p, "old-1", meta(Date.now() - 10 * 86_400_000))
+    writeEntry(p, "new-1", meta(Date.now()))
+    const dir = path.join(p.triggers, "dead-letter")
+    const older = await p.cli(["dlq", "purge", "--older-than", "5"])
+    expect(older.code).toBe(0)
+    expect(older.stdout).toMatch(/Purged 1 dead-letter entry\b/)
+    expect(listDir(dir)).toEqual(["new-1.trigger", "new-1.trigger.meta.json"])
+    const all = await p.cli(["dlq", "purge"])
+    expect(all.code).toBe(0)
+    expect(all.stdout).toMatch(/Purged 1 dead-letter entry\b/)
+    expect(listDir(dir)).toEqual([])
+  })
+})
+
+describe("help, version and usage errors", () => {
+  const commands: ReadonlyArray<ReadonlyArray<string>> = [
+    [],
+    ["daemon"],
+    ["daemon", "start"],
+    ["daemon", "stop"],
+    ["daemon", "restart"],
+    ["daemon", "status"],
+    ["daemon", "logs"],
+    ["trigger"],
+    ["trigger", "create"],
+    ["slots"],
+    ["slots", "list"],
+    ["slots", "show"],
+    ["slots", "cleanup"],
+    ["dlq"],
+    ["dlq", "list"],
+    ["dlq", "show"],
+    ["dlq", "retry"],
+    ["dlq", "purge"]
+  ]
+  const leaves = new Set(commands.filter((c) => c.length === 2).map((c) => c.join(" ")))
+
+  describe.concurrent("--help", () => {
+    for (const command of commands) {
+      it(`starforge ${[...command, "--help"].join(" ")} exits 0 with its usage`, async () => {
+        const result = await run([...command, "--help"])
+        expect(result.code).toBe(0)
+        expect(result.stderr).toBe("")
+        const out = plain(result.stdout)
+        expect(out).toContain("USAGE")
+        expect(out).toContain(`$ ${command.at(-1) ?? "starforge"}`)
+        if (leaves.has(command.join(" "))) expect(out).toContain("--project")
+      })
+    }
+  })
+
+  // Contract §1: "Every command supports --help". @effect/cli only recognises --help right after
+  // the command words; after an option it answers "Received unknown argument: '--help'" (exit 2).
+  // Known failure; see the integration report.
+  it("--help after other options still shows the help", async () => {
+    const [status, create] = await Promise.all([
+      run(["daemon", "status", "--json", "--help"]),
+      run(["trigger", "create", "--to", "junior-dev-a", "--help"])
+    ])
+    for (const result of [status, create]) {
+      expect(result.code, plain(result.stdout + result.stderr)).toBe(0)
+      expect(plain(result.stdout)).toContain("USAGE")
+    }
+  })
+
+  it("--version prints 0.1.0", async () => {
+    const result = await run(["--version"])
+    expect(result.code).toBe(0)
+    expect(result.stdout.trim()).toBe("0.1.0")
+  })
+
+  it("an unknown subcommand exits non-zero without a stack trace", async () => {
+    const [top, nested] = await Promise.all([run(["frobnicate"]), run(["daemon", "frobnicate"])])
+    for (const result of [top, nested]) {
+      expect(result.code).not.toBe(0)
+      expect(result.stdout + result.stderr).not.toMatch(NO_STACK)
+      expect(plain(result.stderr)).toMatch(/subcommand|frobnicate/i)
+    }
+  })
+})
