@@ -15,7 +15,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Clock, Context, Deferred, Duration, Effect, Fiber, FiberSet, Layer, Option, Queue, Schedule } from "effect"
+import { Chunk, Clock, Context, Deferred, Duration, Effect, Fiber, FiberSet, Layer, Option, Queue, Schedule } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import {
   type AttemptOutcome,
@@ -61,6 +61,12 @@ export const agentLogFile = (logs: string, agent: string, nowMs: number): string
 export const retryPolicy = (initialMs: number, maxRetries: number) =>
   Schedule.exponential(Duration.millis(initialMs), 2).pipe(Schedule.intersect(Schedule.recurs(maxRetries - 1)))
 
+/** The waits before attempts 2…`maxRetries`, as the retry policy spaces them. */
+export const retryDelays = (initialMs: number, maxRetries: number): ReadonlyArray<Duration.Duration> =>
+  Chunk.toReadonlyArray(
+    Effect.runSync(Schedule.run(Schedule.delays(retryPolicy(initialMs, maxRetries)), 0, Array.from({ length: maxRetries - 1 })))
+  ).slice(0, maxRetries - 1)
+
 interface RetryWaiter {
   readonly queued: QueuedTrigger
   readonly attempt: number
@@ -76,6 +82,7 @@ export const make = Effect.gen(function*() {
   const state = yield* DaemonState
 
   const cap = settings.parallel ? settings.maxConcurrent : 1
+  const delays = retryDelays(settings.initialRetryDelayMs, settings.maxRetries)
   const [command, ...commandArgs] = settings.agentCommand
   const wakeups = yield* Queue.sliding<void>(1)
   const wake = Queue.offer(wakeups, undefined).pipe(Effect.asVoid)
@@ -155,7 +162,6 @@ export const make = Effect.gen(function*() {
       const { name, agent, trigger } = claimed.queued
       const traceId = trigger.trace_id ?? null
       const context = { traceId, agent, trigger: name }
-      const retries = yield* Schedule.driver(retryPolicy(settings.initialRetryDelayMs, settings.maxRetries))
       const timestamps: Array<string> = []
       for (let attempt = 1;; attempt++) {
         if (attempt > 1) yield* awaitSlot(claimed.queued, attempt)
@@ -174,9 +180,10 @@ export const make = Effect.gen(function*() {
         const what = `${agent} ${describeOutcome(result.outcome)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}, ${took})`
         yield* log.event(result.outcome._tag === "TimedOut" ? "TIMEOUT" : "FINISH", what, context)
         yield* setView({ name, agent, attempt, phase: "waiting-retry" })
-        const delay = yield* retries.next(undefined).pipe(Effect.option)
-        if (Option.isSome(delay)) {
-          yield* log.event("RETRY", `Attempt ${attempt + 1}/${settings.maxRetries} for ${name}.trigger after ${formatSeconds(Duration.toMillis(delay.value[0]) / 1000)}`, context)
+        const delay = delays[attempt - 1]
+        if (delay !== undefined) {
+          yield* log.event("RETRY", `Attempt ${attempt + 1}/${settings.maxRetries} for ${name}.trigger in ${formatSeconds(Duration.toMillis(delay) / 1000)}`, context)
+          yield* Effect.sleep(delay)
           continue
         }
         const reason = `failed ${attempt} time${attempt === 1 ? "" : "s"}; last attempt ${describeOutcome(result.outcome)}`

@@ -3,7 +3,7 @@
  * runner whose runs finish when the test says so, all under the TestClock.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, ExecutionStrategy, Exit, Layer, Queue, Scope, TestClock } from "effect"
+import { Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Queue, Scope, TestClock } from "effect"
 import { DaemonConfig, type DaemonSettings } from "../../src/config/DaemonConfig.js"
 import { ExitStatus } from "../../src/domain/Outcome.js"
 import type { Trigger } from "../../src/domain/Trigger.js"
@@ -70,6 +70,14 @@ const withScheduler = <A, E>(
 /** Lets forked fibers run until nothing more happens. */
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+})
+
+describe("retryDelays", () => {
+  it("spaces attempts by INITIAL_RETRY_DELAY, doubling, for MAX_RETRIES attempts in total", () => {
+    expect(Scheduler.retryDelays(5_000, 3).map(Duration.toMillis)).toEqual([5_000, 10_000])
+    expect(Scheduler.retryDelays(200, 4).map(Duration.toMillis)).toEqual([200, 400, 800])
+    expect(Scheduler.retryDelays(5_000, 1)).toEqual([])
+  })
 })
 
 describe("Scheduler", () => {
@@ -194,8 +202,8 @@ describe("Scheduler", () => {
         expect(meta.agent).toBe("a")
         expect(meta.failure_reason).toContain("SIGKILL")
         const lines = (yield* s.lines).join("\n")
-        expect(lines).toMatch(/RETRY: Attempt 2\/3 for a-1.trigger after 5s/)
-        expect(lines).toMatch(/RETRY: Attempt 3\/3 for a-1.trigger after 10s/)
+        expect(lines).toMatch(/RETRY: Attempt 2\/3 for a-1.trigger in 5s/)
+        expect(lines).toMatch(/RETRY: Attempt 3\/3 for a-1.trigger in 10s/)
         expect(lines).toMatch(/\[T-1\] DLQ:/)
       })))
 
