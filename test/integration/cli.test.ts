@@ -146,7 +146,9 @@ describe("slots", () => {
     const slotsFile = path.join(p.claude, "daemon", "agent-slots.json")
     await waitFor(() => {
       const slots = fs.existsSync(slotsFile) ? readJson(slotsFile) : {}
+      // The slot records the pid at spawn; the agent writes its own start record a moment later.
       return slots["junior-dev-a"]?.pid && slots["junior-dev-b"]?.status === "idle" &&
+        records(p).some((r) => r.kind === "start" && r.agent === "junior-dev-a") &&
         listDir(path.join(p.triggers, "processed")).some((n) => n.endsWith("junior-dev-b-work-1.trigger"))
     }, { what: "a busy and an idle slot" })
     const agentPid = records(p).find((r) => r.kind === "start" && r.agent === "junior-dev-a")!.pid
