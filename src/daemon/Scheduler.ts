@@ -178,7 +178,8 @@ export const make = Effect.gen(function*() {
           return
         }
         const what = `${agent} ${describeOutcome(result.outcome)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}, ${took})`
-        yield* log.event(result.outcome._tag === "TimedOut" ? "TIMEOUT" : "FINISH", what, context)
+        const level = result.outcome._tag === "TimedOut" ? "TIMEOUT" : result.outcome._tag === "SpawnFailed" ? "ERROR" : "FINISH"
+        yield* log.event(level, what, context)
         yield* setView({ name, agent, attempt, phase: "waiting-retry" })
         const delay = delays[attempt - 1]
         if (delay !== undefined) {
