@@ -2,17 +2,13 @@
  * The daemon embedded as a library: `Daemon.run` in this process, real agents, real files.
  */
 import * as fs from "node:fs"
-import * as path from "node:path"
-import { afterEach, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Logger } from "effect"
 import { Daemon } from "../../src/index.js"
-import { listDir, makeProject, readJson, type TestProject, trigger, waitFor } from "../support/project.js"
+import { archivedTriggers, pidFile, readSlots, readState } from "../support/daemonHelpers.js"
+import { listDir, type TestProject, trigger, useProjects, waitFor } from "../support/project.js"
 
-let project: TestProject | undefined
-afterEach(async () => {
-  await project?.cleanup()
-  project = undefined
-})
+const projects = useProjects()
 
 const flags = (p: TestProject) => ({ ...p.env })
 /** The daemon's events also reach Effect's logger; keep the test output quiet. */
@@ -21,7 +17,7 @@ const quiet = Logger.remove(Logger.defaultLogger)
 describe("Daemon as a library", () => {
   it.live("runs triggers and shuts down cleanly when its fiber is interrupted", () =>
     Effect.gen(function*() {
-      const p = (project = makeProject())
+      const p = projects.make()
       let ready = 0
       const fiber = yield* Daemon.run({
         project: p.root,
@@ -31,27 +27,27 @@ describe("Daemon as a library", () => {
       }).pipe(Effect.provide(quiet), Effect.fork)
       yield* Effect.promise(() => waitFor(() => ready !== 0, { what: "the daemon to be ready" }))
       expect(ready).toBe(process.pid)
-      expect(fs.readFileSync(path.join(p.claude, "daemon.pid"), "utf8").trim()).toBe(String(process.pid))
+      expect(fs.readFileSync(pidFile(p), "utf8").trim()).toBe(String(process.pid))
       p.drop("a-1", trigger("lib-agent", "sleep=0.1"))
       p.drop("b-1", trigger("other-agent", "sleep=30"))
       yield* Effect.promise(() =>
-        waitFor(() => listDir(path.join(p.triggers, "processed")).some((n) => n.endsWith("-a-1.trigger")), {
+        waitFor(() => archivedTriggers(p).some((n) => n.endsWith("-a-1.trigger")), {
           what: "a-1 to be archived"
         })
       )
       yield* Effect.promise(() =>
-        waitFor(() => readJson(path.join(p.claude, "daemon", "agent-slots.json"))["other-agent"]?.pid, {
+        waitFor(() => readSlots(p)?.["other-agent"]?.pid, {
           what: "other-agent to be running"
         })
       )
       // Interruption is the graceful shutdown: b-1 goes back to the queue.
       const exit = yield* Fiber.interrupt(fiber)
       expect(Exit.isInterrupted(exit)).toBe(true)
-      expect(fs.existsSync(path.join(p.claude, "daemon.pid"))).toBe(false)
+      expect(fs.existsSync(pidFile(p))).toBe(false)
       expect(listDir(p.triggers)).toContain("b-1.trigger")
-      const slots = readJson(path.join(p.claude, "daemon", "agent-slots.json"))
+      const slots = readSlots(p)!
       expect(slots["other-agent"]).toEqual({ status: "idle", pid: null, ticket: null, started_at: null })
-      expect(readJson(path.join(p.claude, "daemon-state.json"))).toMatchObject({
+      expect(readState(p)).toMatchObject({
         total_triggers_processed: 1,
         current_trigger: "none"
       })
@@ -59,7 +55,7 @@ describe("Daemon as a library", () => {
 
   it.live("a second daemon for the same project refuses to start", () =>
     Effect.gen(function*() {
-      const p = (project = makeProject())
+      const p = projects.make()
       let ready = false
       const first = yield* Daemon.run({ project: p.root, env: {}, flags: flags(p), onReady: () => Effect.sync(() => void (ready = true)) }).pipe(
         Effect.provide(quiet),
@@ -73,10 +69,10 @@ describe("Daemon as a library", () => {
 
   it.live("bad configuration fails before anything starts", () =>
     Effect.gen(function*() {
-      const p = (project = makeProject())
+      const p = projects.make()
       const error = yield* Daemon.run({ project: p.root, env: {}, flags: { MAX_CONCURRENT_AGENTS: "abc" } }).pipe(Effect.flip)
       expect(error._tag).toBe("ConfigInvalid")
       expect(error.message).toContain('MAX_CONCURRENT_AGENTS="abc"')
-      expect(fs.existsSync(path.join(p.claude, "daemon.pid"))).toBe(false)
+      expect(fs.existsSync(pidFile(p))).toBe(false)
     }))
 })

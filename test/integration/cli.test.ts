@@ -2,71 +2,32 @@
  * The command line outside `daemon start/stop/status` (contract §1, §3, §4): `trigger create`,
  * `slots`, `dlq`, `--help`, `--version` and usage errors.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process"
-import { once } from "node:events"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
+import { archivedTriggers, readSlots, startForeground, writeSlots } from "../support/daemonHelpers.js"
 import {
-  BIN,
-  type CliResult,
-  daemonLog,
+  deadPid,
   isAlive,
   listDir,
-  makeProject,
   readJson,
   records,
+  runCli,
   type TestProject,
   trigger,
+  useProjects,
   waitFor
 } from "../support/project.js"
 
-let project: TestProject | undefined
-const extra: Array<ChildProcess> = []
-afterEach(async () => {
-  for (const child of extra.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-  }
-  await project?.cleanup()
-  project = undefined
-})
-
-/** Runs `starforge <args>` in `cwd`, without adding `--project`. */
-const run = (args: ReadonlyArray<string>, options: { cwd?: string; env?: Record<string, string> } = {}) =>
-  new Promise<CliResult>((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { cwd: options.cwd ?? os.tmpdir(), env: options.env ?? { PATH: process.env["PATH"] ?? "/usr/bin:/bin" }, timeout: 60_000 },
-      (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })
-    )
-  })
+const projects = useProjects()
 
 const plain = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, "")
 const NO_STACK = /\n\s+at |\.ts:\d+|\.js:\d+/
 
-/** Runs the daemon in the foreground and waits until it takes triggers. */
-const startDaemon = async (p: TestProject, env: Record<string, string> = {}) => {
-  const child = p.foreground(env)
-  extra.push(child)
-  child.stdout?.resume()
-  child.stderr?.resume()
-  await waitFor(() => daemonLog(p).includes("Ready to take triggers"), { what: "the daemon to be ready" })
-  return child
-}
-
-const deadPid = async (): Promise<number> => {
-  const child = spawn("true", [], { stdio: "ignore" })
-  await once(child, "exit")
-  await waitFor(() => !isAlive(child.pid!), { what: "the short-lived process to be gone" })
-  return child.pid!
-}
-
 describe("trigger create", () => {
   it("writes a valid trigger named <agent>-<action>-<ms>-<hex>.trigger in --project's queue and prints its path", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const before = Date.now()
     const args = [
       "trigger", "create", "--to", "junior-dev-a", "--action", "implement", "--from", "orchestrator",
@@ -74,7 +35,7 @@ describe("trigger create", () => {
       "--project", p.root
     ]
     // Run from another directory: --project decides where the trigger goes. Two at once never collide.
-    const [first, second] = await Promise.all([run(args, { env: p.env }), run(args, { env: p.env })])
+    const [first, second] = await Promise.all([runCli(args, { env: p.env }), runCli(args, { env: p.env })])
     const after = Date.now()
     for (const result of [first!, second!]) {
       expect(result.stderr).toBe("")
@@ -107,8 +68,7 @@ describe("trigger create", () => {
   })
 
   it("rejects an invalid --to with exit 1 and a message naming to_agent, writing nothing", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const result = await p.cli(["trigger", "create", "--to", "../evil", "--action", "work"])
     expect(result.code).toBe(1)
     expect(result.stdout).toBe("")
@@ -119,8 +79,7 @@ describe("trigger create", () => {
   })
 
   it("rejects --context that is not a JSON object with exit 1, writing nothing", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const [broken, array] = await Promise.all([
       p.cli(["trigger", "create", "--to", "junior-dev-a", "--action", "work", "--context", "{nope"]),
       p.cli(["trigger", "create", "--to", "junior-dev-a", "--action", "work", "--context", "[1, 2]"])
@@ -138,18 +97,16 @@ describe("trigger create", () => {
 
 describe("slots", () => {
   it("list --json is the slot file; show exits 0 for a busy agent and 1 for an idle or unknown one", async () => {
-    project = makeProject()
-    const p = project
-    await startDaemon(p)
+    const p = projects.make()
+    await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=30", { context: { ticket: 52 } }))
     p.drop("junior-dev-b-work-1", trigger("junior-dev-b"))
-    const slotsFile = path.join(p.claude, "daemon", "agent-slots.json")
     await waitFor(() => {
-      const slots = fs.existsSync(slotsFile) ? readJson(slotsFile) : {}
+      const slots = readSlots(p) ?? {}
       // The slot records the pid at spawn; the agent writes its own start record a moment later.
       return slots["junior-dev-a"]?.pid && slots["junior-dev-b"]?.status === "idle" &&
         records(p).some((r) => r.kind === "start" && r.agent === "junior-dev-a") &&
-        listDir(path.join(p.triggers, "processed")).some((n) => n.endsWith("junior-dev-b-work-1.trigger"))
+        archivedTriggers(p).some((n) => n.endsWith("junior-dev-b-work-1.trigger"))
     }, { what: "a busy and an idle slot" })
     const agentPid = records(p).find((r) => r.kind === "start" && r.agent === "junior-dev-a")!.pid
 
@@ -162,7 +119,7 @@ describe("slots", () => {
     ])
     expect(list.code).toBe(0)
     const slots = JSON.parse(list.stdout)
-    expect(slots).toEqual(readJson(slotsFile))
+    expect(slots).toEqual(readSlots(p))
     expect(slots["junior-dev-a"]).toMatchObject({ status: "busy", pid: String(agentPid), ticket: "52" })
     expect(slots["junior-dev-a"]["started_at"]).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/)
     expect(slots["junior-dev-b"]).toMatchObject({ status: "idle", pid: null, ticket: null, started_at: null })
@@ -178,25 +135,21 @@ describe("slots", () => {
   })
 
   it("cleanup releases slots whose process is gone and never signals a process that reused the pid", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const dead = await deadPid()
-    const unrelated = spawn("sleep", ["300"], { cwd: p.root, stdio: "ignore" })
-    extra.push(unrelated)
+    const unrelated = projects.track(spawn("sleep", ["300"], { cwd: p.root, stdio: "ignore" }))
     await waitFor(() => isAlive(unrelated.pid!), { what: "the unrelated process" })
-    const slotsFile = path.join(p.claude, "daemon", "agent-slots.json")
-    fs.mkdirSync(path.dirname(slotsFile), { recursive: true })
-    fs.writeFileSync(slotsFile, JSON.stringify({
+    writeSlots(p, {
       "junior-dev-a": { status: "busy", pid: String(dead), ticket: "52", started_at: "2025-10-25T05:00:00Z" },
       "junior-dev-b": { status: "idle", pid: null, ticket: null, started_at: null },
       // A live pid with another start time: the pid was reused by some other process.
       "qa-engineer": { status: "busy", pid: String(unrelated.pid), ticket: null, started_at: "2025-10-25T05:00:00Z", pid_start_time: "1" }
-    }, null, 2))
+    })
     const result = await p.cli(["slots", "cleanup"])
     expect(result.code).toBe(0)
     expect(result.stdout).toContain(`Cleaned up orphaned PID ${dead} for junior-dev-a`)
     expect(result.stdout).toContain(`Cleaned up orphaned PID ${unrelated.pid} for qa-engineer`)
-    const slots = readJson(slotsFile)
+    const slots = readSlots(p)!
     for (const agent of ["junior-dev-a", "junior-dev-b", "qa-engineer"]) {
       expect(slots[agent]).toMatchObject({ status: "idle", pid: null, ticket: null, started_at: null })
     }
@@ -225,8 +178,7 @@ describe("dlq", () => {
   })
 
   it("list and show an entry; an unknown NAME or a NAME with '/' exits 1", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     writeEntry(p, "junior-dev-a-work-1", meta(Date.now()))
     const [json, text, byStem, byName, unknown, slash, retryUnknown] = await Promise.all([
       p.cli(["dlq", "list", "--json"]),
@@ -263,9 +215,8 @@ describe("dlq", () => {
   })
 
   it("retry moves a real dead-letter entry back to the queue and the daemon runs it again with fresh attempts", async () => {
-    project = makeProject({ MAX_RETRIES: "2", INITIAL_RETRY_DELAY: "0.1" })
-    const p = project
-    await startDaemon(p)
+    const p = projects.make({ MAX_RETRIES: "2", INITIAL_RETRY_DELAY: "0.1" })
+    await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "exit=3"))
     const metaFile = path.join(p.triggers, "dead-letter", "junior-dev-a-work-1.trigger.meta.json")
     await waitFor(() => fs.existsSync(metaFile), { what: "the dead-letter entry" })
@@ -290,14 +241,13 @@ describe("dlq", () => {
   })
 
   it("retry of a fixed entry runs it to success; the DLQ is then empty", async () => {
-    project = makeProject()
-    const p = project
-    await startDaemon(p)
+    const p = projects.make()
+    await startForeground(p)
     writeEntry(p, "junior-dev-a-work-1", meta(Date.now()), trigger("junior-dev-a", ""))
     const retried = await p.cli(["dlq", "retry", "junior-dev-a-work-1"])
     expect(retried.code).toBe(0)
     await waitFor(
-      () => listDir(path.join(p.triggers, "processed")).some((n) => n.endsWith("-junior-dev-a-work-1.trigger")),
+      () => archivedTriggers(p).some((n) => n.endsWith("-junior-dev-a-work-1.trigger")),
       { what: "the retried trigger to be archived" }
     )
     expect(records(p).filter((r) => r.kind === "start").map((r) => [r.trigger, r.attempt])).toEqual([["junior-dev-a-work-1", 1]])
@@ -307,8 +257,7 @@ describe("dlq", () => {
   })
 
   it("purge --older-than DAYS removes only old entries; purge removes the rest", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     writeEntry(p, "old-1", meta(Date.now() - 10 * 86_400_000))
     writeEntry(p, "new-1", meta(Date.now()))
     const dir = path.join(p.triggers, "dead-letter")
@@ -349,7 +298,7 @@ describe("help, version and usage errors", () => {
   describe.concurrent("--help", () => {
     for (const command of commands) {
       it(`starforge ${[...command, "--help"].join(" ")} exits 0 with its usage`, async () => {
-        const result = await run([...command, "--help"])
+        const result = await runCli([...command, "--help"])
         expect(result.code).toBe(0)
         expect(result.stderr).toBe("")
         const out = plain(result.stdout)
@@ -365,8 +314,8 @@ describe("help, version and usage errors", () => {
   // Known failure; see the integration report.
   it("--help after other options still shows the help", async () => {
     const [status, create] = await Promise.all([
-      run(["daemon", "status", "--json", "--help"]),
-      run(["trigger", "create", "--to", "junior-dev-a", "--help"])
+      runCli(["daemon", "status", "--json", "--help"]),
+      runCli(["trigger", "create", "--to", "junior-dev-a", "--help"])
     ])
     for (const result of [status, create]) {
       expect(result.code, plain(result.stdout + result.stderr)).toBe(0)
@@ -375,13 +324,13 @@ describe("help, version and usage errors", () => {
   })
 
   it("--version prints 0.1.0", async () => {
-    const result = await run(["--version"])
+    const result = await runCli(["--version"])
     expect(result.code).toBe(0)
     expect(result.stdout.trim()).toBe("0.1.0")
   })
 
   it("an unknown subcommand exits non-zero without a stack trace", async () => {
-    const [top, nested] = await Promise.all([run(["frobnicate"]), run(["daemon", "frobnicate"])])
+    const [top, nested] = await Promise.all([runCli(["frobnicate"]), runCli(["daemon", "frobnicate"])])
     for (const result of [top, nested]) {
       expect(result.code).not.toBe(0)
       expect(result.stdout + result.stderr).not.toMatch(NO_STACK)

@@ -4,10 +4,10 @@
  * signal and by `daemon stop`, agents that ignore SIGTERM or leave grandchildren, a daemon that
  * is SIGKILLed mid-run, and simultaneous starts.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   archivedTriggers,
   busyAgents,
@@ -18,39 +18,28 @@ import {
   groupMembers,
   pidFile,
   queueFiles,
+  readPidFile,
   readSlots,
   readState,
   runsOf,
-  slotsPath,
   startForeground,
-  statOf
+  statOf,
+  writeSlots
 } from "../support/daemonHelpers.js"
 import {
   daemonLog,
   isAlive,
   listDir,
-  makeProject,
   projectProcesses,
   readJson,
   records,
   type TestProject,
   trigger,
+  useProjects,
   waitFor
 } from "../support/project.js"
 
-let project: TestProject | undefined
-const extraChildren: Array<ChildProcess> = []
-afterEach(async () => {
-  for (const child of extraChildren.splice(0)) {
-    try {
-      child.kill("SIGKILL")
-    } catch {
-      // Already gone.
-    }
-  }
-  await project?.cleanup()
-  project = undefined
-})
+const projects = useProjects()
 
 const KILL_GRACE_MS = 1_000
 
@@ -104,8 +93,7 @@ const findPid = (stdout: string): number => {
 
 describe("agent killed from outside (S36)", () => {
   it("a SIGKILLed agent is a failed attempt: FINISH says SIGKILL, slot idle, dead-lettered with MAX_RETRIES=1", async () => {
-    project = makeProject({ MAX_RETRIES: "1" })
-    const p = project
+    const p = projects.make({ MAX_RETRIES: "1" })
     const fg = await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=30", { context: { ticket: "9" } }))
     const [run] = await running(p, ["junior-dev-a"])
@@ -128,8 +116,7 @@ describe("agent killed from outside (S36)", () => {
   })
 
   it("with MAX_RETRIES=2 a SIGKILLed agent is retried, and dead-lettered when killed again", async () => {
-    project = makeProject({ MAX_RETRIES: "2" })
-    const p = project
+    const p = projects.make({ MAX_RETRIES: "2" })
     await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=30"))
     const [first] = await running(p, ["junior-dev-a"])
@@ -151,15 +138,13 @@ describe("agent killed from outside (S36)", () => {
 
 describe("orphaned slots at start (S37)", () => {
   it("a busy slot with a dead pid is released before scheduling", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const dead = spawnSync("true").pid
     expect(isAlive(dead)).toBe(false)
-    fs.mkdirSync(path.dirname(slotsPath(p)), { recursive: true })
-    fs.writeFileSync(slotsPath(p), JSON.stringify({
+    writeSlots(p, {
       "junior-dev-a": { status: "busy", pid: String(dead), ticket: "52", started_at: "2025-10-25T05:00:00Z" },
       "junior-dev-b": { status: "idle", pid: null, ticket: null, started_at: null }
-    }))
+    })
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=0.2"))
     await startForeground(p)
     const log = daemonLog(p)
@@ -177,16 +162,13 @@ describe("orphaned slots at start (S37)", () => {
   })
 
   it("a busy slot whose pid now belongs to an unrelated live process releases the slot without signalling it", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     // Two unrelated processes, each leading its own process group (so a group signal would reach them).
-    const wrongStart = spawn("sleep", ["60"], { cwd: p.root, detached: true, stdio: "ignore" })
-    const noStart = spawn("sleep", ["60"], { cwd: p.root, detached: true, stdio: "ignore" })
-    extraChildren.push(wrongStart, noStart)
+    const wrongStart = projects.track(spawn("sleep", ["60"], { cwd: p.root, detached: true, stdio: "ignore" }))
+    const noStart = projects.track(spawn("sleep", ["60"], { cwd: p.root, detached: true, stdio: "ignore" }))
     await waitFor(() => statOf(wrongStart.pid!) && statOf(noStart.pid!), { what: "the sleeps to run" })
     const realStart = statOf(wrongStart.pid!)!.startTime
-    fs.mkdirSync(path.dirname(slotsPath(p)), { recursive: true })
-    fs.writeFileSync(slotsPath(p), JSON.stringify({
+    writeSlots(p, {
       "junior-dev-a": {
         status: "busy",
         pid: String(wrongStart.pid),
@@ -196,7 +178,7 @@ describe("orphaned slots at start (S37)", () => {
       },
       // The original format: no start time recorded, so the pid cannot be verified.
       "junior-dev-b": { status: "busy", pid: String(noStart.pid), ticket: null, started_at: "2025-10-25T05:00:00Z" }
-    }))
+    })
     await startForeground(p)
     const log = daemonLog(p)
     expect(log).toContain(`Cleaned up orphaned PID ${wrongStart.pid} for junior-dev-a`)
@@ -216,8 +198,7 @@ describe("orphaned slots at start (S37)", () => {
 
 describe("graceful shutdown (S38)", () => {
   it.each(["SIGTERM", "SIGINT"] as const)("%s to a foreground daemon stops both agents and requeues their triggers", async (signal) => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const fg = await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=30"))
     p.drop("junior-dev-b-work-1", trigger("junior-dev-b", "sleep=30"))
@@ -233,8 +214,7 @@ describe("graceful shutdown (S38)", () => {
   })
 
   it("`starforge daemon stop` stops both agents and requeues their triggers", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const started = await p.cli(["daemon", "start"])
     expect(started.code).toBe(0)
     const daemonPid = findPid(started.stdout)
@@ -249,8 +229,7 @@ describe("graceful shutdown (S38)", () => {
   })
 
   it("a trigger waiting for its retry at shutdown goes back to the queue too", async () => {
-    project = makeProject({ INITIAL_RETRY_DELAY: "30", MAX_RETRIES: "3" })
-    const p = project
+    const p = projects.make({ INITIAL_RETRY_DELAY: "30", MAX_RETRIES: "3" })
     const fg = await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "exit=1"))
     // Attempt 1 failed; the claimed trigger now waits 30 s for attempt 2, with the slot free.
@@ -264,8 +243,7 @@ describe("graceful shutdown (S38)", () => {
   })
 
   it("an agent group that ignores SIGTERM is SIGKILLed within AGENT_KILL_GRACE + 2 s", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const fg = await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "ignore-term sleep=30"))
     const [run] = await running(p, ["junior-dev-a"])
@@ -289,8 +267,7 @@ describe("graceful shutdown (S38)", () => {
 
 describe("grandchildren never outlive their agent", () => {
   it("after a stop", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const fg = await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "grandchild sleep=30"))
     const [run] = await running(p, ["junior-dev-a"])
@@ -304,8 +281,7 @@ describe("grandchildren never outlive their agent", () => {
   })
 
   it("after a timeout (AGENT_TIMEOUT=2)", async () => {
-    project = makeProject({ AGENT_TIMEOUT: "2", MAX_RETRIES: "1" })
-    const p = project
+    const p = projects.make({ AGENT_TIMEOUT: "2", MAX_RETRIES: "1" })
     const fg = await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "grandchild sleep=30"))
     const [run] = await running(p, ["junior-dev-a"])
@@ -321,8 +297,7 @@ describe("grandchildren never outlive their agent", () => {
   })
 
   it("after a normal exit 0 (the group is swept)", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const fg = await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "grandchild"))
     await waitFor(() => archivedTriggers(p).length === 1, { what: "the trigger to be archived" })
@@ -339,8 +314,7 @@ describe("grandchildren never outlive their agent", () => {
 
 describe("crash recovery", () => {
   it("a daemon SIGKILLed with three agents running: the restart stops the orphans and loses no trigger", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const first = await p.cli(["daemon", "start"])
     expect(first.code).toBe(0)
     const agents = ["junior-dev-a", "junior-dev-b", "qa-engineer"]
@@ -349,7 +323,7 @@ describe("crash recovery", () => {
     const runs = await running(p, agents)
     await agentReady(p, "qa-engineer")
     await waitFor(() => agents.every((a) => readSlots(p)?.[a]?.["pid_start_time"]), { what: "the agents' start times in the slot file" })
-    const daemonPid = Number(fs.readFileSync(pidFile(p), "utf8").trim())
+    const daemonPid = readPidFile(p)!
     expect(daemonPid).toBe(findPid(first.stdout))
     process.kill(daemonPid, "SIGKILL")
     await waitFor(() => !isAlive(daemonPid), { what: "the daemon to die" })
@@ -387,8 +361,7 @@ describe("crash recovery", () => {
   })
 
   it("two simultaneous `daemon start` run exactly one daemon, and both report its PID (three rounds)", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     for (let round = 0; round < 3; round++) {
       const [a, b] = await Promise.all([p.cli(["daemon", "start"]), p.cli(["daemon", "start"])])
       expect(a!.code, `round ${round}: ${a!.stdout}${a!.stderr}`).toBe(0)
@@ -403,7 +376,7 @@ describe("crash recovery", () => {
         return found.length === 1 ? found : undefined
       }, { timeoutMs: 5_000, what: `exactly one daemon process (round ${round})` })
       expect(daemons[0]!.pid).toBe(pidA)
-      expect(Number(fs.readFileSync(pidFile(p), "utf8").trim())).toBe(pidA)
+      expect(readPidFile(p)).toBe(pidA)
       // Stop it directly (faster than the CLI) before the next round.
       process.kill(pidA, "SIGTERM")
       await waitFor(() => daemonProcesses(p).length === 0 && !fs.existsSync(pidFile(p)), {

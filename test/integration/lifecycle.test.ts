@@ -3,47 +3,36 @@
  *
  * Every test runs against its own temporary project; `afterEach` kills whatever belongs to it.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process"
-import { once } from "node:events"
+import { execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
+import {
+  archivedTriggers,
+  daemonProcesses,
+  grandchildPids,
+  invalidEntries,
+  pidFile,
+  readPidFile,
+  readSlots,
+  startForeground
+} from "../support/daemonHelpers.js"
 import {
   BIN,
   daemonLog,
+  deadPid,
   isAlive,
-  makeProject,
   projectProcesses,
-  readJson,
   records,
   type TestProject,
   trigger,
+  useProjects,
   waitFor
 } from "../support/project.js"
 
-let project: TestProject | undefined
-const extra: Array<ChildProcess> = []
-afterEach(async () => {
-  for (const child of extra.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-  }
-  await project?.cleanup()
-  project = undefined
-})
+const projects = useProjects()
 
 const STARTED = /^Daemon started \(PID: (\d+)\)$/m
-
-const pidFile = (p: TestProject) => path.join(p.claude, "daemon.pid")
-const readPidFile = (p: TestProject): number | undefined => {
-  try {
-    return Number(fs.readFileSync(pidFile(p), "utf8").trim())
-  } catch {
-    return undefined
-  }
-}
-
-/** Processes of the project that are daemons (the background start re-executes `--foreground`). */
-const daemons = (p: TestProject) => projectProcesses(p.root).filter((x) => x.cmdline.includes("daemon start --foreground"))
 
 /** Starts the daemon with the CLI and returns its pid. */
 const start = async (p: TestProject) => {
@@ -55,25 +44,9 @@ const start = async (p: TestProject) => {
   return Number(match![1])
 }
 
-/** A process that has exited, so its pid names nothing (until the kernel reuses it). */
-const deadPid = async (): Promise<number> => {
-  const child = spawn("true", [], { stdio: "ignore" })
-  await once(child, "exit")
-  await waitFor(() => !isAlive(child.pid!), { what: "the short-lived process to be gone" })
-  return child.pid!
-}
-
-const collect = (child: ChildProcess) => {
-  const out = { stdout: "", stderr: "" }
-  child.stdout?.on("data", (d) => (out.stdout += String(d)))
-  child.stderr?.on("data", (d) => (out.stderr += String(d)))
-  return out
-}
-
 describe("daemon start (S01–S04)", () => {
   it("S01: starts in the background, writes the pid file, logs START and MODE, and releases the caller's stdout", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     // `out=$(starforge daemon start)` must return: the daemon may not keep the command substitution's pipe open.
     const shell = await new Promise<{ code: number | null; killed: boolean; stdout: string; stderr: string }>((resolve) => {
       execFile(
@@ -100,24 +73,22 @@ describe("daemon start (S01–S04)", () => {
     const log = daemonLog(p)
     expect(log).toMatch(new RegExp(`^\\[[^\\]]+Z\\] \\[\\] START: Daemon started \\(PID: ${pid}\\)`, "m"))
     expect(log).toMatch(/^\[[^\]]+Z\] \[\] MODE: /m)
-    expect(daemons(p).map((d) => d.pid)).toEqual([pid])
+    expect(daemonProcesses(p).map((d) => d.pid)).toEqual([pid])
   })
 
   it("S02: a second start reports the running daemon, exits 0 and starts nothing", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const pid = await start(p)
     const again = await p.cli(["daemon", "start"])
     expect(again.code).toBe(0)
     expect(again.stdout.trim()).toBe(`Daemon already running (PID: ${pid})`)
-    expect(daemons(p).map((d) => d.pid)).toEqual([pid])
+    expect(daemonProcesses(p).map((d) => d.pid)).toEqual([pid])
     expect(readPidFile(p)).toBe(pid)
     expect(daemonLog(p).match(/START: Daemon started/g)).toHaveLength(1)
   })
 
   it("S03: a pid file naming a dead process does not stop start", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const stale = await deadPid()
     fs.writeFileSync(pidFile(p), `${stale}\n`)
     const pid = await start(p)
@@ -127,10 +98,8 @@ describe("daemon start (S01–S04)", () => {
   })
 
   it("S04: a pid file naming a live unrelated process does not stop start, and that process is never signalled", async () => {
-    project = makeProject()
-    const p = project
-    const unrelated = spawn("sleep", ["300"], { cwd: p.root, stdio: "ignore" })
-    extra.push(unrelated)
+    const p = projects.make()
+    const unrelated = projects.track(spawn("sleep", ["300"], { cwd: p.root, stdio: "ignore" }))
     await waitFor(() => isAlive(unrelated.pid!), { what: "the unrelated process" })
     fs.writeFileSync(pidFile(p), `${unrelated.pid}\n`)
 
@@ -154,16 +123,13 @@ describe("daemon start (S01–S04)", () => {
 
 describe("daemon stop (S05, S06)", () => {
   it("S05: stops the daemon and every process it started; removes the pid file; logs STOP", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const pid = await start(p)
     // A running agent with a background grandchild, so "nothing survives" means something.
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=60 grandchild"))
-    await waitFor(() => fs.existsSync(p.records) && /^grandchild \d+/m.test(fs.readFileSync(p.records, "utf8")), {
-      what: "the agent and its grandchild to start"
-    })
+    await waitFor(() => grandchildPids(p).length > 0, { what: "the agent and its grandchild to start" })
     const agentPid = records(p).find((r) => r.kind === "start")!.pid
-    const grandchild = Number(/^grandchild (\d+)/m.exec(fs.readFileSync(p.records, "utf8"))![1])
+    const grandchild = grandchildPids(p)[0]!
     expect(isAlive(agentPid)).toBe(true)
     expect(isAlive(grandchild)).toBe(true)
 
@@ -182,8 +148,7 @@ describe("daemon stop (S05, S06)", () => {
   })
 
   it("S06: stop when no daemon runs exits 0 with 'Daemon is not running'", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const result = await p.cli(["daemon", "stop"])
     expect(result.code).toBe(0)
     expect(result.stdout.trim()).toBe("Daemon is not running")
@@ -193,8 +158,7 @@ describe("daemon stop (S05, S06)", () => {
 
 describe("daemon status (S07, S08)", () => {
   it("S07: status of a running daemon shows PID, uptime, queue counts, slots and recent log lines; --json has the contract's keys", async () => {
-    project = makeProject({ MAX_CONCURRENT_AGENTS: "4" })
-    const p = project
+    const p = projects.make({ MAX_CONCURRENT_AGENTS: "4" })
     const startedAt = Date.now()
     const pid = await start(p)
     // One success and one invalid trigger, so the counts are not all zero.
@@ -202,9 +166,9 @@ describe("daemon status (S07, S08)", () => {
     p.drop("broken-1", { to_agent: null })
     await waitFor(
       () =>
-        fs.readdirSync(path.join(p.triggers, "processed")).some((n) => n.endsWith("junior-dev-a-work-1.trigger")) &&
-        fs.readdirSync(path.join(p.triggers, "processed", "invalid")).some((n) => n.endsWith("broken-1.trigger")) &&
-        readJson(path.join(p.claude, "daemon", "agent-slots.json"))["junior-dev-a"]?.status === "idle",
+        archivedTriggers(p).some((n) => n.endsWith("junior-dev-a-work-1.trigger")) &&
+        invalidEntries(p).some((n) => n.endsWith("broken-1.trigger")) &&
+        readSlots(p)?.["junior-dev-a"]?.status === "idle",
       { what: "both triggers to be archived" }
     )
 
@@ -240,13 +204,12 @@ describe("daemon status (S07, S08)", () => {
     expect(Object.keys(s["queue"]).sort()).toEqual(["dead_letter", "done", "failed", "invalid", "pending", "running"])
     for (const v of Object.values(s["queue"])) expect(Number.isInteger(v)).toBe(true)
     expect(s["queue"]).toEqual({ pending: 0, running: 0, done: 1, failed: 0, invalid: 1, dead_letter: 0 })
-    expect(s["slots"]).toEqual(readJson(path.join(p.claude, "daemon", "agent-slots.json")))
+    expect(s["slots"]).toEqual(readSlots(p))
     expect(s["slots"]["junior-dev-a"]).toMatchObject({ status: "idle", pid: null, ticket: null, started_at: null })
   })
 
   it("S08: status without a daemon exits 1 and says it is not running", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const [text, json] = await Promise.all([p.cli(["daemon", "status"]), p.cli(["daemon", "status", "--json"])])
     expect(text.code).toBe(1)
     expect(text.stdout).toMatch(/not running/i)
@@ -259,8 +222,7 @@ describe("daemon status (S07, S08)", () => {
 
 describe("daemon restart (S09)", () => {
   it("S09: restart stops the old daemon and starts a new one", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const first = await start(p)
     const result = await p.cli(["daemon", "restart"])
     expect(result.code).toBe(0)
@@ -271,25 +233,21 @@ describe("daemon restart (S09)", () => {
     expect(isAlive(first)).toBe(false)
     expect(isAlive(second)).toBe(true)
     expect(readPidFile(p)).toBe(second)
-    expect(daemons(p).map((d) => d.pid)).toEqual([second])
+    expect(daemonProcesses(p).map((d) => d.pid)).toEqual([second])
   })
 })
 
 describe("daemon start --foreground and modes (S46)", () => {
   it("--foreground runs attached until SIGTERM, echoes the log to stderr and exits 0", async () => {
-    project = makeProject({ PARALLEL_DAEMON: "false" })
-    const p = project
-    const child = p.foreground()
-    extra.push(child)
-    const out = collect(child)
-    const exited = once(child, "exit")
-    await waitFor(() => out.stderr.includes("Ready to take triggers"), { what: "the foreground daemon to be ready" })
-    expect(out.stderr).toContain(`Daemon started (PID: ${child.pid})`)
-    expect(out.stderr).toMatch(/MODE: Sequential execution/)
+    const p = projects.make({ PARALLEL_DAEMON: "false" })
+    const fg = await startForeground(p)
+    const child = fg.child
+    expect(fg.stderr()).toContain(`Daemon started (PID: ${child.pid})`)
+    expect(fg.stderr()).toMatch(/MODE: Sequential execution/)
     expect(readPidFile(p)).toBe(child.pid)
     expect(daemonLog(p)).toMatch(/^\[[^\]]+Z\] \[\] MODE: Sequential execution$/m)
     child.kill("SIGTERM")
-    const [code, signal] = await exited
+    const { code, signal } = await fg.exited
     expect(signal).toBeNull()
     expect(code).toBe(0)
     expect(fs.existsSync(pidFile(p))).toBe(false)
@@ -298,25 +256,17 @@ describe("daemon start --foreground and modes (S46)", () => {
   })
 
   it("S46: PARALLEL_DAEMON and MAX_CONCURRENT_AGENTS from .env select parallel mode", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     delete (p.env as Record<string, string>)["PARALLEL_DAEMON"]
     fs.writeFileSync(path.join(p.root, ".env"), "# project settings\nexport PARALLEL_DAEMON=true\nMAX_CONCURRENT_AGENTS=\"7\"\n")
-    const child = p.foreground()
-    extra.push(child)
-    collect(child)
-    await waitFor(() => daemonLog(p).includes("Ready to take triggers"), { what: "the daemon to be ready" })
+    await startForeground(p)
     expect(daemonLog(p)).toMatch(/^\[[^\]]+Z\] \[\] MODE: Parallel execution enabled \(max concurrent: 7\)$/m)
   })
 
   it("sequential mode is the default and logs 'MODE: Sequential execution'", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     delete (p.env as Record<string, string>)["PARALLEL_DAEMON"]
-    const child = p.foreground()
-    extra.push(child)
-    collect(child)
-    await waitFor(() => daemonLog(p).includes("Ready to take triggers"), { what: "the daemon to be ready" })
+    await startForeground(p)
     expect(daemonLog(p)).toMatch(/^\[[^\]]+Z\] \[\] MODE: Sequential execution$/m)
     expect(daemonLog(p)).not.toMatch(/MODE: Parallel/)
   })
@@ -342,8 +292,7 @@ describe("bad configuration", () => {
   ]
   for (const c of cases) {
     it(`${c.what} stops 'daemon start' with one line naming the variable and the value`, async () => {
-      project = makeProject()
-      const p = project
+      const p = projects.make()
       const env = c.setup(p)
       const result = await p.cli(["daemon", "start"], { env })
       expect(result.code).not.toBe(0)
@@ -353,7 +302,7 @@ describe("bad configuration", () => {
       expect(lines[0]).toContain(c.variable)
       expect(lines[0]).toContain(c.value)
       expect(result.stderr).not.toMatch(/\n\s+at |Error:|\.ts:\d+|\.js:\d+/)
-      expect(daemons(p)).toEqual([])
+      expect(daemonProcesses(p)).toEqual([])
       expect(projectProcesses(p.root)).toEqual([])
       expect(fs.existsSync(pidFile(p))).toBe(false)
     })

@@ -4,7 +4,7 @@
  * slot file's shape and validity.
  */
 import * as fs from "node:fs"
-import { afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   archivedTriggers,
   busyAgents,
@@ -17,13 +17,9 @@ import {
   startForeground,
   statOf
 } from "../support/daemonHelpers.js"
-import { daemonLog, makeProject, records, type TestProject, trigger, waitFor } from "../support/project.js"
+import { daemonLog, records, type TestProject, trigger, useProjects, waitFor } from "../support/project.js"
 
-let project: TestProject | undefined
-afterEach(async () => {
-  await project?.cleanup()
-  project = undefined
-})
+const projects = useProjects()
 
 const archivedCount = (p: TestProject, n: number, timeoutMs = 20_000) =>
   waitFor(() => archivedTriggers(p).length >= n && queueFiles(p).length === 0, {
@@ -31,10 +27,19 @@ const archivedCount = (p: TestProject, n: number, timeoutMs = 20_000) =>
     what: `${n} archived triggers and an empty queue`
   })
 
+/** The most busy slots seen at once until three triggers are archived and the queue is empty. */
+const maxBusyUntilThreeArchived = async (p: TestProject) => {
+  let maxBusy = 0
+  await waitFor(() => {
+    maxBusy = Math.max(maxBusy, busyAgents(readSlots(p)).length)
+    return archivedTriggers(p).length === 3 && queueFiles(p).length === 0
+  }, { what: "three archived triggers", intervalMs: 20 })
+  return maxBusy
+}
+
 describe("parallel execution", () => {
   it("S30: runs three agents at the same time, each in its own busy slot, all idle afterwards", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     await startForeground(p)
     const agents = ["junior-dev-a", "junior-dev-b", "qa-engineer"]
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=3", { context: { ticket: "52" } }))
@@ -81,8 +86,7 @@ describe("parallel execution", () => {
   })
 
   it("S31: two triggers for the same agent run one after the other, in queue order", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     // Both queued before the daemon starts: the backlog path, ordered by creation time.
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=1.5"))
     p.drop("junior-dev-a-work-2", trigger("junior-dev-a", "sleep=1.5"))
@@ -96,8 +100,7 @@ describe("parallel execution", () => {
   })
 
   it("S31 (live): a second trigger dropped while the agent runs waits for the first to end", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=2"))
     await waitFor(() => records(p).some((r) => r.kind === "start"), { what: "the first run to start" })
@@ -109,8 +112,7 @@ describe("parallel execution", () => {
   })
 
   it("S32: a busy agent's queued trigger does not block another agent's trigger behind it", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     await startForeground(p)
     p.drop("junior-dev-a-work-0", trigger("junior-dev-a", "sleep=3"))
     await waitFor(() => busyAgents(readSlots(p)).includes("junior-dev-a") && records(p).length > 0, {
@@ -131,8 +133,7 @@ describe("parallel execution", () => {
   })
 
   it("while an agent's trigger waits for a retry, its slot runs the agent's next trigger", async () => {
-    project = makeProject({ INITIAL_RETRY_DELAY: "3", MAX_RETRIES: "2" })
-    const p = project
+    const p = projects.make({ INITIAL_RETRY_DELAY: "3", MAX_RETRIES: "2" })
     await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "fail-first"))
     // Attempt 1 failed; attempt 2 waits 3 s, and meanwhile the slot is free.
@@ -151,16 +152,11 @@ describe("parallel execution", () => {
   })
 
   it("S33: MAX_CONCURRENT_AGENTS=2 never runs more than two agents; the third starts after one ends", async () => {
-    project = makeProject({ MAX_CONCURRENT_AGENTS: "2" })
-    const p = project
+    const p = projects.make({ MAX_CONCURRENT_AGENTS: "2" })
     const fg = await startForeground(p)
     expect(daemonLog(p)).toContain("MODE: Parallel execution enabled (max concurrent: 2)")
     for (const a of ["junior-dev-a", "junior-dev-b", "qa-engineer"]) p.drop(`${a}-work-1`, trigger(a, "sleep=2"))
-    let maxBusy = 0
-    await waitFor(() => {
-      maxBusy = Math.max(maxBusy, busyAgents(readSlots(p)).length)
-      return archivedTriggers(p).length === 3 && queueFiles(p).length === 0
-    }, { what: "three archived triggers", intervalMs: 20 })
+    const maxBusy = await maxBusyUntilThreeArchived(p)
     expect(maxBusy).toBeLessThanOrEqual(2)
     const runs = runsOf(records(p))
     expect(runs).toHaveLength(3)
@@ -172,16 +168,11 @@ describe("parallel execution", () => {
   })
 
   it("sequential mode (PARALLEL_DAEMON=false) runs one agent at a time", async () => {
-    project = makeProject({ PARALLEL_DAEMON: "false" })
-    const p = project
+    const p = projects.make({ PARALLEL_DAEMON: "false" })
     await startForeground(p)
     expect(daemonLog(p)).toContain("MODE: Sequential execution")
     for (const a of ["junior-dev-a", "junior-dev-b", "qa-engineer"]) p.drop(`${a}-work-1`, trigger(a, "sleep=1"))
-    let maxBusy = 0
-    await waitFor(() => {
-      maxBusy = Math.max(maxBusy, busyAgents(readSlots(p)).length)
-      return archivedTriggers(p).length === 3 && queueFiles(p).length === 0
-    }, { what: "three archived triggers", intervalMs: 20 })
+    const maxBusy = await maxBusyUntilThreeArchived(p)
     expect(maxBusy).toBe(1)
     const runs = runsOf(records(p))
     expect(runs).toHaveLength(3)
@@ -192,8 +183,7 @@ describe("parallel execution", () => {
   })
 
   it("S34: a running agent's slot has the original shape; after completion it is idle with pid null", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=2", { context: { ticket: 52 } }))
     const busy = await waitFor(() => {
@@ -216,8 +206,7 @@ describe("parallel execution", () => {
   })
 
   it("S35: twenty agents at once leave a slot file that always parses and holds all twenty", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     await startForeground(p)
     const agents = Array.from({ length: 20 }, (_, i) => `agent-${String(i).padStart(2, "0")}`)
     for (const a of agents) p.drop(`${a}-work-1`, trigger(a, "sleep=4"))

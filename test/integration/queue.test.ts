@@ -5,51 +5,37 @@
  * launches); agents are the recording shell script of the support module, or a probe script
  * written here that records its working directory, prompt and environment.
  */
-import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
+import {
+  archivedTriggers,
+  grandchildPids,
+  invalidEntries,
+  ISO_UTC,
+  readState,
+  startForeground
+} from "../support/daemonHelpers.js"
 import {
   daemonLog,
   isAlive,
   listDir,
-  makeProject,
   readJson,
   records,
   type TestProject,
   trigger,
+  useProjects,
   waitFor
 } from "../support/project.js"
 
-let project: TestProject | undefined
-const extraDirs: Array<string> = []
-afterEach(async () => {
-  await project?.cleanup()
-  project = undefined
-  for (const dir of extraDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
-})
+const projects = useProjects()
 
 /** `yyyymmdd-HHMMSS` in UTC. */
 const stamp = (ms: number) => new Date(ms).toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15)
-const ISO_SECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/
 
-/** Runs the daemon in the foreground and waits until it takes triggers. */
-const startDaemon = async (p: TestProject, env: Record<string, string> = {}): Promise<ChildProcess> => {
-  const before = (daemonLog(p).match(/Ready to take triggers/g) ?? []).length
-  const child = p.foreground(env)
-  // Drain the pipes: the foreground daemon echoes its log to stderr.
-  child.stdout?.resume()
-  child.stderr?.resume()
-  await waitFor(() => (daemonLog(p).match(/Ready to take triggers/g) ?? []).length > before, {
-    what: "the daemon to be ready"
-  })
-  return child
-}
-
-const processed = (p: TestProject) => listDir(path.join(p.triggers, "processed")).filter((n) => n.endsWith(".trigger"))
-const invalid = (p: TestProject) => listDir(path.join(p.triggers, "processed", "invalid"))
+/** Everything in `dead-letter/`: the entries and their `.meta.json` files. */
 const deadLetter = (p: TestProject) => listDir(path.join(p.triggers, "dead-letter"))
-const archivedAs = (p: TestProject, name: string) => processed(p).find((n) => n.endsWith(`-${name}.trigger`))
+const archivedAs = (p: TestProject, name: string) => archivedTriggers(p).find((n) => n.endsWith(`-${name}.trigger`))
 const startsOf = (p: TestProject, name: string) => records(p).filter((r) => r.kind === "start" && r.trigger === name)
 const logLines = (p: TestProject) => daemonLog(p).split("\n").filter((l) => l !== "")
 
@@ -103,10 +89,9 @@ const probes = (p: TestProject, agent: string): Array<Probe> =>
 
 describe("a valid trigger (S14)", () => {
   it("S14: runs exactly once in P with the agent's name in the prompt, is archived, logged with its trace id and counted", async () => {
-    project = makeProject({ PARALLEL_DAEMON: "false" })
-    const p = project
+    const p = projects.make({ PARALLEL_DAEMON: "false" })
     installProbe(p)
-    await startDaemon(p)
+    await startForeground(p)
     const traceId = "TRACE-1700000000-abc123"
     const before = Date.now()
     p.drop(
@@ -115,7 +100,7 @@ describe("a valid trigger (S14)", () => {
     )
     await waitFor(() => startsOf(p, "junior-dev-a-implement-1").length === 1, { what: "the agent to start" })
     // While it runs, the state names it.
-    expect(readJson(path.join(p.claude, "daemon-state.json"))["current_trigger"]).toBe("junior-dev-a-implement-1.trigger")
+    expect(readState(p)["current_trigger"]).toBe("junior-dev-a-implement-1.trigger")
     expect(fs.existsSync(path.join(p.triggers, "junior-dev-a-implement-1.processing"))).toBe(true)
 
     const archived = await waitFor(() => archivedAs(p, "junior-dev-a-implement-1"), { what: "the trigger to be archived" })
@@ -126,11 +111,11 @@ describe("a valid trigger (S14)", () => {
     expect(listDir(p.triggers).filter((n) => n.startsWith("junior-dev-a-implement-1"))).toEqual([])
 
     const state = await waitFor(() => {
-      const s = readJson(path.join(p.claude, "daemon-state.json"))
+      const s = readState(p)
       return s["current_trigger"] === "none" && s["total_triggers_processed"] === 1 ? s : undefined
     }, { what: "the state file to count the trigger" })
     expect(typeof state["daemon_started"]).toBe("string")
-    expect(state["last_trigger_processed"]).toMatch(ISO_SECONDS)
+    expect(state["last_trigger_processed"]).toMatch(ISO_UTC)
 
     // Exactly one attempt, in P, with the agent's name in the prompt.
     expect(startsOf(p, "junior-dev-a-implement-1")).toHaveLength(1)
@@ -163,16 +148,15 @@ describe("a valid trigger (S14)", () => {
   })
 
   it("uses the agent's worktree <parent>/<basename>-<agent> as cwd when it exists, else P", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     installProbe(p)
     const worktree = `${p.root}-junior-dev-b`
     fs.mkdirSync(worktree)
-    extraDirs.push(worktree)
-    await startDaemon(p)
+    projects.trackDir(worktree)
+    await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a"))
     p.drop("junior-dev-b-work-1", trigger("junior-dev-b"))
-    await waitFor(() => processed(p).length === 2, { what: "both triggers to be archived" })
+    await waitFor(() => archivedTriggers(p).length === 2, { what: "both triggers to be archived" })
     expect(probes(p, "junior-dev-a").map((x) => x.fields["cwd"])).toEqual([p.root])
     expect(probes(p, "junior-dev-b").map((x) => x.fields["cwd"])).toEqual([worktree])
     expect(probes(p, "junior-dev-b")[0]!.fields["STARFORGE_PROJECT_ROOT"]).toBe(p.root)
@@ -181,11 +165,10 @@ describe("a valid trigger (S14)", () => {
 
 describe("invalid triggers (S15, S16, S19)", () => {
   it("S15/S19: malformed JSON goes to processed/invalid/ with a one-line reason, never runs, and the daemon continues", async () => {
-    project = makeProject()
-    const p = project
-    const daemon = await startDaemon(p)
+    const p = projects.make()
+    const daemon = await startForeground(p)
     p.drop("junior-dev-a-work-1", "{ this is not json ]")
-    const archived = await waitFor(() => invalid(p).find((n) => n.endsWith("-junior-dev-a-work-1.trigger")), {
+    const archived = await waitFor(() => invalidEntries(p).find((n) => n.endsWith("-junior-dev-a-work-1.trigger")), {
       what: "the malformed trigger to be declared invalid"
     })
     expect(archived).toMatch(/^\d{8}-\d{6}-junior-dev-a-work-1\.trigger$/)
@@ -203,19 +186,18 @@ describe("invalid triggers (S15, S16, S19)", () => {
     p.drop("junior-dev-a-work-2", trigger("junior-dev-a"))
     await waitFor(() => archivedAs(p, "junior-dev-a-work-2"), { what: "a later valid trigger to run" })
     expect(records(p).filter((r) => r.kind === "start").map((r) => r.trigger)).toEqual(["junior-dev-a-work-2"])
-    expect(daemon.exitCode).toBeNull()
+    expect(daemon.child.exitCode).toBeNull()
   })
 
   it("S16: a missing or null to_agent is invalid and the reason names to_agent", async () => {
-    project = makeProject()
-    const p = project
-    await startDaemon(p)
+    const p = projects.make()
+    await startForeground(p)
     p.drop("missing-1", { from_agent: "test", action: "work", message: "" })
     p.drop("null-1", { to_agent: null, from_agent: "test", action: "work" })
     p.drop("bad-name-1", { to_agent: "../etc", action: "work" })
-    await waitFor(() => invalid(p).filter((n) => n.endsWith(".trigger")).length === 3, { what: "three invalid triggers" })
+    await waitFor(() => invalidEntries(p).filter((n) => n.endsWith(".trigger")).length === 3, { what: "three invalid triggers" })
     for (const name of ["missing-1", "null-1", "bad-name-1"]) {
-      const archived = invalid(p).find((n) => n.endsWith(`-${name}.trigger`))
+      const archived = invalidEntries(p).find((n) => n.endsWith(`-${name}.trigger`))
       expect(archived, name).toBeDefined()
       const reason = fs.readFileSync(path.join(p.triggers, "processed", "invalid", `${archived}.reason.txt`), "utf8")
       expect(reason.trimEnd()).not.toContain("\n")
@@ -226,9 +208,8 @@ describe("invalid triggers (S15, S16, S19)", () => {
   })
 
   it("a half-written trigger completed within a second is not declared invalid", async () => {
-    project = makeProject()
-    const p = project
-    await startDaemon(p)
+    const p = projects.make()
+    await startForeground(p)
     const file = path.join(p.triggers, "junior-dev-a-work-1.trigger")
     fs.writeFileSync(file, `{"to_agent": "junior-dev-a"`)
     // Give the watcher time to see the incomplete file (a short pause only shapes the scenario).
@@ -238,7 +219,7 @@ describe("invalid triggers (S15, S16, S19)", () => {
     expect(fs.existsSync(file)).toBe(true)
     fs.appendFileSync(file, `, "from_agent": "test", "action": "work", "message": ""}`)
     await waitFor(() => archivedAs(p, "junior-dev-a-work-1"), { what: "the completed trigger to run" })
-    expect(invalid(p)).toEqual([])
+    expect(invalidEntries(p)).toEqual([])
     expect(daemonLog(p)).not.toMatch(/INVALID/)
     expect(startsOf(p, "junior-dev-a-work-1")).toHaveLength(1)
   })
@@ -246,9 +227,8 @@ describe("invalid triggers (S15, S16, S19)", () => {
 
 describe("failures, retries and the dead-letter queue (S17, S18, S20)", () => {
   it("S17: an agent that always fails is tried MAX_RETRIES times with doubling delays, then dead-lettered with full metadata", async () => {
-    project = makeProject({ MAX_RETRIES: "3", INITIAL_RETRY_DELAY: "0.5" })
-    const p = project
-    await startDaemon(p)
+    const p = projects.make({ MAX_RETRIES: "3", INITIAL_RETRY_DELAY: "0.5" })
+    await startForeground(p)
     const traceId = "TRACE-1700000001-def456"
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "exit=1", { trace_id: traceId }))
     const dir = path.join(p.triggers, "dead-letter")
@@ -276,8 +256,8 @@ describe("failures, retries and the dead-letter queue (S17, S18, S20)", () => {
     expect(meta["signal"]).toBeNull()
     expect(meta["attempts"]).toBe(3)
     expect(meta["retry_timestamps"]).toHaveLength(3)
-    for (const t of meta["retry_timestamps"]) expect(t).toMatch(ISO_SECONDS)
-    expect(meta["dlq_entry_timestamp"]).toMatch(ISO_SECONDS)
+    for (const t of meta["retry_timestamps"]) expect(t).toMatch(ISO_UTC)
+    expect(meta["dlq_entry_timestamp"]).toMatch(ISO_UTC)
     expect(meta["agent"]).toBe("junior-dev-a")
     expect(meta["trace_id"]).toBe(traceId)
     expect(typeof meta["last_log"]).toBe("string")
@@ -287,7 +267,7 @@ describe("failures, retries and the dead-letter queue (S17, S18, S20)", () => {
     expect(lastLog).toMatch(/Failed: .*\nExit code: 1\n?$/)
     // The trigger itself is kept as it was.
     expect(readJson(path.join(dir, "junior-dev-a-work-1.trigger"))["trace_id"]).toBe(traceId)
-    expect(processed(p)).toEqual([])
+    expect(archivedTriggers(p)).toEqual([])
 
     // The daemon continues.
     p.drop("junior-dev-b-work-1", trigger("junior-dev-b"))
@@ -295,9 +275,8 @@ describe("failures, retries and the dead-letter queue (S17, S18, S20)", () => {
   })
 
   it("S18: an agent that fails once then succeeds takes 2 attempts and is archived as a success; `daemon logs` shows both logs", async () => {
-    project = makeProject({ MAX_RETRIES: "3", INITIAL_RETRY_DELAY: "0.2" })
-    const p = project
-    await startDaemon(p)
+    const p = projects.make({ MAX_RETRIES: "3", INITIAL_RETRY_DELAY: "0.2" })
+    await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "fail-first"))
     await waitFor(() => archivedAs(p, "junior-dev-a-work-1"), { what: "the trigger to be archived" })
     expect(startsOf(p, "junior-dev-a-work-1").map((r) => r.attempt)).toEqual([1, 2])
@@ -326,16 +305,13 @@ describe("failures, retries and the dead-letter queue (S17, S18, S20)", () => {
   })
 
   it("S20: AGENT_TIMEOUT kills the agent's whole process group at about the timeout and records 'timed out'", async () => {
-    project = makeProject({ AGENT_TIMEOUT: "2", MAX_RETRIES: "1", AGENT_KILL_GRACE: "1" })
-    const p = project
-    const daemon = await startDaemon(p)
+    const p = projects.make({ AGENT_TIMEOUT: "2", MAX_RETRIES: "1", AGENT_KILL_GRACE: "1" })
+    const daemon = await startForeground(p)
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=10 grandchild"))
     const meta = path.join(p.triggers, "dead-letter", "junior-dev-a-work-1.trigger.meta.json")
-    await waitFor(() => fs.existsSync(p.records) && /^grandchild \d+/m.test(fs.readFileSync(p.records, "utf8")), {
-      what: "the agent to start"
-    })
+    await waitFor(() => grandchildPids(p).length > 0, { what: "the agent to start" })
     const start = startsOf(p, "junior-dev-a-work-1")[0]!
-    const grandchild = Number(/^grandchild (\d+)/m.exec(fs.readFileSync(p.records, "utf8"))![1])
+    const grandchild = grandchildPids(p)[0]!
     await waitFor(() => fs.existsSync(meta), { intervalMs: 20, timeoutMs: 15_000, what: "the dead-letter entry" })
     // From the spawn to the end of the kill, by the daemon's own clock: the timeout (its clock
     // starts just before the spawn), then the agent dies on SIGTERM at once (grace 1 s at most).
@@ -352,14 +328,13 @@ describe("failures, retries and the dead-letter queue (S17, S18, S20)", () => {
     expect(m["failure_reason"]).toMatch(/timed out/)
     expect(m["attempts"]).toBe(1)
     expect(logLines(p).some((l) => / TIMEOUT: .*timed out after 2s/.test(l))).toBe(true)
-    expect(daemon.exitCode).toBeNull()
+    expect(daemon.child.exitCode).toBeNull()
   })
 })
 
 describe("queue order (S21)", () => {
   it("S21: triggers dropped while the daemon was stopped run by priority, then creation time (sequential)", async () => {
-    project = makeProject({ PARALLEL_DAEMON: "false" })
-    const p = project
+    const p = projects.make({ PARALLEL_DAEMON: "false" })
     // Creation order differs from name order; the high-priority trigger is the newest.
     const names = ["junior-dev-a-work-30", "junior-dev-b-work-10", "qa-engineer-work-20"]
     for (const name of names) {
@@ -368,8 +343,8 @@ describe("queue order (S21)", () => {
     }
     p.drop("junior-dev-c-work-40", trigger("junior-dev-c", "", { priority: "high" }))
     p.drop("junior-dev-d-work-01", trigger("junior-dev-d", "", { priority: "low" }))
-    await startDaemon(p)
-    await waitFor(() => processed(p).length === 5, { what: "all five triggers to be archived" })
+    await startForeground(p)
+    await waitFor(() => archivedTriggers(p).length === 5, { what: "all five triggers to be archived" })
     const starts = records(p).filter((r) => r.kind === "start")
     expect(starts.map((r) => r.trigger)).toEqual([
       "junior-dev-c-work-40",

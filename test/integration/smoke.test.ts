@@ -1,23 +1,16 @@
-import * as path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
-import { listDir, makeProject, records, type TestProject, trigger, waitFor } from "../support/project.js"
+import { describe, expect, it } from "vitest"
+import { archivedTriggers } from "../support/daemonHelpers.js"
+import { records, trigger, useProjects, waitFor } from "../support/project.js"
 
-let project: TestProject | undefined
-afterEach(async () => {
-  await project?.cleanup()
-  project = undefined
-})
+const projects = useProjects()
 
 describe("smoke", () => {
   it("runs three agents side by side and archives their triggers", async () => {
-    project = makeProject()
-    const p = project
+    const p = projects.make()
     const started = await p.cli(["daemon", "start"])
     expect(started.stdout).toMatch(/^Daemon started \(PID: \d+\)/)
     for (const a of ["junior-dev-a", "junior-dev-b", "qa-engineer"]) p.drop(`${a}-work-1`, trigger(a, "sleep=1"))
-    await waitFor(() => listDir(path.join(p.triggers, "processed")).filter((n) => n.endsWith(".trigger")).length === 3, {
-      what: "three archived triggers"
-    })
+    await waitFor(() => archivedTriggers(p).length === 3, { what: "three archived triggers" })
     const starts = records(p).filter((r) => r.kind === "start")
     const ends = records(p).filter((r) => r.kind === "end")
     expect(starts).toHaveLength(3)

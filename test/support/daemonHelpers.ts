@@ -1,11 +1,11 @@
 /**
- * Extra helpers for the parallel and fault-injection integration tests: a foreground daemon the
- * test can signal, the slot file, overlap of agent runs, process groups.
+ * Extra helpers for the integration tests: a foreground daemon the test can signal, the slot,
+ * state and pid files, the queue's directories, overlap of agent runs, process groups.
  */
 import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { type AgentRecord, listDir, projectProcesses, type TestProject, waitFor } from "./project.js"
+import { type AgentRecord, listDir, projectProcesses, readText, type TestProject, waitFor } from "./project.js"
 
 export interface SlotEntry {
   readonly status: "busy" | "idle"
@@ -21,13 +21,14 @@ export const slotsPath = (p: TestProject) => path.join(p.claude, "daemon", "agen
 
 /** The slot file, or undefined when it does not exist yet. Throws when it is not valid JSON. */
 export const readSlots = (p: TestProject): SlotFile | undefined => {
-  let text: string
-  try {
-    text = fs.readFileSync(slotsPath(p), "utf8")
-  } catch {
-    return undefined
-  }
-  return JSON.parse(text) as SlotFile
+  const text = readText(slotsPath(p))
+  return text === undefined ? undefined : (JSON.parse(text) as SlotFile)
+}
+
+/** Writes a slot file before the daemon starts, as a crashed daemon would have left it. */
+export const writeSlots = (p: TestProject, slots: Record<string, Record<string, unknown>>) => {
+  fs.mkdirSync(path.dirname(slotsPath(p)), { recursive: true })
+  fs.writeFileSync(slotsPath(p), JSON.stringify(slots, null, 2))
 }
 
 export const busyAgents = (slots: SlotFile | undefined): Array<string> =>
@@ -41,6 +42,8 @@ export interface Foreground {
   readonly pid: number
   /** Everything the daemon wrote to stdout and stderr so far. */
   readonly output: () => string
+  /** What the daemon wrote to stderr so far (its log echo and the ready line). */
+  readonly stderr: () => string
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   readonly hasExited: () => boolean
 }
@@ -49,10 +52,14 @@ export interface Foreground {
 export const startForeground = async (p: TestProject, env: Record<string, string> = {}): Promise<Foreground> => {
   const child = p.foreground(env)
   let output = ""
+  let stderr = ""
   let done = false
   // Always drain the pipes: a full stderr pipe would block the daemon.
   child.stdout?.on("data", (d) => (output += String(d)))
-  child.stderr?.on("data", (d) => (output += String(d)))
+  child.stderr?.on("data", (d) => {
+    output += String(d)
+    stderr += String(d)
+  })
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => {
       done = true
@@ -68,7 +75,7 @@ export const startForeground = async (p: TestProject, env: Record<string, string
     },
     { timeoutMs: 20_000, what: "the foreground daemon to be ready" }
   )
-  return { child, pid, output: () => output, exited, hasExited: () => done }
+  return { child, pid, output: () => output, stderr: () => stderr, exited, hasExited: () => done }
 }
 
 /** Resolves with the exit of `fg`, or throws after `ms`. */
@@ -127,12 +134,7 @@ export const maxOverlap = (runs: ReadonlyArray<Run>): number => {
 
 /** `grandchild <pid>` lines of the recording agent. */
 export const grandchildPids = (p: TestProject): Array<number> => {
-  let text = ""
-  try {
-    text = fs.readFileSync(p.records, "utf8")
-  } catch {
-    return []
-  }
+  const text = readText(p.records) ?? ""
   return text.split("\n").filter((l) => l.startsWith("grandchild ")).map((l) => Number(l.split(" ")[1]))
 }
 
@@ -167,6 +169,9 @@ export const statOf = (pid: number): { pgid: number; sid: number; startTime: str
 export const archivedTriggers = (p: TestProject) =>
   listDir(path.join(p.triggers, "processed")).filter((n) => n.endsWith(".trigger"))
 
+/** Everything in `processed/invalid/`: the invalid triggers and their `.reason.txt` files. */
+export const invalidEntries = (p: TestProject) => listDir(path.join(p.triggers, "processed", "invalid"))
+
 export const deadLetters = (p: TestProject) => listDir(path.join(p.triggers, "dead-letter")).filter((n) => n.endsWith(".trigger"))
 
 /** Top-level queue files: `X.trigger` and `X.processing`. */
@@ -181,3 +186,9 @@ export const readState = (p: TestProject) =>
   JSON.parse(fs.readFileSync(path.join(p.claude, "daemon-state.json"), "utf8")) as Record<string, unknown>
 
 export const pidFile = (p: TestProject) => path.join(p.claude, "daemon.pid")
+
+/** The pid in the pid file, or undefined when there is none. */
+export const readPidFile = (p: TestProject): number | undefined => {
+  const text = readText(pidFile(p))
+  return text === undefined ? undefined : Number(text.trim())
+}

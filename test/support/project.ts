@@ -3,13 +3,15 @@
  *
  * Every project lives in its own temporary directory; `cleanup()` kills every process whose
  * command line or working directory mentions that directory (daemon, agents, grandchildren) and
- * removes it, so a failing test leaves nothing behind.
+ * removes it, so a failing test leaves nothing behind. `useProjects()` does that after each test.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process"
+import { once } from "node:events"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { afterEach } from "vitest"
 
 export const BIN = fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
 
@@ -18,6 +20,27 @@ export interface CliResult {
   readonly stdout: string
   readonly stderr: string
 }
+
+/**
+ * Runs `starforge <args>` exactly as given (no `--project` added); by default in the system's
+ * temporary directory with nothing but PATH in the environment.
+ */
+export const runCli = (
+  args: ReadonlyArray<string>,
+  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}
+) =>
+  new Promise<CliResult>((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      {
+        cwd: options.cwd ?? os.tmpdir(),
+        env: options.env ?? { PATH: process.env["PATH"] ?? "/usr/bin:/bin" },
+        timeout: options.timeoutMs ?? 60_000
+      },
+      (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })
+    )
+  })
 
 export interface TestProject {
   readonly root: string
@@ -88,17 +111,7 @@ export const makeProject = (settings: Record<string, string> = {}): TestProject 
     records: path.join(root, "records.txt"),
     env,
     cli: (args, options = {}) =>
-      new Promise((resolve) => {
-        execFile(
-          process.execPath,
-          [BIN, ...args, "--project", root],
-          { cwd: root, env: { ...env, ...options.env }, timeout: options.timeoutMs ?? 60_000 },
-          (error, stdout, stderr) => {
-            const code = error ? (typeof error.code === "number" ? error.code : 1) : 0
-            resolve({ code, stdout, stderr })
-          }
-        )
-      }),
+      runCli([...args, "--project", root], { cwd: root, env: { ...env, ...options.env }, timeoutMs: options.timeoutMs }),
     foreground: (extra = {}) =>
       spawn(process.execPath, [BIN, "daemon", "start", "--foreground", "--project", root], {
         cwd: root,
@@ -119,6 +132,62 @@ export const makeProject = (settings: Record<string, string> = {}): TestProject 
     }
   }
   return project
+}
+
+/**
+ * The per-file scaffolding of the integration tests. Registers an `afterEach` that SIGKILLs the
+ * child processes handed to `track`, cleans up every project made with `make` (killing whatever
+ * belongs to it) and removes the directories handed to `trackDir`. Call once, at the top level of
+ * a test file.
+ */
+export const useProjects = () => {
+  const made: Array<TestProject> = []
+  const children: Array<ChildProcess> = []
+  const dirs: Array<string> = []
+  afterEach(async () => {
+    for (const child of children.splice(0)) {
+      if (child.exitCode !== null || child.signalCode !== null) continue
+      try {
+        child.kill("SIGKILL")
+      } catch {
+        // Already gone.
+      }
+    }
+    const failures: Array<unknown> = []
+    for (const project of made.splice(0)) await project.cleanup().catch((e: unknown) => void failures.push(e))
+    for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+    if (failures.length > 0) throw failures[0]
+  })
+  return {
+    /** A new temporary project (see `makeProject`), cleaned up after the test. */
+    make: (settings?: Record<string, string>): TestProject => {
+      const project = makeProject(settings)
+      made.push(project)
+      return project
+    },
+    /**
+     * A process the test started itself (not the project's daemon or agents, which `cleanup()`
+     * finds on its own); SIGKILLed after the test if still running.
+     */
+    track: <C extends ChildProcess>(child: C): C => {
+      children.push(child)
+      return child
+    },
+    /** A directory outside any project; removed after the test. */
+    trackDir: (dir: string): string => {
+      dirs.push(dir)
+      return dir
+    }
+  }
+}
+
+/** The file's text, or undefined when it cannot be read (for example, not written yet). */
+export const readText = (file: string): string | undefined => {
+  try {
+    return fs.readFileSync(file, "utf8")
+  } catch {
+    return undefined
+  }
 }
 
 /** Live (non-zombie) processes whose command line, environment or cwd mentions `root`. */
@@ -198,12 +267,7 @@ export interface AgentRecord {
 
 /** The recording agent's start/end lines. */
 export const records = (project: TestProject): Array<AgentRecord> => {
-  let text = ""
-  try {
-    text = fs.readFileSync(project.records, "utf8")
-  } catch {
-    return []
-  }
+  const text = readText(project.records) ?? ""
   return text.split("\n").filter((l) => l.startsWith("start ") || l.startsWith("end ")).map((line) => {
     const [kind, agent, trigger, attempt, ns, pid] = line.split(" ")
     return {
@@ -217,13 +281,7 @@ export const records = (project: TestProject): Array<AgentRecord> => {
   })
 }
 
-export const daemonLog = (project: TestProject): string => {
-  try {
-    return fs.readFileSync(path.join(project.claude, "logs", "daemon.log"), "utf8")
-  } catch {
-    return ""
-  }
-}
+export const daemonLog = (project: TestProject): string => readText(path.join(project.claude, "logs", "daemon.log")) ?? ""
 
 export const isAlive = (pid: number): boolean => {
   try {
@@ -233,6 +291,14 @@ export const isAlive = (pid: number): boolean => {
   } catch {
     return false
   }
+}
+
+/** A process that has exited, so its pid names nothing (until the kernel reuses it). */
+export const deadPid = async (): Promise<number> => {
+  const child = spawn("true", [], { stdio: "ignore" })
+  await once(child, "exit")
+  await waitFor(() => !isAlive(child.pid!), { what: "the short-lived process to be gone" })
+  return child.pid!
 }
 
 /** A trigger body for the recording agent. */
