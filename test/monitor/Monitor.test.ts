@@ -4,19 +4,15 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
-import { daemonLog, listDir, makeProject, type TestProject, waitFor } from "../support/project.js"
+import { describe, expect, it } from "vitest"
+import { startForeground } from "../support/daemonHelpers.js"
+import { daemonLog, listDir, useProjects, waitFor } from "../support/project.js"
 
-let project: TestProject | undefined
-afterEach(async () => {
-  await project?.cleanup()
-  project = undefined
-})
+const projects = useProjects()
 
 describe("orchestrator tick", () => {
   it("creates an orchestrator trigger every ORCHESTRATOR_INTERVAL, never while one is pending or running", async () => {
-    project = makeProject({ ORCHESTRATOR_INTERVAL: "0.2" })
-    const p = project
+    const p = projects.make({ ORCHESTRATOR_INTERVAL: "0.2" })
     // The orchestrator works for 1.5 s per check, far longer than the interval.
     const agent = path.join(p.root, "orchestrator.sh")
     fs.writeFileSync(
@@ -24,7 +20,7 @@ describe("orchestrator tick", () => {
       `#!/bin/sh\necho "start $(date +%s%N)" >> "${p.root}/orch.txt"\nsleep 1.5\necho "end $(date +%s%N)" >> "${p.root}/orch.txt"\n`,
       { mode: 0o755 }
     )
-    const daemon = p.foreground({ AGENT_COMMAND: agent })
+    const daemon = await startForeground(p, { AGENT_COMMAND: agent })
     try {
       const queued = () => listDir(p.triggers).filter((n) => n.startsWith("orchestrator-")).length
       let mostQueued = 0
@@ -47,23 +43,21 @@ describe("orchestrator tick", () => {
       )
       expect(trigger).toMatchObject({ to_agent: "orchestrator", from_agent: "starforge", action: "periodic_check" })
     } finally {
-      daemon.kill("SIGTERM")
+      daemon.child.kill("SIGTERM")
     }
   })
 
   it("ORCHESTRATOR_INTERVAL=0 creates no orchestrator trigger", async () => {
-    project = makeProject({ ORCHESTRATOR_INTERVAL: "0", PROCESS_MONITOR_INTERVAL: "0.2" })
-    const p = project
-    const daemon = p.foreground()
+    const p = projects.make({ ORCHESTRATOR_INTERVAL: "0", PROCESS_MONITOR_INTERVAL: "0.2" })
+    const daemon = await startForeground(p)
     try {
-      // Wait for several monitor rounds (each logs nothing; the rescans are visible as time passing).
-      await waitFor(() => daemonLog(p).includes("Ready to take triggers"), { what: "the daemon to be ready" })
+      // Several monitor rounds pass (they log nothing when all is well).
       const readyAt = Date.now()
       await waitFor(() => Date.now() - readyAt > 1_000, { what: "a second of monitor rounds" })
       expect(daemonLog(p)).not.toMatch(/ORCHESTRATOR/)
       expect(listDir(p.triggers).filter((n) => n.startsWith("orchestrator-"))).toEqual([])
     } finally {
-      daemon.kill("SIGTERM")
+      daemon.child.kill("SIGTERM")
     }
   })
 })
