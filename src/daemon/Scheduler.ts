@@ -20,6 +20,7 @@ import { DaemonConfig } from "../config/DaemonConfig.js"
 import {
   type AttemptOutcome,
   describeOutcome,
+  type ExitStatus,
   exitCodeOf,
   formatSeconds,
   isSuccess,
@@ -94,7 +95,7 @@ export const make = Effect.gen(function*() {
   const setView = (view: JobView) => Effect.sync(() => views.set(view.name, view))
 
   /** Runs one attempt with its timeout; the slot was reserved by the dispatcher. */
-  const runAttempt = (claimed: ClaimedTrigger, attempt: number) =>
+  const runAttempt = (claimed: ClaimedTrigger, attempt: number, onExit: (status: ExitStatus) => void) =>
     Effect.gen(function*() {
       const { name, agent, trigger } = claimed.queued
       const traceId = trigger.trace_id ?? null
@@ -120,6 +121,8 @@ export const make = Effect.gen(function*() {
           STARFORGE_PROJECT_ROOT: paths.root
         },
         logFile,
+        timeoutMs: settings.agentTimeoutMs,
+        onExit,
         header: [
           `Agent: ${agent}`,
           `Trigger: ${name}.trigger`,
@@ -136,13 +139,7 @@ export const make = Effect.gen(function*() {
               })
             )
           )
-      }).pipe(
-        Effect.timeoutTo({
-          duration: Duration.millis(settings.agentTimeoutMs),
-          onSuccess: (status): AttemptOutcome => status,
-          onTimeout: (): AttemptOutcome => ({ _tag: "TimedOut", afterSeconds: settings.agentTimeoutMs / 1000 })
-        })
-      )
+      })
       const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
       return { outcome, logFile, startedMs, seconds }
     }).pipe(Effect.withSpan("Scheduler.attempt", { attributes: { agent: claimed.queued.agent, trigger: claimed.queued.name, attempt } }))
@@ -156,27 +153,36 @@ export const make = Effect.gen(function*() {
       yield* Deferred.await(granted).pipe(Effect.ensuring(Effect.sync(() => waiters.delete(queued.name))))
     })
 
-  /** All attempts of one claimed trigger, then its archive. */
-  const runJob = (claimed: ClaimedTrigger) =>
+  /** Archives a trigger whose agent succeeded; never interrupted halfway. */
+  const archiveSuccess = (claimed: ClaimedTrigger, attempt: number, took: string) =>
     Effect.gen(function*() {
+      const { name, agent, trigger } = claimed.queued
+      const context = { traceId: trigger.trace_id ?? null, agent, trigger: name }
+      yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully${took} (attempt ${attempt})`, context)
+      const archived = yield* queue.complete(claimed, { _tag: "Done" })
+      yield* log.event("QUEUE", `${name}.trigger archived as ${path.relative(paths.root, archived)}`, context)
+      yield* state.finished(`${name}.trigger`, true)
+    }).pipe(Effect.uninterruptible)
+
+  /** All attempts of one claimed trigger, then its archive. */
+  const runJob = (claimed: ClaimedTrigger) => {
+    // The current attempt's exit, recorded the moment the agent exits: a shutdown that lands
+    // after a successful exit archives the trigger instead of running it again.
+    let exited: { readonly status: ExitStatus; readonly attempt: number } | undefined
+    return Effect.gen(function*() {
       const { name, agent, trigger } = claimed.queued
       const traceId = trigger.trace_id ?? null
       const context = { traceId, agent, trigger: name }
       const timestamps: Array<string> = []
       for (let attempt = 1;; attempt++) {
         if (attempt > 1) yield* awaitSlot(claimed.queued, attempt)
-        const result = yield* runAttempt(claimed, attempt).pipe(
+        exited = undefined
+        const result = yield* runAttempt(claimed, attempt, (status) => void (exited = { status, attempt })).pipe(
           Effect.ensuring(slots.markIdle(agent).pipe(Effect.zipRight(wake)))
         )
         timestamps.push(isoSeconds(result.startedMs))
         const took = formatSeconds(Math.round(result.seconds * 10) / 10)
-        if (isSuccess(result.outcome)) {
-          yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully in ${took} (attempt ${attempt})`, context)
-          const archived = yield* queue.complete(claimed, { _tag: "Done" })
-          yield* log.event("QUEUE", `${name}.trigger archived as ${path.relative(paths.root, archived)}`, context)
-          yield* state.finished(`${name}.trigger`, true)
-          return
-        }
+        if (isSuccess(result.outcome)) return yield* archiveSuccess(claimed, attempt, ` in ${took}`)
         const what = `${agent} ${describeOutcome(result.outcome)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}, ${took})`
         const level = result.outcome._tag === "TimedOut" ? "TIMEOUT" : result.outcome._tag === "SpawnFailed" ? "ERROR" : "FINISH"
         yield* log.event(level, what, context)
@@ -214,10 +220,17 @@ export const make = Effect.gen(function*() {
           Effect.zipRight(requeue(claimed, "could not be processed"))
         )
       ),
-      Effect.onInterrupt(() => requeue(claimed, "interrupted by shutdown")),
+      Effect.onInterrupt(() =>
+        exited !== undefined && isSuccess(exited.status)
+          ? archiveSuccess(claimed, exited.attempt, "").pipe(
+            Effect.catchAll((error) => log.event("ERROR", `${error.message}; ${claimed.file} is left as it is`))
+          )
+          : requeue(claimed, "interrupted by shutdown")
+      ),
       Effect.ensuring(Effect.sync(() => views.delete(claimed.queued.name))),
       Effect.withSpan("Scheduler.job", { attributes: { agent: claimed.queued.agent, trigger: claimed.queued.name } })
     )
+  }
 
   const requeue = (claimed: ClaimedTrigger, why: string) =>
     queue.requeue(claimed).pipe(

@@ -3,16 +3,20 @@
  */
 import { Data } from "effect"
 
-/** What the process layer reports: an exit code, a signal, or a spawn that never happened. */
+/**
+ * What the process layer reports: an exit code, a signal, a spawn that never happened, or a
+ * timeout (with the signal that finally stopped the group).
+ */
 export type ExitStatus = Data.TaggedEnum<{
   Exited: { readonly code: number }
   Signaled: { readonly signal: string }
   SpawnFailed: { readonly message: string }
+  TimedOut: { readonly afterSeconds: number; readonly signal: string }
 }>
 export const ExitStatus = Data.taggedEnum<ExitStatus>()
 
-/** The attempt's outcome as the scheduler sees it: the exit status, or a timeout. */
-export type AttemptOutcome = ExitStatus | { readonly _tag: "TimedOut"; readonly afterSeconds: number }
+/** The attempt's outcome as the scheduler sees it. */
+export type AttemptOutcome = ExitStatus
 
 export const isSuccess = (outcome: AttemptOutcome): boolean => outcome._tag === "Exited" && outcome.code === 0
 
@@ -32,7 +36,7 @@ export const describeOutcome = (outcome: AttemptOutcome): string => {
 export const exitCodeOf = (outcome: AttemptOutcome): number | null => (outcome._tag === "Exited" ? outcome.code : null)
 
 export const signalOf = (outcome: AttemptOutcome): string | null =>
-  outcome._tag === "Signaled" ? outcome.signal : outcome._tag === "TimedOut" ? "SIGTERM" : null
+  outcome._tag === "Signaled" || outcome._tag === "TimedOut" ? outcome.signal : null
 
 export const formatSeconds = (seconds: number): string =>
   Number.isInteger(seconds) ? `${seconds}s` : `${Number(seconds.toFixed(3))}s`

@@ -15,7 +15,7 @@ import * as fs from "node:fs"
 import { Context, Deferred, Effect, Layer, Option, Queue, Ref } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
-import { ExitStatus } from "../domain/Outcome.js"
+import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
 import { isoSeconds } from "../domain/time.js"
 import * as procfs from "./procfs.js"
 
@@ -36,6 +36,16 @@ export interface AgentRunSpec {
   readonly header: ReadonlyArray<string>
   /** Called once the child runs, before waiting for it. */
   readonly onSpawn: (info: SpawnInfo) => Effect.Effect<void>
+  /**
+   * How long the child may run before its group is stopped (the result is then `TimedOut`).
+   * Only the wait for the exit is timed: cleaning up after an exit never turns it into a timeout.
+   */
+  readonly timeoutMs?: number
+  /**
+   * Called synchronously the moment the child exits, before any clean-up: whoever interrupts
+   * the run afterwards can still tell that the agent had finished, and how.
+   */
+  readonly onExit?: (status: ExitStatus) => void
 }
 
 /** What happened to a process found in the slot file at start-up. */
@@ -43,9 +53,10 @@ export type OrphanFate = "stopped" | "gone" | "different"
 
 export interface AgentProcessShape {
   /**
-   * Runs the attempt to its end. A command that cannot start is an `ExitStatus.SpawnFailed`;
-   * only a log file that cannot be written fails the effect. Interrupting it stops the whole
-   * process group (SIGTERM, then SIGKILL after the kill grace) before it completes.
+   * Runs the attempt to its end. A command that cannot start is an `ExitStatus.SpawnFailed`, one
+   * that outlives `timeoutMs` is stopped and `ExitStatus.TimedOut`; only a log file that cannot
+   * be written fails the effect. Interrupting it stops the whole process group (SIGTERM, then
+   * SIGKILL after the kill grace) before it completes.
    */
   readonly run: (spec: AgentRunSpec) => Effect.Effect<ExitStatus, StorageError>
   /** Stops a process left by an earlier daemon if, and only if, it is still that process. */
@@ -73,6 +84,8 @@ const footerOf = (status: ExitStatus, now: number): string => {
       return `\nFailed: ${date}\nSignal: ${status.signal}\n`
     case "SpawnFailed":
       return `\nFailed: ${date}\nError: ${status.message}\n`
+    case "TimedOut":
+      return `\nFailed: ${date}\nTimed out after ${formatSeconds(status.afterSeconds)}\nSignal: ${status.signal}\n`
   }
 }
 
@@ -109,10 +122,9 @@ const spawnChild = (spec: AgentRunSpec, fd: number) =>
     }
     const exited = Deferred.unsafeMake<ExitStatus>(undefined as never)
     child.once("exit", (code, signal) => {
-      Deferred.unsafeDone(
-        exited,
-        Effect.succeed(code !== null ? ExitStatus.Exited({ code }) : ExitStatus.Signaled({ signal: signal ?? "SIGKILL" }))
-      )
+      const status = code !== null ? ExitStatus.Exited({ code }) : ExitStatus.Signaled({ signal: signal ?? "SIGKILL" })
+      spec.onExit?.(status)
+      Deferred.unsafeDone(exited, Effect.succeed(status))
     })
     child.once("spawn", () => resume(Effect.succeed({ child, pid: child.pid!, exited })))
     child.once("error", (error) => {
@@ -131,35 +143,46 @@ const waitUntil = (done: () => boolean, ms: number) =>
     return true
   })
 
-/** TERM the group's survivors, KILL whatever is left after the grace. */
-const sweepGroup = (pgid: number, graceMs: number) =>
+/**
+ * TERM the group's survivors (unless `termSent`), KILL whatever is left after the grace.
+ * Returns the last signal sent, if any.
+ */
+const sweepGroup = (pgid: number, graceMs: number, termSent = false) =>
   Effect.gen(function*() {
-    if (procfs.groupMembers(pgid).length === 0) return
-    procfs.signalGroup(pgid, "SIGTERM")
+    if (procfs.groupMembers(pgid).length === 0) return undefined
+    if (!termSent) procfs.signalGroup(pgid, "SIGTERM")
     const empty = yield* waitUntil(() => procfs.groupMembers(pgid).length === 0, graceMs)
-    if (!empty) {
-      procfs.signalGroup(pgid, "SIGKILL")
-      yield* waitUntil(() => procfs.groupMembers(pgid).length === 0, 2_000)
-    }
+    if (empty) return "SIGTERM" as const
+    procfs.signalGroup(pgid, "SIGKILL")
+    yield* waitUntil(() => procfs.groupMembers(pgid).length === 0, 2_000)
+    return "SIGKILL" as const
   })
 
-/** The kill ladder for a child of ours: SIGTERM the group, SIGKILL after the grace. */
+/**
+ * The kill ladder for a child of ours: SIGTERM the group, SIGKILL after the grace. One deadline
+ * covers the leader and its group. Returns the signal that ended it ("SIGTERM" or "SIGKILL").
+ */
 const stopChild = (started: Started, graceMs: number) =>
   Effect.gen(function*() {
-    if (!(yield* Deferred.isDone(started.exited))) {
-      procfs.signalGroup(started.pid, "SIGTERM")
-      const inGrace = yield* Deferred.await(started.exited).pipe(
-        // Finalizers are uninterruptible; the timeout must be able to interrupt the wait.
-        Effect.interruptible,
-        Effect.timeoutOption(graceMs)
-      )
-      if (Option.isNone(inGrace)) {
-        procfs.signalGroup(started.pid, "SIGKILL")
-        yield* Deferred.await(started.exited)
-      }
+    if (yield* Deferred.isDone(started.exited)) {
+      // Exited on its own: sweep what it left behind, with a full grace.
+      return yield* sweepGroup(started.pid, graceMs)
     }
-    yield* sweepGroup(started.pid, graceMs)
-    return yield* Deferred.await(started.exited)
+    const deadline = Date.now() + graceMs
+    procfs.signalGroup(started.pid, "SIGTERM")
+    const inGrace = yield* Deferred.await(started.exited).pipe(
+      // Finalizers are uninterruptible; the timeout must be able to interrupt the wait.
+      Effect.interruptible,
+      Effect.timeoutOption(graceMs)
+    )
+    if (Option.isNone(inGrace)) {
+      procfs.signalGroup(started.pid, "SIGKILL")
+      yield* Deferred.await(started.exited)
+      yield* sweepGroup(started.pid, 0, true)
+      return "SIGKILL" as const
+    }
+    const rest = yield* sweepGroup(started.pid, Math.max(0, deadline - Date.now()), true)
+    return rest ?? "SIGTERM"
   })
 
 const writeAll = (fd: number, text: string) => {
@@ -186,11 +209,13 @@ export const makeNode = (killGraceMs: number): AgentProcessShape => ({
           writeAll(fd, footerOf(status, Date.now()))
           return status
         }
+        let final: ExitStatus | undefined
         const started = yield* Effect.acquireRelease(spawnChild(spec, fd), (started) =>
           "failed" in started
             ? Effect.void
             : stopChild(started, killGraceMs).pipe(
-              Effect.flatMap((status) => Effect.sync(() => writeAll(fd, footerOf(status, Date.now())))),
+              Effect.zipRight(Deferred.await(started.exited)),
+              Effect.flatMap((status) => Effect.sync(() => writeAll(fd, footerOf(final ?? status, Date.now())))),
               Effect.catchAllDefect(() => Effect.void)
             ))
         if ("failed" in started) {
@@ -199,7 +224,13 @@ export const makeNode = (killGraceMs: number): AgentProcessShape => ({
           return status
         }
         yield* spec.onSpawn({ pid: started.pid, startTime: procfs.startTimeOf(started.pid) ?? null })
-        return yield* Deferred.await(started.exited)
+        const exit = spec.timeoutMs === undefined
+          ? Option.some(yield* Deferred.await(started.exited))
+          : yield* Deferred.await(started.exited).pipe(Effect.timeoutOption(spec.timeoutMs))
+        if (Option.isSome(exit)) return exit.value
+        const signal = yield* stopChild(started, killGraceMs)
+        final = ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal: signal ?? "SIGTERM" })
+        return final
       })
     ).pipe(Effect.withSpan("AgentProcess.run", { attributes: { agent: spec.agent } })),
 
@@ -264,13 +295,21 @@ export const makeFake = (options: {
           const run: FakeRun = {
             spec,
             pid: nextPid++,
-            finish: (status) => Deferred.succeed(done, status).pipe(Effect.asVoid),
+            finish: (status) =>
+              Effect.sync(() => spec.onExit?.(status)).pipe(Effect.zipRight(Deferred.succeed(done, status)), Effect.asVoid),
             interrupted
           }
           yield* spec.onSpawn({ pid: run.pid, startTime: "1" })
           yield* Ref.update(runs, (all) => [...all, run])
           yield* Queue.offer(started, run)
-          return yield* Deferred.await(done).pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined)))
+          const exit = yield* Deferred.await(done).pipe(
+            spec.timeoutMs === undefined ? Effect.asSome : Effect.timeoutOption(spec.timeoutMs),
+            Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+          )
+          if (Option.isSome(exit)) return exit.value
+          // Timed out: the fake "stops" the run the way the real layer would.
+          yield* Deferred.succeed(interrupted, undefined)
+          return ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal: "SIGTERM" })
         }),
       stopOrphan: (pid, startTime) =>
         Effect.gen(function*() {

@@ -87,7 +87,7 @@ describe("Outcome", () => {
   const exited = (code: number): AttemptOutcome => ExitStatus.Exited({ code })
   const signaled = (signal: string): AttemptOutcome => ExitStatus.Signaled({ signal })
   const spawnFailed = (message: string): AttemptOutcome => ExitStatus.SpawnFailed({ message })
-  const timedOut = (afterSeconds: number): AttemptOutcome => ({ _tag: "TimedOut", afterSeconds })
+  const timedOut = (afterSeconds: number, signal = "SIGTERM"): AttemptOutcome => ExitStatus.TimedOut({ afterSeconds, signal })
 
   it("only exit code 0 is a success", () => {
     expect(isSuccess(exited(0))).toBe(true)
@@ -116,6 +116,7 @@ describe("Outcome", () => {
     expect(exitCodeOf(spawnFailed("x"))).toBeNull()
     expect(signalOf(signaled("SIGKILL"))).toBe("SIGKILL")
     expect(signalOf(timedOut(1))).toBe("SIGTERM")
+    expect(signalOf(timedOut(1, "SIGKILL"))).toBe("SIGKILL")
     expect(signalOf(exited(0))).toBeNull()
     expect(signalOf(spawnFailed("x"))).toBeNull()
   })
