@@ -6,6 +6,11 @@ import { Cause, Effect, Layer, Logger } from "effect"
 import { helpFirst } from "./cli/argv.js"
 import { run } from "./cli/Cli.js"
 
+// `starforge daemon logs | head` closes our stdout early: that is the reader's choice, not an error.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(0)
+})
+
 const fail = (message: string, code: number) =>
   Effect.sync(() => {
     process.stderr.write(`starforge: ${message}\n`)
@@ -23,9 +28,12 @@ run([...helpFirst(process.argv)]).pipe(
     ConfigInvalid: (e) => fail(e.message, 1),
     StorageError: (e) => fail(e.message, 1)
   }),
-  Effect.catchAllCause((cause) =>
-    Cause.isInterruptedOnly(cause) ? Effect.void : fail(`unexpected error: ${Cause.pretty(cause)}`, 70)
-  ),
+  Effect.catchAllCause((cause) => {
+    if (Cause.isInterruptedOnly(cause)) return Effect.void
+    // A bug of ours, not the user's: one line, no stack trace.
+    const error = Cause.squash(cause)
+    return fail(`unexpected error: ${error instanceof Error ? error.message : String(error)}`, 70)
+  }),
   // The daemon writes its own log; Effect's default logger would repeat every event on stdout.
   Effect.provide(Layer.merge(NodeContext.layer, Logger.remove(Logger.defaultLogger))),
   NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })

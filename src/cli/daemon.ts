@@ -7,7 +7,7 @@ import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Either, type HashMap, Option } from "effect"
 import { load } from "../config/DaemonConfig.js"
 import * as Daemon from "../daemon/Daemon.js"
-import { probeEffect } from "../daemon/DaemonInstance.js"
+import { isOurDaemon, probeEffect } from "../daemon/DaemonInstance.js"
 import { UsageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { loadTable } from "../slots/AgentSlots.js"
@@ -53,10 +53,11 @@ type StartMessage =
 
 const tellParent = (message: StartMessage) =>
   Effect.async<void>((resume) => {
-    if (!process.send) return resume(Effect.void)
+    // The `start` that launched us may be gone (Ctrl-C, its own time limit): then nobody listens.
+    if (!process.send || !process.connected) return resume(Effect.void)
     process.send(message, undefined, {}, () => {
       // The parent exits after this; the daemon must not depend on it any more.
-      process.disconnect?.()
+      if (process.connected) process.disconnect()
       resume(Effect.void)
     })
   })
@@ -101,12 +102,17 @@ const runForeground = (paths: ProjectPaths, flags: Record<string, string>) => {
 /** Launches the daemon in its own session and waits until it takes triggers. */
 const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
   Effect.gen(function*() {
-    yield* load({ project: paths.root, flags: flagsOf(startFlags) })
+    const graceMs = (yield* load({ project: paths.root, flags: flagsOf(startFlags) })).settings.killGraceMs
     const running = yield* probeEffect(paths)
     if (running) return yield* Console.log(`Daemon already running (PID: ${running.pid})`)
-    fs.mkdirSync(paths.logs, { recursive: true })
     // Crashes the daemon cannot log itself end up here rather than nowhere.
-    const out = fs.openSync(path.join(paths.logs, "daemon.out"), "a")
+    const out = yield* Effect.try({
+      try: () => {
+        fs.mkdirSync(paths.logs, { recursive: true })
+        return fs.openSync(path.join(paths.logs, "daemon.out"), "a")
+      },
+      catch: (e) => new UsageError({ message: `Cannot write to ${paths.logs}: ${(e as Error).message}` })
+    })
     const args = [...process.execArgv, bin(), "daemon", "start", "--foreground", "--project", paths.root]
     for (const [k, v] of Object.entries(flagsOf(startFlags))) args.push("--set", `${k}=${v}`)
     const message = yield* Effect.async<StartMessage>((resume) => {
@@ -118,9 +124,14 @@ const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
       })
       fs.closeSync(out)
       // Start-up may first stop agents left by a crashed daemon, each within its kill grace.
-      const readyWithinMs = 60_000
+      const readyWithinMs = 60_000 + 2 * graceMs
       const timer = setTimeout(
-        () => finish({ type: "error", message: `the daemon did not become ready within ${readyWithinMs / 1000} seconds` }),
+        () =>
+          finish({
+            type: "error",
+            message: `the daemon (PID: ${child.pid}) did not report ready within ${readyWithinMs / 1000} seconds; ` +
+              `it may still be starting: check 'starforge daemon status'`
+          }),
         readyWithinMs
       )
       const finish = (m: StartMessage) => {
@@ -175,9 +186,14 @@ const stopDaemon = (paths: ProjectPaths, timeoutSeconds: Option.Option<number>) 
       removeStalePidFile(paths)
       return yield* Console.log("Daemon is not running")
     }
-    const config = yield* Effect.either(load({ project: paths.root }))
-    const graceMs = Either.isRight(config) ? config.right.settings.killGraceMs : 10_000
-    const timeoutMs = Option.getOrElse(Option.map(timeoutSeconds, (s) => s * 1000), () => graceMs + 10_000)
+    if (!isOurDaemon(paths, hello)) {
+      return yield* new UsageError({
+        message: `The process answering for ${paths.root} (PID: ${hello.pid}) is not the daemon named in ` +
+          `${paths.pidFile}; it was not signalled. Check it with 'ps -p ${hello.pid}'`
+      })
+    }
+    // The daemon's own grace, not this command's configuration.
+    const timeoutMs = Option.getOrElse(Option.map(timeoutSeconds, (s) => s * 1000), () => hello.settings.kill_grace_ms + 10_000)
     yield* Console.log(`Stopping daemon (PID: ${hello.pid})...`)
     procfs.signalProcess(hello.pid, "SIGTERM")
     if (yield* waitUntilGone(hello.pid, timeoutMs)) return yield* Console.log("Daemon stopped")
@@ -244,11 +260,13 @@ export const readStatus = (paths: ProjectPaths) =>
     const running = hello ? Math.min(busy, processing) : 0
     // Without a daemon, claimed triggers go back to the queue at the next start.
     const interrupted = hello ? 0 : processing
+    // A running daemon says how it runs; otherwise the configuration tells how it would.
+    const parallel = hello ? hello.settings.parallel : settings?.parallel
     return {
       running: hello !== undefined,
       pid: hello?.pid ?? null,
-      mode: settings?.parallel ? "parallel" : "sequential",
-      max_concurrent: settings ? (settings.parallel ? settings.maxConcurrent : 1) : null,
+      mode: parallel ? "parallel" : "sequential",
+      max_concurrent: hello ? hello.settings.max_concurrent : settings ? (settings.parallel ? settings.maxConcurrent : 1) : null,
       uptime_seconds: hello ? Math.max(0, Math.floor((Date.now() - Date.parse(hello.started)) / 1000)) : null,
       queue: {
         pending: countTriggers(paths.triggers) + interrupted,
@@ -303,7 +321,8 @@ const status = Command.make("status", { project: projectOption, json: jsonOption
 
 /** The newest `C/logs/<agent>-<epoch>[-n].log`. */
 export const newestAgentLog = (logs: string, agent: string): string | undefined => {
-  const pattern = new RegExp(`^${agent.replace(/[.]/g, "\\.")}-(\\d+)(?:-(\\d+))?\\.log$`)
+  // The epoch has at least 10 digits, so agent `dev` never matches `dev-2-<epoch>.log`.
+  const pattern = new RegExp(`^${agent.replace(/[.]/g, "\\.")}-(\\d{10,})(?:-(\\d+))?\\.log$`)
   let best: { file: string; key: [number, number] } | undefined
   let names: Array<string>
   try {
@@ -364,7 +383,10 @@ const logs = Command.make(
       } else if (!fs.existsSync(file)) {
         return yield* new UsageError({ message: `No daemon log at ${file} yet: start the daemon with 'starforge daemon start'` })
       }
-      const content = fs.readFileSync(file)
+      const content = yield* Effect.try({
+        try: () => fs.readFileSync(file),
+        catch: (e) => new UsageError({ message: `Cannot read ${file}: ${(e as Error).message}` })
+      })
       process.stdout.write(content)
       if (keepFollowing) yield* follow(file, content.length)
     })

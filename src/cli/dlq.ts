@@ -83,8 +83,12 @@ const nameArg = Args.text({ name: "NAME" }).pipe(Args.withDescription("The entry
 const show = Command.make("show", { project: projectOption, name: nameArg }, ({ name, project }) =>
   Effect.gen(function*() {
     const entry = yield* findEntry(yield* resolveProject(project), name)
+    const content = yield* Effect.try({
+      try: () => fs.readFileSync(entry.file, "utf8"),
+      catch: (e) => new UsageError({ message: `Cannot read ${entry.file}: ${(e as Error).message}` })
+    })
     yield* Console.log(`Trigger: ${entry.file}`)
-    yield* Console.log(fs.readFileSync(entry.file, "utf8").trimEnd())
+    yield* Console.log(content.trimEnd())
     yield* Console.log(`\nFailure (${entry.file}.meta.json):`)
     yield* Console.log(entry.meta ? JSON.stringify(entry.meta, null, 2) : "(no metadata)")
   })).pipe(Command.withDescription("Show a dead-letter entry: the trigger and why it failed."))
@@ -128,11 +132,17 @@ const purge = Command.make(
       const cutoff = Option.map(olderThan, (days) => Date.now() - days * 86_400_000)
       let purged = 0
       for (const entry of entries(paths)) {
-        const entered = Date.parse(String(entry.meta?.["dlq_entry_timestamp"] ?? "")) || fs.statSync(entry.file).mtimeMs
-        if (Option.isSome(cutoff) && entered > cutoff.value) continue
-        fs.rmSync(entry.file, { force: true })
-        fs.rmSync(`${entry.file}.meta.json`, { force: true })
-        purged++
+        const removed = yield* Effect.try({
+          try: () => {
+            const entered = Date.parse(String(entry.meta?.["dlq_entry_timestamp"] ?? "")) || fs.lstatSync(entry.file).mtimeMs
+            if (Option.isSome(cutoff) && entered > cutoff.value) return false
+            fs.rmSync(entry.file, { force: true, recursive: true })
+            fs.rmSync(`${entry.file}.meta.json`, { force: true })
+            return true
+          },
+          catch: (e) => new UsageError({ message: `Cannot remove ${entry.file}: ${(e as Error).message}` })
+        })
+        if (removed) purged++
       }
       yield* Console.log(`Purged ${purged} dead-letter entr${purged === 1 ? "y" : "ies"}`)
     })

@@ -54,7 +54,7 @@ const cleanup = Command.make("cleanup", { project: projectOption }, ({ project }
       changed = true
       yield* Console.log(slot.pid === null ? `Released ${agent} (no process recorded)` : `Cleaned up orphaned PID ${slot.pid} for ${agent}`)
     }
-    if (changed) yield* writeFileAtomic(paths.slotsFile, JSON.stringify(next, null, 2) + "\n").pipe(Effect.orDie)
+    if (changed) yield* writeFileAtomic(paths.slotsFile, JSON.stringify(next, null, 2) + "\n")
     else if (fs.existsSync(paths.slotsFile)) yield* Console.log("No orphaned slots")
   })).pipe(Command.withDescription("Release slots whose process is gone (the original's cleanup_orphaned_pids)."))
 

@@ -19,6 +19,7 @@ import { NodeFileSystem } from "@effect/platform-node"
 import * as ParcelWatcher from "@effect/platform-node/NodeFileSystem/ParcelWatcher"
 import { Effect, Layer } from "effect"
 import { DaemonConfig, type LoadOptions } from "../config/DaemonConfig.js"
+import { StorageError } from "../domain/errors.js"
 import { daemonDirectories } from "../domain/ProjectPaths.js"
 import { formatSeconds } from "../domain/Outcome.js"
 import * as Monitor from "../monitor/Monitor.js"
@@ -60,9 +61,11 @@ const startUp = Effect.gen(function*() {
 
 const directories = Layer.effectDiscard(
   Effect.flatMap(DaemonConfig, ({ paths }) =>
-    Effect.sync(() => {
-      for (const dir of daemonDirectories(paths)) fs.mkdirSync(dir, { recursive: true })
-    }))
+    Effect.forEach(daemonDirectories(paths), (dir) =>
+      Effect.try({
+        try: () => fs.mkdirSync(dir, { recursive: true }),
+        catch: (cause) => new StorageError({ operation: "creating", path: dir, cause })
+      })))
 )
 
 /** Every layer of a running daemon for one project. */

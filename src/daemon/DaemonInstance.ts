@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import { Context, Effect, Layer } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
-import { DaemonAlreadyRunning } from "../domain/errors.js"
+import { DaemonAlreadyRunning, StorageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { writeFileAtomic } from "../slots/AgentSlots.js"
 
@@ -18,6 +18,12 @@ export interface Hello {
   readonly pid: number
   readonly project: string
   readonly started: string
+  /** The settings the daemon runs with (the CLI's own may differ). */
+  readonly settings: {
+    readonly parallel: boolean
+    readonly max_concurrent: number
+    readonly kill_grace_ms: number
+  }
 }
 
 export const socketName = (paths: ProjectPaths): string =>
@@ -40,7 +46,8 @@ export const probe = (paths: ProjectPaths, timeoutMs = 2_000): Promise<Hello | u
       const nl = data.indexOf("\n")
       if (nl < 0) return
       try {
-        done(JSON.parse(data.slice(0, nl)) as Hello)
+        const hello = JSON.parse(data.slice(0, nl)) as Hello
+        done(hello.project === paths.root && Number.isInteger(hello.pid) ? hello : undefined)
       } catch {
         done(undefined)
       }
@@ -51,6 +58,22 @@ export const probe = (paths: ProjectPaths, timeoutMs = 2_000): Promise<Hello | u
 
 export const probeEffect = (paths: ProjectPaths) => Effect.promise(() => probe(paths))
 
+/**
+ * Is `hello` really this project's daemon, one we may signal? The socket's name is public, so
+ * the pid it announces must also be in `C/daemon.pid` (which only the project's owner can write)
+ * and run as this user.
+ */
+export const isOurDaemon = (paths: ProjectPaths, hello: Hello): boolean => {
+  try {
+    if (fs.readFileSync(paths.pidFile, "utf8").trim() !== String(hello.pid)) return false
+    const status = fs.readFileSync(`/proc/${hello.pid}/status`, "utf8")
+    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1]
+    return uid !== undefined && Number(uid) === process.getuid?.()
+  } catch {
+    return false
+  }
+}
+
 export class DaemonInstance extends Context.Tag("starforge/DaemonInstance")<DaemonInstance, Hello>() {
   /**
    * Holds the project's lock for the life of the scope and keeps `C/daemon.pid` up to date.
@@ -59,9 +82,21 @@ export class DaemonInstance extends Context.Tag("starforge/DaemonInstance")<Daem
   static readonly layer = Layer.scoped(
     DaemonInstance,
     Effect.gen(function*() {
-      const { paths } = yield* DaemonConfig
-      const hello: Hello = { pid: process.pid, project: paths.root, started: new Date().toISOString() }
+      const { paths, settings } = yield* DaemonConfig
+      const hello: Hello = {
+        pid: process.pid,
+        project: paths.root,
+        started: new Date().toISOString(),
+        settings: {
+          parallel: settings.parallel,
+          max_concurrent: settings.parallel ? settings.maxConcurrent : 1,
+          kill_grace_ms: settings.killGraceMs
+        }
+      }
+      const connections = new Set<net.Socket>()
       const server = net.createServer((socket) => {
+        connections.add(socket)
+        socket.on("close", () => connections.delete(socket))
         socket.on("error", () => socket.destroy())
         socket.end(JSON.stringify(hello) + "\n")
       })
@@ -73,11 +108,18 @@ export class DaemonInstance extends Context.Tag("starforge/DaemonInstance")<Daem
         const other = yield* probeEffect(paths)
         return yield* Effect.fail(new DaemonAlreadyRunning({ pid: other?.pid ?? 0 }))
       }
-      yield* Effect.addFinalizer(() => Effect.async<void>((resume) => {
-        server.close(() => resume(Effect.void))
-      }))
-      fs.mkdirSync(paths.claude, { recursive: true })
-      yield* writeFileAtomic(paths.pidFile, `${process.pid}\n`).pipe(Effect.orDie)
+      yield* Effect.addFinalizer(() =>
+        Effect.async<void>((resume) => {
+          server.close(() => resume(Effect.void))
+          // A client that keeps its end open must not hold the shutdown.
+          for (const socket of connections) socket.destroy()
+        })
+      )
+      yield* Effect.try({
+        try: () => fs.mkdirSync(paths.claude, { recursive: true }),
+        catch: (cause) => new StorageError({ operation: "creating", path: paths.claude, cause })
+      })
+      yield* writeFileAtomic(paths.pidFile, `${process.pid}\n`)
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
           try {

@@ -8,6 +8,7 @@
 import * as fs from "node:fs"
 import { Clock, Context, Effect, Layer, Ref } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
+import { StorageError } from "../domain/errors.js"
 
 export type EventLevel =
   | "START"
@@ -62,9 +63,14 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
       DaemonLog,
       Effect.gen(function*() {
         const { paths } = yield* DaemonConfig
-        fs.mkdirSync(paths.logs, { recursive: true })
         const fd = yield* Effect.acquireRelease(
-          Effect.sync(() => fs.openSync(paths.daemonLog, "a", 0o644)),
+          Effect.try({
+            try: () => {
+              fs.mkdirSync(paths.logs, { recursive: true })
+              return fs.openSync(paths.daemonLog, "a", 0o644)
+            },
+            catch: (cause) => new StorageError({ operation: "opening", path: paths.daemonLog, cause })
+          }),
           (fd) => Effect.sync(() => fs.closeSync(fd))
         )
         let failing = false

@@ -304,6 +304,8 @@ export const make = Effect.gen(function*() {
       if (running > 0) yield* log.event("STOP", `Stopping ${running} running job${running === 1 ? "" : "s"}`)
       // All at once: each job may wait up to AGENT_KILL_GRACE for its process group.
       yield* Fiber.interruptAll(Array.from(jobs))
+      // Whatever a race left reserved (a retry granted as it was interrupted), nothing runs now.
+      for (const agent of yield* slots.listBusy) yield* slots.markIdle(agent)
     })
   )
   yield* wake

@@ -1,4 +1,6 @@
 /** Every path of the contract, resolved from the project root `P` (`C` = `P/.claude`). */
+
+import * as fs from "node:fs"
 import * as path from "node:path"
 
 export interface ProjectPaths {
@@ -19,8 +21,18 @@ export interface ProjectPaths {
   readonly envFile: string
 }
 
+/** The project root with symlinks resolved, so that every path to a project names the same daemon. */
+export const canonicalRoot = (project: string): string => {
+  const resolved = path.resolve(project)
+  try {
+    return fs.realpathSync(resolved)
+  } catch {
+    return resolved
+  }
+}
+
 export const projectPaths = (project: string): ProjectPaths => {
-  const root = path.resolve(project)
+  const root = canonicalRoot(project)
   const claude = path.join(root, ".claude")
   const triggers = path.join(claude, "triggers")
   const processed = path.join(triggers, "processed")

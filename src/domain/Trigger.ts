@@ -106,7 +106,16 @@ export const parseTrigger = (bytes: Uint8Array): Either.Either<Trigger, TriggerP
   try {
     text = utf8.decode(bytes)
   } catch {
-    return invalid("the file is not valid UTF-8 text")
+    // Cut inside a multi-byte character: a writer may still be adding the rest.
+    const truncated = (() => {
+      try {
+        new TextDecoder("utf-8", { fatal: true }).decode(bytes, { stream: true })
+        return true
+      } catch {
+        return false
+      }
+    })()
+    return Either.left({ reason: "the file is not valid UTF-8 text", incomplete: truncated })
   }
   if (text.trim() === "") return Either.left({ reason: "the file is empty", incomplete: true })
   if (text.includes("\0")) return invalid("the file contains a NUL byte")
@@ -123,8 +132,18 @@ export const parseTrigger = (bytes: Uint8Array): Either.Either<Trigger, TriggerP
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
     return invalid(`the file holds ${typeOf(json)}, not a JSON object`)
   }
-  return Either.mapLeft(decodeTrigger(json), (error) => ({ reason: firstIssue(error), incomplete: false }))
+  return decodeTrigger(json).pipe(
+    Either.mapLeft((error): TriggerProblem => ({ reason: firstIssue(error), incomplete: false })),
+    // An escaped NUL ("\u0000") parses, but no argument or environment variable can carry it.
+    Either.flatMap((trigger) => (hasNul(json) ? invalid("a text field contains a NUL character (\\u0000)") : Either.right(trigger)))
+  )
 }
+
+const hasNul = (value: unknown): boolean =>
+  typeof value === "string"
+    ? value.includes("\0")
+    : value !== null && typeof value === "object" &&
+      Object.entries(value).some(([k, v]) => k.includes("\0") || hasNul(v))
 
 const invalid = (reason: string) => Either.left<TriggerProblem>({ reason, incomplete: false })
 

@@ -52,7 +52,7 @@ describe("DaemonInstance", { timeout: 15_000 }, () => {
       const paths = yield* tempProject
       const { hello, release } = yield* acquire(paths)
       const error = yield* Effect.flip(acquire(paths))
-      expect(error._tag).toBe("DaemonAlreadyRunning")
+      if (error._tag !== "DaemonAlreadyRunning") throw new Error(`unexpected ${error._tag}`)
       expect(error.pid).toBe(hello.pid)
       expect(error.pid).toBe(process.pid)
       expect(error.message).toBe(`Daemon already running (PID: ${process.pid})`)

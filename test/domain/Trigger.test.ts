@@ -623,3 +623,24 @@ describe("makeTraceId", () => {
     expect(makeTraceId(1_700_000_000_000, () => 0.0000001)).toBe("TRACE-1700000000-000001")
   })
 })
+
+describe("parseTrigger: review regressions", () => {
+  const parse = (bytes: Uint8Array) => parseTrigger(bytes)
+  it("a file cut inside a multi-byte character may still be being written", () => {
+    const whole = Buffer.from('{"to_agent":"a","message":"日本"}')
+    const cut = parse(whole.subarray(0, 29))
+    expect(Either.isLeft(cut) && cut.left.incomplete).toBe(true)
+    expect(Either.isRight(parse(whole))).toBe(true)
+  })
+  it("a byte that is never UTF-8 is invalid at once", () => {
+    const bad = parse(Buffer.from([0x7b, 0xff, 0x7d]))
+    expect(Either.isLeft(bad) && !bad.left.incomplete && bad.left.reason).toBe("the file is not valid UTF-8 text")
+  })
+  it("an escaped NUL in any text field is invalid; the literal text \\u0000 is not", () => {
+    for (const text of [String.raw`{"to_agent":"a","message":"x\u0000y"}`, String.raw`{"to_agent":"a","context":{"k":["\u0000"]}}`]) {
+      const result = parse(Buffer.from(text))
+      expect(Either.isLeft(result) && result.left.reason).toContain("NUL")
+    }
+    expect(Either.isRight(parse(Buffer.from(String.raw`{"to_agent":"a","message":"literal \\u0000 text"}`)))).toBe(true)
+  })
+})
