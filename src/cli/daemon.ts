@@ -152,7 +152,7 @@ const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
         return yield* Console.log(`Daemon already running (PID: ${message.pid})`)
       case "error":
         return yield* new UsageError({
-          message: `Daemon failed to start: ${message.message}. See ${path.relative(process.cwd(), paths.daemonLog) || paths.daemonLog}`
+          message: `Daemon failed to start: ${message.message}. See ${paths.daemonLog}`
         })
     }
   })

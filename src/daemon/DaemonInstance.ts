@@ -106,7 +106,14 @@ export class DaemonInstance extends Context.Tag("starforge/DaemonInstance")<Daem
       })
       if (!bound) {
         const other = yield* probeEffect(paths)
-        return yield* Effect.fail(new DaemonAlreadyRunning({ pid: other?.pid ?? 0 }))
+        if (other) return yield* Effect.fail(new DaemonAlreadyRunning({ pid: other.pid }))
+        return yield* Effect.fail(
+          new StorageError({
+            operation: "locking",
+            path: paths.root,
+            cause: new Error("the project's lock is held by a process that does not answer as its daemon; no daemon was started")
+          })
+        )
       }
       yield* Effect.addFinalizer(() =>
         Effect.async<void>((resume) => {
