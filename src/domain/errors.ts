@@ -34,8 +34,3 @@ export class StorageError extends Schema.TaggedError<StorageError>()("StorageErr
     return `${this.operation} ${this.path} failed: ${reason}`
   }
 }
-
-/** The trigger file was taken away between the scan and the claim. */
-export class ClaimLost extends Schema.TaggedError<ClaimLost>()("ClaimLost", {
-  name: Schema.String
-}) {}
