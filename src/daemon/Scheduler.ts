@@ -18,7 +18,6 @@ import * as path from "node:path"
 import { Chunk, Clock, Context, Deferred, Duration, Effect, Fiber, FiberSet, Layer, Option, Queue, Schedule } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import {
-  type AttemptOutcome,
   describeOutcome,
   type ExitStatus,
   exitCodeOf,
@@ -104,7 +103,7 @@ export const make = Effect.gen(function*() {
       const worktree = worktreeOf(paths, agent)
       const cwd = fs.statSync(worktree, { throwIfNoEntry: false })?.isDirectory() ? worktree : paths.root
       yield* setView({ name, agent, attempt, phase: "running" })
-      const outcome: AttemptOutcome = yield* agentProcess.run({
+      const outcome = yield* agentProcess.run({
         agent,
         command: command!,
         args: [...commandArgs, buildPrompt(trigger, claimed.file)],

@@ -15,12 +15,9 @@ export type ExitStatus = Data.TaggedEnum<{
 }>
 export const ExitStatus = Data.taggedEnum<ExitStatus>()
 
-/** The attempt's outcome as the scheduler sees it. */
-export type AttemptOutcome = ExitStatus
+export const isSuccess = (outcome: ExitStatus): boolean => outcome._tag === "Exited" && outcome.code === 0
 
-export const isSuccess = (outcome: AttemptOutcome): boolean => outcome._tag === "Exited" && outcome.code === 0
-
-export const describeOutcome = (outcome: AttemptOutcome): string => {
+export const describeOutcome = (outcome: ExitStatus): string => {
   switch (outcome._tag) {
     case "Exited":
       return outcome.code === 0 ? "exited with code 0" : `exited with code ${outcome.code}`
@@ -33,9 +30,9 @@ export const describeOutcome = (outcome: AttemptOutcome): string => {
   }
 }
 
-export const exitCodeOf = (outcome: AttemptOutcome): number | null => (outcome._tag === "Exited" ? outcome.code : null)
+export const exitCodeOf = (outcome: ExitStatus): number | null => (outcome._tag === "Exited" ? outcome.code : null)
 
-export const signalOf = (outcome: AttemptOutcome): string | null =>
+export const signalOf = (outcome: ExitStatus): string | null =>
   outcome._tag === "Signaled" || outcome._tag === "TimedOut" ? outcome.signal : null
 
 export const formatSeconds = (seconds: number): string =>

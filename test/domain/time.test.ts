@@ -1,6 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
 import {
-  type AttemptOutcome,
   describeOutcome,
   exitCodeOf,
   ExitStatus,
@@ -84,10 +83,10 @@ describe("formatDuration", () => {
 })
 
 describe("Outcome", () => {
-  const exited = (code: number): AttemptOutcome => ExitStatus.Exited({ code })
-  const signaled = (signal: string): AttemptOutcome => ExitStatus.Signaled({ signal })
-  const spawnFailed = (message: string): AttemptOutcome => ExitStatus.SpawnFailed({ message })
-  const timedOut = (afterSeconds: number, signal = "SIGTERM"): AttemptOutcome => ExitStatus.TimedOut({ afterSeconds, signal })
+  const exited = (code: number): ExitStatus => ExitStatus.Exited({ code })
+  const signaled = (signal: string): ExitStatus => ExitStatus.Signaled({ signal })
+  const spawnFailed = (message: string): ExitStatus => ExitStatus.SpawnFailed({ message })
+  const timedOut = (afterSeconds: number, signal = "SIGTERM"): ExitStatus => ExitStatus.TimedOut({ afterSeconds, signal })
 
   it("only exit code 0 is a success", () => {
     expect(isSuccess(exited(0))).toBe(true)
