@@ -1,0 +1,143 @@
+/**
+ * Follows one attempt's output as an Effect `Stream` while the agent keeps writing its log.
+ *
+ * The agent's stdout/stderr stay the log file descriptor the daemon opened before the spawn
+ * (see AgentProcess): nothing the agent writes can be lost, however fast it exits and however
+ * slow or busy the daemon is, and the agent never blocks on a pipe. The daemon reads the file it
+ * owns by offset (it only grows during the attempt; a truncation starts over at 0), splits it
+ * into bounded lines and folds them into the job's progress. The raw bytes are never touched.
+ */
+import * as fs from "node:fs"
+import { Chunk, Clock, Deferred, Duration, Effect, Fiber, Option, Ref, Schedule, type Scope, Stream } from "effect"
+import { applyLine, emptyOutput, type Line, LineSplitter, MAX_LINE_BYTES, type OutputState } from "./StreamJson.js"
+
+const READ_BYTES = 64 * 1024
+
+/**
+ * New bytes of a growing file from `from` on, read every `pollMs`. Ends after `done` holds and
+ * everything up to that moment was read. A file that does not exist (yet) has no bytes.
+ */
+export const tailFile = (
+  file: string,
+  options: { readonly from: number; readonly pollMs: number; readonly done: Deferred.Deferred<void> }
+): Stream.Stream<Uint8Array> =>
+  Stream.acquireRelease(
+    Effect.sync(() => ({ fd: undefined as number | undefined, position: options.from, ended: false })),
+    (h) => Effect.sync(() => h.fd !== undefined && fs.closeSync(h.fd))
+  ).pipe(
+    Stream.flatMap((h) =>
+      Stream.repeatEffectChunkOption(
+        Effect.gen(function*() {
+          if (h.ended) return yield* Effect.fail(Option.none())
+          // Asked before reading: a read that follows `done` sees every byte written before it.
+          const finished = yield* Deferred.isDone(options.done)
+          const bytes = readSome(file, h)
+          if (bytes !== undefined) return Chunk.of(bytes)
+          if (finished) {
+            h.ended = true
+            return Chunk.empty<Uint8Array>()
+          }
+          // Woken early by `done`, so the end of an attempt is read at once.
+          yield* Effect.raceFirst(Effect.sleep(Duration.millis(options.pollMs)), Deferred.await(options.done))
+          return Chunk.empty<Uint8Array>()
+        })
+      )
+    )
+  )
+
+const readSome = (file: string, h: { fd: number | undefined; position: number }): Uint8Array | undefined => {
+  try {
+    // Opened once: a log renamed by rotation is still the file the agent writes.
+    h.fd ??= fs.openSync(file, "r")
+    const size = fs.fstatSync(h.fd).size
+    if (size < h.position) h.position = 0 // truncated (copy-and-truncate rotation)
+    if (size === h.position) return undefined
+    const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, size - h.position))
+    const n = fs.readSync(h.fd, buffer, 0, buffer.length, h.position)
+    if (n <= 0) return undefined
+    h.position += n
+    return buffer.subarray(0, n)
+  } catch {
+    // Not there yet, or gone: no output to read now.
+    return undefined
+  }
+}
+
+/** Bytes to bounded lines (see `LineSplitter`), the unterminated last line included at the end. */
+export const splitLines = (maxLineBytes: number = MAX_LINE_BYTES) => <E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<Line, E, R> =>
+  Stream.suspend(() => {
+    const splitter = new LineSplitter(maxLineBytes)
+    return bytes.pipe(
+      Stream.mapConcat((chunk) => splitter.push(chunk)),
+      Stream.concat(Stream.suspend(() => Stream.fromIterable(splitter.end())))
+    )
+  })
+
+export interface OutputWatch {
+  /** What was read so far. */
+  readonly state: Effect.Effect<OutputState>
+  /** When the agent last wrote anything (epoch ms; the watch's start before that). */
+  readonly lastActivityMs: Effect.Effect<number>
+  /** Completes, with the silent time in ms, once the agent has written nothing for `silentMs`. */
+  readonly stalled: (silentMs: number) => Effect.Effect<number>
+  /** Reads what is left (call after the agent exited) and returns the final state. */
+  readonly finish: Effect.Effect<OutputState>
+}
+
+export interface WatchOptions {
+  /** Where the agent's own output starts (after the header the daemon wrote). */
+  readonly from: number
+  readonly pollMs: number
+  readonly maxLineBytes?: number
+  /** Called with the new state after a poll that changed it (not per line), and at the end. */
+  readonly onChange?: (state: OutputState) => Effect.Effect<void>
+}
+
+/** Starts following `file`; the watch ends with the scope or with `finish`. */
+export const watchOutput = (file: string, options: WatchOptions): Effect.Effect<OutputWatch, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const startedMs = yield* Clock.currentTimeMillis
+    const state = yield* Ref.make(emptyOutput)
+    const lastActivity = yield* Ref.make(startedMs)
+    const done = yield* Deferred.make<void>()
+    let version = 0
+    let published = 0
+    const publish = Effect.suspend(() => {
+      if (published === version || options.onChange === undefined) return Effect.void
+      published = version
+      return Effect.flatMap(Ref.get(state), options.onChange)
+    })
+    const reader = tailFile(file, { from: options.from, pollMs: options.pollMs, done }).pipe(
+      Stream.tap(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Ref.set(lastActivity, now))),
+      splitLines(options.maxLineBytes),
+      Stream.runForEach((line) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Ref.update(state, (s) => {
+            version++
+            return applyLine(s, line, now)
+          }))
+      )
+    )
+    const fiber = yield* Effect.forkScoped(reader)
+    // Progress goes out once per poll at most, however many lines arrived.
+    yield* publish.pipe(Effect.repeat(Schedule.spaced(Duration.millis(options.pollMs))), Effect.forkScoped)
+    return {
+      state: Ref.get(state),
+      lastActivityMs: Ref.get(lastActivity),
+      stalled: (silentMs) =>
+        Effect.gen(function*() {
+          for (;;) {
+            const now = yield* Clock.currentTimeMillis
+            const silent = now - (yield* Ref.get(lastActivity))
+            if (silent >= silentMs) return silent
+            yield* Effect.sleep(Duration.millis(silentMs - silent))
+          }
+        }),
+      finish: Effect.gen(function*() {
+        yield* Deferred.succeed(done, undefined)
+        yield* Fiber.join(fiber)
+        yield* publish
+        return yield* Ref.get(state)
+      })
+    } satisfies OutputWatch
+  })
