@@ -24,7 +24,23 @@ export interface DaemonSettings {
   /** `AGENT_COMMAND` split into words (never run through a shell). */
   readonly agentCommand: ReadonlyArray<string>
   readonly orchestratorIntervalMs: number
+  /** Size at which a log file is rotated; 0 never rotates. */
+  readonly logMaxBytes: number
+  /** Age (since the last write) after which a rotated or finished log is gzipped; 0 never. */
+  readonly logCompressAfterMs: number
+  /** Age after which a log file is deleted; 0 keeps logs forever. */
+  readonly logRetentionMs: number
+  /** Time between two maintenance passes over `C/logs` (compress, delete). */
+  readonly logMaintenanceIntervalMs: number
+  readonly logFormat: "text" | "json"
+  /** The lowest severity written to the daemon log. */
+  readonly logLevel: LogSeverity
+  /** `OTEL_EXPORTER_OTLP_ENDPOINT`: where spans go over OTLP/HTTP; empty exports nothing. */
+  readonly otlpEndpoint: string
 }
+
+export const LOG_SEVERITIES = ["debug", "info", "warn", "error"] as const
+export type LogSeverity = (typeof LOG_SEVERITIES)[number]
 
 /** The variables, their defaults and the form each takes; the single source for docs and errors. */
 export const VARIABLES = {
@@ -36,7 +52,14 @@ export const VARIABLES = {
   MAX_RETRIES: { default: "3", form: "a whole number of attempts of at least 1" },
   INITIAL_RETRY_DELAY: { default: "5", form: "a number of seconds, 0 or more" },
   AGENT_COMMAND: { default: DEFAULT_AGENT_COMMAND, form: "a command line such as 'claude --print'" },
-  ORCHESTRATOR_INTERVAL: { default: "60", form: "a number of seconds, 0 or more (0 disables it)" }
+  ORCHESTRATOR_INTERVAL: { default: "60", form: "a number of seconds, 0 or more (0 disables it)" },
+  LOG_MAX_SIZE_MB: { default: "100", form: "a number of megabytes, 0 or more (0 never rotates)" },
+  LOG_COMPRESS_AFTER_HOURS: { default: "24", form: "a number of hours, 0 or more (0 never compresses)" },
+  LOG_RETENTION_DAYS: { default: "7", form: "a number of days, 0 or more (0 keeps logs forever)" },
+  LOG_MAINTENANCE_INTERVAL: { default: "600", form: "a number of seconds of at least 0.001" },
+  STARFORGE_LOG_FORMAT: { default: "text", form: "text or json" },
+  STARFORGE_LOG_LEVEL: { default: "info", form: "debug, info, warn or error" },
+  OTEL_EXPORTER_OTLP_ENDPOINT: { default: "", form: "an http:// or https:// URL such as http://localhost:4318, or empty" }
 } as const
 export type VariableName = keyof typeof VARIABLES
 
@@ -94,6 +117,19 @@ const boolean = (text: string) => {
   const t = text.toLowerCase()
   return ["true", "1", "yes", "on"].includes(t) ? true : ["false", "0", "no", "off", ""].includes(t) ? false : undefined
 }
+/** A decimal amount of `unit` milliseconds, 0 or more. */
+const amount = (unitMs: number) => (text: string) => (DECIMAL.test(text) ? Math.round(Number(text) * unitMs) : undefined)
+const oneOf = <const T extends string>(values: ReadonlyArray<T>) => (text: string): T | undefined =>
+  values.find((v) => v === text.toLowerCase())
+const httpUrl = (text: string) => {
+  if (text === "") return ""
+  try {
+    const url = new URL(text)
+    return url.protocol === "http:" || url.protocol === "https:" ? text : undefined
+  } catch {
+    return undefined
+  }
+}
 const commandLine = (text: string) => {
   const words = splitShellWords(text)
   return Either.isRight(words) && words.right.length > 0 ? words.right : undefined
@@ -108,7 +144,14 @@ const settingsConfig: Config.Config<DaemonSettings> = Config.all({
   maxRetries: variable("MAX_RETRIES", wholeNumber),
   initialRetryDelayMs: variable("INITIAL_RETRY_DELAY", seconds("zero")),
   agentCommand: variable("AGENT_COMMAND", commandLine),
-  orchestratorIntervalMs: variable("ORCHESTRATOR_INTERVAL", seconds("zero"))
+  orchestratorIntervalMs: variable("ORCHESTRATOR_INTERVAL", seconds("zero")),
+  logMaxBytes: variable("LOG_MAX_SIZE_MB", amount(1024 * 1024)),
+  logCompressAfterMs: variable("LOG_COMPRESS_AFTER_HOURS", amount(3_600_000)),
+  logRetentionMs: variable("LOG_RETENTION_DAYS", amount(86_400_000)),
+  logMaintenanceIntervalMs: variable("LOG_MAINTENANCE_INTERVAL", seconds("positive")),
+  logFormat: variable("STARFORGE_LOG_FORMAT", oneOf(["text", "json"] as const)),
+  logLevel: variable("STARFORGE_LOG_LEVEL", oneOf(LOG_SEVERITIES)),
+  otlpEndpoint: variable("OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl)
 })
 
 export const defaultSettings: DaemonSettings = Effect.runSync(

@@ -22,6 +22,7 @@ import { DaemonConfig, type LoadOptions } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { daemonDirectories } from "../domain/ProjectPaths.js"
 import { formatSeconds } from "../domain/Outcome.js"
+import * as LogMaintenance from "../logs/LogMaintenance.js"
 import * as Monitor from "../monitor/Monitor.js"
 import { AgentProcess } from "../process/AgentProcess.js"
 import * as FileTriggerQueue from "../queue/FileTriggerQueue.js"
@@ -82,6 +83,7 @@ export const layer = (options: DaemonOptions) => {
   )
   return ready.pipe(
     Layer.provideMerge(Monitor.layer),
+    Layer.provideMerge(LogMaintenance.layer),
     Layer.provideMerge(Scheduler.layer),
     Layer.provideMerge(Layer.scopedDiscard(
       // Released after the scheduler: by then every job is stopped and requeued.

@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import { Clock, Context, Effect, Layer, Ref } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
+import { RotatingLogFile } from "../logs/LogFile.js"
 
 export type EventLevel =
   | "START"
@@ -24,6 +25,7 @@ export type EventLevel =
   | "INVALID"
   | "ORCHESTRATOR"
   | "MONITOR"
+  | "LOGS"
   | "WARN"
   | "ERROR"
   | "STOP"
@@ -62,16 +64,16 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
     Layer.scoped(
       DaemonLog,
       Effect.gen(function*() {
-        const { paths } = yield* DaemonConfig
-        const fd = yield* Effect.acquireRelease(
+        const { paths, settings } = yield* DaemonConfig
+        const file = yield* Effect.acquireRelease(
           Effect.try({
             try: () => {
               fs.mkdirSync(paths.logs, { recursive: true })
-              return fs.openSync(paths.daemonLog, "a", 0o644)
+              return new RotatingLogFile(paths.daemonLog, settings.logMaxBytes)
             },
             catch: (cause) => new StorageError({ operation: "opening", path: paths.daemonLog, cause })
           }),
-          (fd) => Effect.sync(() => fs.closeSync(fd))
+          (file) => Effect.sync(() => file.close())
         )
         let failing = false
         return {
@@ -79,7 +81,7 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
             Effect.gen(function*() {
               const line = formatLine(yield* Clock.currentTimeMillis, level, message, context?.traceId)
               try {
-                fs.writeSync(fd, line)
+                file.write(line)
                 failing = false
               } catch (e) {
                 if (!failing) process.stderr.write(`starforge: cannot write ${paths.daemonLog}: ${(e as Error).message}\n`)

@@ -1,8 +1,10 @@
 /**
  * Runs one attempt of one agent as a scoped child process.
  *
- * - The log file is opened *before* the spawn and handed to the child as its stdout and stderr,
- *   so the output of a child that exits at once is never lost (no pipe to drain late).
+ * - The child's stdout and stderr are pipes the daemon drains into the log from the moment it is
+ *   spawned (so the output of a child that exits at once is never lost), whole lines at a time,
+ *   so a line of stdout and one of stderr never mix. The daemon being the log's only writer is
+ *   what lets it rotate the log at `LOG_MAX_SIZE_MB` without losing a byte (`RotatingLogFile`).
  * - stdin is closed (`/dev/null`): a CLI that reads stdin sees EOF instead of hanging.
  * - The child leads its own process group (and session). Interruption sends SIGTERM to the
  *   group, SIGKILL after the kill grace; after any exit the group is swept, so background
@@ -17,6 +19,7 @@ import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
 import { isoSeconds } from "../domain/time.js"
+import { RotatingLogFile } from "../logs/LogFile.js"
 import * as procfs from "./procfs.js"
 
 export interface SpawnInfo {
@@ -67,7 +70,7 @@ export class AgentProcess extends Context.Tag("starforge/AgentProcess")<AgentPro
   /** Real child processes; the kill grace comes from `AGENT_KILL_GRACE`. */
   static readonly layer = Layer.effect(
     AgentProcess,
-    Effect.map(DaemonConfig, (config) => makeNode(config.settings.killGraceMs))
+    Effect.map(DaemonConfig, (config) => makeNode(config.settings.killGraceMs, config.settings.logMaxBytes))
   )
 }
 
@@ -106,29 +109,91 @@ const spawnMessage = (command: string, error: NodeJS.ErrnoException): string => 
   }
 }
 
-const spawnChild = (spec: AgentRunSpec, fd: number) =>
-  Effect.async<Started | { readonly failed: string }>((resume) => {
+/** Longest partial line held back while waiting for its newline. */
+const MAX_HELD_BYTES = 64 * 1024
+/** How long output of an exited group may still take to arrive (only escaped processes hold it). */
+const DRAIN_MS = 2_000
+
+/**
+ * Copies the child's stdout and stderr into the log as they arrive, whole lines at a time.
+ * `drained` completes once both pipes are closed; `flush` writes what is held back.
+ */
+const drainInto = (child: ChildProcess, log: RotatingLogFile) => {
+  let writeFailed = false
+  const write = (data: Buffer) => {
+    if (data.length === 0 || writeFailed) return
+    try {
+      log.write(data)
+    } catch (e) {
+      // Keep draining, so the agent never blocks on a full pipe; say it once.
+      writeFailed = true
+      process.stderr.write(`starforge: cannot write ${log.file}: ${(e as Error).message}\n`)
+    }
+  }
+  const held: Array<Buffer> = []
+  let open = 0
+  const drained = Deferred.unsafeMake<void>(undefined as never)
+  for (const [index, stream] of [child.stdout, child.stderr].entries()) {
+    if (!stream) continue
+    open++
+    held[index] = Buffer.alloc(0)
+    stream.on("data", (chunk: Buffer) => {
+      const data = Buffer.concat([held[index]!, chunk])
+      const end = data.lastIndexOf(10) + 1
+      if (end > 0) write(data.subarray(0, end))
+      held[index] = end > 0 ? data.subarray(end) : data
+      if (held[index]!.length > MAX_HELD_BYTES) {
+        write(held[index]!)
+        held[index] = Buffer.alloc(0)
+      }
+    })
+    stream.once("close", () => {
+      write(held[index]!)
+      held[index] = Buffer.alloc(0)
+      if (--open === 0) Deferred.unsafeDone(drained, Effect.void)
+    })
+  }
+  if (open === 0) Deferred.unsafeDone(drained, Effect.void)
+  return {
+    drained,
+    /** Writes what is held back and stops reading (pipes still held open by escaped processes). */
+    flush: () => {
+      for (const [index, stream] of [child.stdout, child.stderr].entries()) {
+        if (held[index]) write(held[index]!)
+        held[index] = Buffer.alloc(0)
+        stream?.destroy()
+      }
+    }
+  }
+}
+
+const spawnChild = (spec: AgentRunSpec, log: RotatingLogFile) =>
+  Effect.async<(Started & { readonly drain: ReturnType<typeof drainInto> }) | { readonly failed: string }>((resume) => {
     let child: ChildProcess
     try {
       child = spawn(spec.command, [...spec.args], {
         cwd: spec.cwd,
         env: spec.env,
         detached: true,
-        stdio: ["ignore", fd, fd]
+        stdio: ["ignore", "pipe", "pipe"]
       })
     } catch (e) {
       resume(Effect.succeed({ failed: spawnMessage(spec.command, e as NodeJS.ErrnoException) }))
       return
     }
+    const drain = drainInto(child, log)
     const exited = Deferred.unsafeMake<ExitStatus>(undefined as never)
     child.once("exit", (code, signal) => {
       const status = code !== null ? ExitStatus.Exited({ code }) : ExitStatus.Signaled({ signal: signal ?? "SIGKILL" })
       spec.onExit?.(status)
       Deferred.unsafeDone(exited, Effect.succeed(status))
     })
-    child.once("spawn", () => resume(Effect.succeed({ child, pid: child.pid!, exited })))
+    child.once("spawn", () => resume(Effect.succeed({ child, pid: child.pid!, exited, drain })))
     child.once("error", (error) => {
-      if (child.pid === undefined) resume(Effect.succeed({ failed: spawnMessage(spec.command, error) }))
+      if (child.pid === undefined) {
+        drain.flush()
+        resume(Effect.succeed({ failed: spawnMessage(spec.command, error) }))
+      }
     })
   })
 
@@ -185,42 +250,55 @@ const stopChild = (started: Started, graceMs: number) =>
     return rest ?? "SIGTERM"
   })
 
-const writeAll = (fd: number, text: string) => {
-  fs.writeSync(fd, text)
+/** Writes the footer; a log that cannot be written any more is reported, never fatal here. */
+const writeFooter = (log: RotatingLogFile, status: ExitStatus) => {
+  try {
+    log.write(footerOf(status, Date.now()))
+  } catch (e) {
+    process.stderr.write(`starforge: cannot write ${log.file}: ${(e as Error).message}\n`)
+  }
 }
 
-export const makeNode = (killGraceMs: number): AgentProcessShape => ({
+/** Real child processes; agent logs rotate at `maxLogBytes` (0: never). */
+export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShape => ({
   run: (spec) =>
     Effect.scoped(
       Effect.gen(function*() {
-        const fd = yield* Effect.acquireRelease(
+        const log = yield* Effect.acquireRelease(
           Effect.try({
             try: () => {
-              const fd = fs.openSync(spec.logFile, "a", 0o644)
-              writeAll(fd, spec.header.join("\n") + "\n\n")
-              return fd
+              const log = new RotatingLogFile(spec.logFile, maxLogBytes)
+              log.write(spec.header.join("\n") + "\n\n")
+              return log
             },
             catch: (cause) => new StorageError({ operation: "writing the agent log", path: spec.logFile, cause })
           }),
-          (fd) => Effect.sync(() => fs.closeSync(fd))
+          (log) => Effect.sync(() => log.close())
         )
         if (!fs.existsSync(spec.cwd)) {
           const status = ExitStatus.SpawnFailed({ message: `working directory ${spec.cwd} does not exist` })
-          writeAll(fd, footerOf(status, Date.now()))
+          writeFooter(log, status)
           return status
         }
         let final: ExitStatus | undefined
-        const started = yield* Effect.acquireRelease(spawnChild(spec, fd), (started) =>
+        const started = yield* Effect.acquireRelease(spawnChild(spec, log), (started) =>
           "failed" in started
             ? Effect.void
             : stopChild(started, killGraceMs).pipe(
               Effect.zipRight(Deferred.await(started.exited)),
-              Effect.flatMap((status) => Effect.sync(() => writeAll(fd, footerOf(final ?? status, Date.now())))),
+              // The group is gone: the pipes close now, unless an escaped process still holds them.
+              Effect.tap(() => Deferred.await(started.drain.drained).pipe(Effect.interruptible, Effect.timeoutOption(DRAIN_MS))),
+              Effect.flatMap((status) =>
+                Effect.sync(() => {
+                  started.drain.flush()
+                  writeFooter(log, final ?? status)
+                })
+              ),
               Effect.catchAllDefect(() => Effect.void)
             ))
         if ("failed" in started) {
           const status = ExitStatus.SpawnFailed({ message: started.failed })
-          writeAll(fd, footerOf(status, Date.now()))
+          writeFooter(log, status)
           return status
         }
         yield* spec.onSpawn({ pid: started.pid, startTime: procfs.startTimeOf(started.pid) ?? null })

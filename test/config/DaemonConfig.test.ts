@@ -68,7 +68,14 @@ describe("DaemonConfig.load", () => {
           "stream-json",
           "--verbose"
         ],
-        orchestratorIntervalMs: 60_000
+        orchestratorIntervalMs: 60_000,
+        logMaxBytes: 100 * 1024 * 1024,
+        logCompressAfterMs: 24 * 3_600_000,
+        logRetentionMs: 7 * 86_400_000,
+        logMaintenanceIntervalMs: 600_000,
+        logFormat: "text",
+        logLevel: "info",
+        otlpEndpoint: ""
       })
       expect(config.warnings).toEqual([])
     })
@@ -165,7 +172,14 @@ describe("DaemonConfig.load", () => {
           "MAX_RETRIES=2 # fewer",
           "INITIAL_RETRY_DELAY=1",
           `AGENT_COMMAND='node "/opt/my agent.js" --fast'`,
-          "ORCHESTRATOR_INTERVAL=0"
+          "ORCHESTRATOR_INTERVAL=0",
+          "LOG_MAX_SIZE_MB=0.5",
+          "LOG_COMPRESS_AFTER_HOURS=1.5",
+          "LOG_RETENTION_DAYS=0",
+          "LOG_MAINTENANCE_INTERVAL=30",
+          "STARFORGE_LOG_FORMAT=JSON",
+          "STARFORGE_LOG_LEVEL=warn",
+          "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318"
         ].join("\n")
       )
       expect((await loaded()).settings).toEqual({
@@ -177,7 +191,14 @@ describe("DaemonConfig.load", () => {
         maxRetries: 2,
         initialRetryDelayMs: 1_000,
         agentCommand: ["node", "/opt/my agent.js", "--fast"],
-        orchestratorIntervalMs: 0
+        orchestratorIntervalMs: 0,
+        logMaxBytes: 512 * 1024,
+        logCompressAfterMs: 5_400_000,
+        logRetentionMs: 0,
+        logMaintenanceIntervalMs: 30_000,
+        logFormat: "json",
+        logLevel: "warn",
+        otlpEndpoint: "http://127.0.0.1:4318"
       })
     })
   })
@@ -290,7 +311,16 @@ describe("DaemonConfig.load", () => {
       ["AGENT_COMMAND", `claude "--print`],
       ["AGENT_COMMAND", `claude '--print`],
       ["AGENT_COMMAND", ""],
-      ["AGENT_COMMAND", "   "]
+      ["AGENT_COMMAND", "   "],
+      ["LOG_MAX_SIZE_MB", "-1"],
+      ["LOG_MAX_SIZE_MB", "1GB"],
+      ["LOG_COMPRESS_AFTER_HOURS", "a day"],
+      ["LOG_RETENTION_DAYS", "-7"],
+      ["LOG_MAINTENANCE_INTERVAL", "0"],
+      ["STARFORGE_LOG_FORMAT", "xml"],
+      ["STARFORGE_LOG_LEVEL", "verbose"],
+      ["OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318"],
+      ["OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"]
     ]
 
     it.each(cases)("%s=%j from the environment", async (name, value) => {

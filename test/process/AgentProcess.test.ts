@@ -12,6 +12,7 @@ import * as path from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
 import type { ExitStatus } from "../../src/domain/Outcome.js"
+import { logParts, readLogFile } from "../../src/logs/LogFile.js"
 import { type AgentRunSpec, makeNode, type SpawnInfo } from "../../src/process/AgentProcess.js"
 
 const KILL_GRACE_MS = 1_000
@@ -410,6 +411,52 @@ describe("AgentProcess (Node)", { timeout: 15_000 }, () => {
       const logs = fs.readdirSync(dir).filter((n) => n.endsWith(".log"))
       expect(logs.length).toBeGreaterThan(0)
       for (const log of logs) expect(readLog(path.join(dir, log))).toMatch(/\nSignal: SIG(TERM|KILL)\n$/)
+    }))
+
+  it.live("rotates the log at the size limit while the agent writes: every byte kept in order, no fd leaked", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const maxBytes = 64 * 1024
+      const rotating = makeNode(KILL_GRACE_MS, maxBytes)
+      const lines = 15_000
+      const openFds = () => fs.readdirSync("/proc/self/fd").length
+      const fdsBefore = openFds()
+      // stdout and stderr interleaved, as fast as awk writes (about 0.95 MB).
+      const script = `awk 'BEGIN { for (i = 0; i < ${lines}; i++) { printf "out %06d ${"o".repeat(40)}\\n", i; fflush(); ` +
+        `printf "err %06d\\n", i > "/dev/stderr"; fflush("/dev/stderr") } }'`
+      const status = yield* rotating.run(shSpec(dir, script))
+      expect(status).toMatchObject({ _tag: "Exited", code: 0 })
+      const parts = logParts(path.join(dir, "agent.log"))
+      // Parts are numbered upwards, the live name is last; each part stopped at the limit.
+      expect(parts.length).toBeGreaterThan(10)
+      expect(parts.slice(0, 3).map((p) => path.basename(p))).toEqual(["agent.log.1", "agent.log.2", "agent.log.3"])
+      expect(parts.at(-1)).toBe(path.join(dir, "agent.log"))
+      for (const part of parts.slice(0, -1)) {
+        const size = fs.statSync(part).size
+        expect(size).toBeGreaterThanOrEqual(maxBytes)
+        expect(size).toBeLessThan(maxBytes + 64 * 1024)
+      }
+      const all = parts.map((p) => readLogFile(p).toString("utf8")).join("")
+      expectHeader(all)
+      expect(all).toMatch(new RegExp(`\\nCompleted: ${ISO}\\nExit code: 0\\n$`))
+      const body = all.split("\n")
+      const outs = body.filter((l) => l.startsWith("out "))
+      const errs = body.filter((l) => l.startsWith("err "))
+      // Every line whole, none lost, none repeated, each stream in its order.
+      expect(outs).toEqual(Array.from({ length: lines }, (_, i) => `out ${String(i).padStart(6, "0")} ${"o".repeat(40)}`))
+      expect(errs).toEqual(Array.from({ length: lines }, (_, i) => `err ${String(i).padStart(6, "0")}`))
+      expect(body.length).toBe(HEADER.length + 1 + 2 * lines + 3 + 1)
+      expect(openFds()).toBe(fdsBefore)
+    }))
+
+  it.live("a last line without a newline is still written before the footer", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      yield* runner.run(shSpec(dir, "printf 'no newline'; printf 'nor here' >&2"))
+      const log = readLog(path.join(dir, "agent.log"))
+      expect(log).toContain("no newline")
+      expect(log).toContain("nor here")
+      expect(log).toMatch(new RegExp(`\\nCompleted: ${ISO}\\nExit code: 0\\n$`))
     }))
 
   it.live("stopOrphan on a live process with its recorded start time stops it", () =>

@@ -62,7 +62,8 @@ export interface TestProject {
 /**
  * The recording agent: appends `start <agent> <trigger> <ns>` and `end …` lines to `records`,
  * then behaves as the trigger's `message` says: `sleep=S` (seconds), `exit=N`, `ignore-term`,
- * `grandchild` (leaves a background `sleep` in its group), `fail-first` (fails attempt 1).
+ * `grandchild` (leaves a background `sleep` in its group), `fail-first` (fails attempt 1),
+ * `write=N` (prints N numbered lines `line 000000 …`, one write each, as fast as it can).
  */
 const AGENT = `#!/bin/sh
 for last; do :; done
@@ -76,6 +77,10 @@ case "$msg" in *ignore-term*) trap '' TERM ;; esac
 case "$msg" in *grandchild*) sleep 300 & echo "grandchild $!" >> "$rec" ;; esac
 case "$msg" in *fail-first*) [ "$STARFORGE_ATTEMPT" = 1 ] && code=7 ;; esac
 echo "agent $STARFORGE_AGENT_ID running: $msg"
+lines=$(printf '%s' "$msg" | sed -n 's/.*write=\\([0-9]*\\).*/\\1/p')
+if [ -n "$lines" ]; then
+  awk -v n="$lines" 'BEGIN { for (i = 0; i < n; i++) { printf "line %06d %s\\n", i, "abcdefghijklmnopqrstuvwxyz0123456789"; fflush() } }'
+fi
 if [ -n "$sleep_s" ]; then
   # Sleep in the foreground of a subshell so an ignored TERM is really ignored by the shell.
   sleep "$sleep_s" &
