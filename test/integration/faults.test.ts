@@ -98,8 +98,9 @@ describe("agent killed from outside (S36)", () => {
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=30", { context: { ticket: "9" } }))
     const [run] = await running(p, ["junior-dev-a"])
     process.kill(run!.pid, "SIGKILL")
-    await waitFor(() => deadLetters(p).length === 1 && !fs.existsSync(path.join(p.triggers, "junior-dev-a-work-1.processing")), {
-      what: "the trigger in the dead-letter queue"
+    // The meta file is written right after the trigger is moved.
+    await waitFor(() => deadLetters(p).length === 1 && fs.existsSync(path.join(p.triggers, "dead-letter", "junior-dev-a-work-1.trigger.meta.json")), {
+      what: "the trigger and its meta in the dead-letter queue"
     })
     expect(daemonLog(p)).toMatch(/FINISH: junior-dev-a was killed by signal SIGKILL on junior-dev-a-work-1\.trigger/)
     const meta = readJson(path.join(p.triggers, "dead-letter", "junior-dev-a-work-1.trigger.meta.json"))
