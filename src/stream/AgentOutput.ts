@@ -1,11 +1,11 @@
 /**
  * Follows one attempt's output as an Effect `Stream` while the agent keeps writing its log.
  *
- * The agent's stdout/stderr stay the log file descriptor the daemon opened before the spawn
- * (see AgentProcess): nothing the agent writes can be lost, however fast it exits and however
- * slow or busy the daemon is, and the agent never blocks on a pipe. The daemon reads the file it
- * owns by offset (it only grows during the attempt; a truncation starts over at 0), splits it
- * into bounded lines and folds them into the job's progress. The raw bytes are never touched.
+ * The daemon drains the agent's stdout/stderr pipes into the log (see AgentProcess) and this
+ * reads the log back by offset, so the bytes parsed are exactly the bytes logged. When the log
+ * is rotated (renamed, then continued in a new file under the same name), the rest of the old
+ * file is read first, then the new file from its start; a truncation starts over at 0. It splits
+ * the bytes into bounded lines and folds them into the job's progress. The raw bytes are never touched.
  */
 import * as fs from "node:fs"
 import { Chunk, Clock, Deferred, Duration, Effect, Fiber, Option, Ref, Schedule, type Scope, Stream } from "effect"
@@ -47,11 +47,19 @@ export const tailFile = (
 
 const readSome = (file: string, h: { fd: number | undefined; position: number }): Uint8Array | undefined => {
   try {
-    // Opened once: a log renamed by rotation is still the file the agent writes.
     h.fd ??= fs.openSync(file, "r")
     const size = fs.fstatSync(h.fd).size
-    if (size < h.position) h.position = 0 // truncated (copy-and-truncate rotation)
-    if (size === h.position) return undefined
+    if (size < h.position) h.position = 0 // truncated: start over
+    if (size === h.position) {
+      // All of this file is read. A rotation renames it and the daemon goes on in a new file
+      // under the same name: continue there, from its start.
+      const now = fs.statSync(file, { throwIfNoEntry: false })
+      if (now === undefined || now.ino === fs.fstatSync(h.fd).ino) return undefined
+      fs.closeSync(h.fd)
+      h.fd = undefined
+      h.position = 0
+      return readSome(file, h)
+    }
     const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, size - h.position))
     const n = fs.readSync(h.fd, buffer, 0, buffer.length, h.position)
     if (n <= 0) return undefined

@@ -59,6 +59,22 @@ describe("watchOutput", () => {
       expect(yield* Fiber.join(stalled)).toBeGreaterThanOrEqual(10_000)
     }))
 
+  it.scoped("follows a rotation: the rest of the renamed file, then the new file from its start", () =>
+    Effect.gen(function*() {
+      const file = tempFile()
+      fs.writeFileSync(file, "")
+      const watch = yield* watchOutput(file, { from: 0, pollMs: 100 })
+      fs.appendFileSync(file, tool("Bash", "m1"))
+      yield* TestClock.adjust("100 millis")
+      // Written after the last read, then the file is rotated away.
+      fs.appendFileSync(file, tool("Edit", "m2"))
+      fs.renameSync(file, `${file}.1`)
+      fs.writeFileSync(file, tool("Read", "m3"))
+      yield* TestClock.adjust("100 millis")
+      const final = yield* watch.finish
+      expect(final.progress).toMatchObject({ tool_uses: 3, last_tool: "Read" })
+    }))
+
   it.scoped("a file that never appears is no output, not an error", () =>
     Effect.gen(function*() {
       const watch = yield* watchOutput("/nonexistent/dir/agent.log", { from: 0, pollMs: 100 })
