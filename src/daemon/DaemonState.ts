@@ -6,7 +6,7 @@ import * as fs from "node:fs"
 import { Clock, Context, Effect, Layer, Ref } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { isoSeconds } from "../domain/time.js"
-import { writeFileAtomic } from "../slots/AgentSlots.js"
+import { latestWriter, writeFileAtomicAsync } from "../slots/AgentSlots.js"
 
 export interface StateFile {
   readonly daemon_started: string
@@ -52,8 +52,7 @@ export const make = (initialTotal: number, save: (state: StateFile) => Effect.Ef
       },
       running: []
     })
-    const writes = yield* Effect.makeSemaphore(1)
-    const persist = writes.withPermits(1)(Effect.flatMap(Ref.get(state), (s) => save(s.file)))
+    const persist = yield* latestWriter(Effect.map(Ref.get(state), (s) => s.file), save)
     const update = (f: (s: Internal, nowIso: string) => Internal) =>
       Clock.currentTimeMillis.pipe(
         Effect.flatMap((ms) => Ref.update(state, (s) => f(s, isoSeconds(ms)))),
@@ -91,7 +90,7 @@ export class DaemonState extends Context.Tag("starforge/DaemonState")<DaemonStat
     Effect.gen(function*() {
       const { paths } = yield* DaemonConfig
       return yield* make(previousTotal(paths.stateFile), (s) =>
-        writeFileAtomic(paths.stateFile, JSON.stringify(s, null, 2) + "\n").pipe(
+        writeFileAtomicAsync(paths.stateFile, JSON.stringify(s, null, 2) + "\n").pipe(
           Effect.catchAll((error) => Effect.sync(() => process.stderr.write(`starforge: ${error.message}\n`)))
         ))
     })

@@ -56,9 +56,7 @@ export const make = (
 ): Effect.Effect<AgentSlotsShape> =>
   Effect.gen(function*() {
     const table = yield* Ref.make<SlotTable>(initial)
-    const writes = yield* Effect.makeSemaphore(1)
-    // One write at a time, always of the latest table: a slow write never lands an old state last.
-    const persist = writes.withPermits(1)(Effect.flatMap(Ref.get(table), save))
+    const persist = yield* latestWriter(Ref.get(table), save)
     const change = (f: (t: SlotTable) => SlotTable) => Ref.update(table, f).pipe(Effect.zipRight(persist))
     const slotOf = (agent: string) => Effect.map(Ref.get(table), (t): Slot | undefined => t[agent])
     const busyNames = (t: SlotTable) => Object.keys(t).filter((a) => t[a]!.status === "busy")
@@ -131,6 +129,53 @@ export const loadTable = (file: string, now: number): LoadedTable => {
   return { table: {}, corruptCopy: copy }
 }
 
+/**
+ * Persists a changing value with group commit. `persist` returns once a write that read the value
+ * after the call has finished, so a caller's change is saved when it returns. Writes run one at a
+ * time, always of the latest value (a slow write never lands an old state last), and callers that
+ * arrive while a write is in flight share the next one: under load the file is written as often
+ * as the disk allows, not once per change.
+ */
+export const latestWriter = <A>(
+  read: Effect.Effect<A>,
+  save: (value: A) => Effect.Effect<void>
+): Effect.Effect<Effect.Effect<void>> =>
+  Effect.map(Effect.makeSemaphore(1), (writes) => {
+    let requested = 0
+    let written = 0
+    return Effect.suspend(() => {
+      const mine = ++requested
+      return writes.withPermits(1)(
+        Effect.suspend(() => {
+          if (written >= mine) return Effect.void
+          const covered = requested
+          // Uninterruptible: an abandoned write could still rename an old state over a newer one.
+          return read.pipe(
+            Effect.flatMap(save),
+            Effect.ensuring(Effect.sync(() => (written = Math.max(written, covered)))),
+            Effect.uninterruptible
+          )
+        })
+      )
+    })
+  })
+
+/**
+ * Temp file in the same directory, then rename: readers never see a half-written file. Done
+ * asynchronously, since replacing a file by rename can wait for the disk (ext4 flushes the new
+ * data first) and the daemon's event loop must not.
+ */
+export const writeFileAtomicAsync = (file: string, content: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      await fs.promises.mkdir(path.dirname(file), { recursive: true })
+      const tmp = `${file}.${process.pid}.tmp`
+      await fs.promises.writeFile(tmp, content, { mode: 0o644 })
+      await fs.promises.rename(tmp, file)
+    },
+    catch: (cause) => new StorageError({ operation: "writing", path: file, cause })
+  })
+
 /** Temp file in the same directory, then rename: readers never see a half-written file. */
 export const writeFileAtomic = (file: string, content: string) =>
   Effect.try({
@@ -154,7 +199,7 @@ export class AgentSlots extends Context.Tag("starforge/AgentSlots")<AgentSlots, 
       const { paths } = yield* DaemonConfig
       const loaded = loadTable(paths.slotsFile, Date.now())
       const slots = yield* make(loaded.table, (table) =>
-        writeFileAtomic(paths.slotsFile, JSON.stringify(table, null, 2) + "\n").pipe(
+        writeFileAtomicAsync(paths.slotsFile, JSON.stringify(table, null, 2) + "\n").pipe(
           Effect.catchAll((error) => Effect.sync(() => process.stderr.write(`starforge: ${error.message}\n`)))
         ))
       yield* slots.persist

@@ -6,11 +6,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Either, Fiber, Layer, Schema } from "effect"
+import { Context, Deferred, Effect, Either, Fiber, Layer, Schema } from "effect"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
 import { projectPaths } from "../../src/domain/ProjectPaths.js"
 import { type BusyInfo, idleSlot, SlotTable } from "../../src/domain/Slot.js"
-import { AgentSlots, loadTable, make } from "../../src/slots/AgentSlots.js"
+import { AgentSlots, latestWriter, loadTable, make } from "../../src/slots/AgentSlots.js"
 
 const info = (ticket: string | null, extra: Partial<BusyInfo> = {}): BusyInfo => ({
   ticket,
@@ -158,6 +158,38 @@ describe("AgentSlots.make", { timeout: 15_000 }, () => {
       const error = yield* Effect.flip(slots.cleanupOrphans(() => Effect.fail("boom" as const)))
       expect(error).toBe("boom")
       expect(yield* slots.isBusy("a")).toBe(true)
+    }))
+})
+
+describe("latestWriter (group commit)", () => {
+  it.effect("callers during a slow write share the next one; each returns after a write that has its change", () =>
+    Effect.gen(function*() {
+      let value = 0
+      const saved: Array<number> = []
+      const gate = yield* Deferred.make<void>()
+      // The first write waits on the gate, so every later caller arrives while it is in flight.
+      const persist = yield* latestWriter(Effect.sync(() => value), (v) =>
+        Effect.zipRight(saved.length === 0 ? Deferred.await(gate) : Effect.void, Effect.sync(() => void saved.push(v))))
+      const change = (v: number) =>
+        Effect.zipRight(
+          Effect.sync(() => (value = v)),
+          Effect.zipRight(persist, Effect.sync(() => saved[saved.length - 1]!))
+        )
+      const first = yield* Effect.fork(change(1))
+      yield* Effect.yieldNow()
+      const later = yield* Effect.forEach([2, 3, 4, 5, 6], (v) => Effect.fork(change(v)))
+      // Until every later caller waits for the write in flight.
+      const waiting = Effect.map(Effect.forEach(later, (f) => f.status), (all) => all.every((s) => s._tag === "Suspended"))
+      while (!(yield* waiting)) yield* Effect.yieldNow()
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* Fiber.join(first)).toBe(1)
+      // Each caller saw a save at least as new as its own change, and the five shared one write.
+      expect(yield* Effect.forEach(later, Fiber.join)).toEqual([6, 6, 6, 6, 6])
+      expect(saved).toEqual([1, 6])
+      // A call with nothing in flight writes again.
+      value = 7
+      yield* persist
+      expect(saved).toEqual([1, 6, 7])
     }))
 })
 
