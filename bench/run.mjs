@@ -1,63 +1,116 @@
 #!/usr/bin/env node
-// Benchmarks of the real daemon (measure, never assert). Quick mode only for now:
-// B1 scheduling efficiency: 8 agents x N triggers, each job sleeps 0.5 s, no cap.
-// efficiency = ideal makespan (N x 0.5 s) / measured makespan (first agent start -> last agent end),
-// taken from the agents' own start/end records. Median of several runs.
-import { execFileSync } from "node:child_process"
+// Benchmarks of the real daemon (issue 4): measure, never assert.
+//
+//   npm run bench                 quick mode, every workload (under 5 minutes)
+//   npm run bench -- --full       the large sizes and more repetitions
+//   npm run bench -- B3 B7        only these workloads (for profiling); RESULTS.md is left alone
+//   npm run bench -- --runs 1     override the repetitions of the workloads that repeat
+//
+// Every figure is compared with a baseline measured in the same run (or a bound computed from
+// the workload), and printed with its target and whether it was met. A full run of every
+// workload writes bench/RESULTS.md. Whatever happens (failure, Ctrl-C), every process the run
+// started is stopped and every temporary directory removed.
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { BIN, cleanupAll, installCleanup, machine } from "./lib/harness.mjs"
+import { fmt, markdownTable } from "./lib/stats.mjs"
+import { WORKLOADS } from "./workloads.mjs"
 
-const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "dist", "bin.js")
-const runs = Number(process.env.BENCH_RUNS ?? 3)
-const perAgent = Number(process.env.BENCH_TRIGGERS ?? 4)
-const agents = 8
-const jobSeconds = 0.5
-
-const agentScript = `#!/bin/sh
-echo "start $(date +%s%N)" >> "$STARFORGE_PROJECT_ROOT/records-$STARFORGE_AGENT_ID.txt"
-sleep ${jobSeconds}
-echo "end $(date +%s%N)" >> "$STARFORGE_PROJECT_ROOT/records-$STARFORGE_AGENT_ID.txt"
-`
-
-const once = async () => {
-  const project = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "starforge-bench-")))
-  const triggers = path.join(project, ".claude", "triggers")
-  fs.mkdirSync(triggers, { recursive: true })
-  fs.writeFileSync(path.join(project, "agent.sh"), agentScript, { mode: 0o755 })
-  for (let a = 0; a < agents; a++) {
-    for (let i = 0; i < perAgent; i++) {
-      fs.writeFileSync(path.join(triggers, `agent-${a}-${i}.trigger`), JSON.stringify({ to_agent: `agent-${a}` }))
-    }
+const usage = "usage: npm run bench -- [--full] [--runs N] [B1 ... B8]"
+const args = process.argv.slice(2)
+let mode = "quick"
+let runsOverride
+const selected = []
+for (let i = 0; i < args.length; i++) {
+  const a = args[i]
+  if (a === "--full") mode = "full"
+  else if (a === "--quick") mode = "quick"
+  else if (a === "--runs") runsOverride = Number(args[++i])
+  else if (a === "--help" || a === "-h") {
+    console.log(usage)
+    process.exit(0)
+  } else if (/^b[1-8]$/i.test(a)) selected.push(a.toUpperCase())
+  else {
+    console.error(`bench: unknown argument ${a}\n${usage}`)
+    process.exit(2)
   }
-  const env = { ...process.env, AGENT_COMMAND: path.join(project, "agent.sh"), PARALLEL_DAEMON: "true", ORCHESTRATOR_INTERVAL: "0" }
-  const cli = (...args) => execFileSync(process.execPath, [bin, ...args, "--project", project], { env, encoding: "utf8" })
-  cli("daemon", "start")
-  const total = agents * perAgent
-  const processed = path.join(triggers, "processed")
-  const deadline = Date.now() + 120_000
-  while ((fs.existsSync(processed) ? fs.readdirSync(processed).filter((n) => n.endsWith(".trigger")).length : 0) < total) {
-    if (Date.now() > deadline) throw new Error("benchmark run did not finish in 120 s")
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  cli("daemon", "stop")
-  const times = fs.readdirSync(project).filter((n) => n.startsWith("records-")).flatMap((n) =>
-    fs.readFileSync(path.join(project, n), "utf8").trim().split("\n").map((l) => l.split(" ")))
-  const starts = times.filter(([k]) => k === "start").map(([, t]) => BigInt(t))
-  const ends = times.filter(([k]) => k === "end").map(([, t]) => BigInt(t))
-  const min = starts.reduce((a, b) => (b < a ? b : a))
-  const max = ends.reduce((a, b) => (b > a ? b : a))
-  fs.rmSync(project, { recursive: true, force: true })
-  return Number(max - min) / 1e9
+}
+if (runsOverride !== undefined && !(Number.isInteger(runsOverride) && runsOverride > 0)) {
+  console.error(`bench: --runs needs a positive integer\n${usage}`)
+  process.exit(2)
 }
 
-const makespans = []
-for (let i = 0; i < runs; i++) makespans.push(await once())
-makespans.sort((a, b) => a - b)
-const median = makespans[Math.floor(makespans.length / 2)]
-const ideal = perAgent * jobSeconds
-const efficiency = ideal / median
-console.log(`machine: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`)
-console.log(`B1 ${agents} agents x ${perAgent} triggers x ${jobSeconds}s: makespans ${makespans.map((m) => m.toFixed(3)).join(", ")} s`)
-console.log(`B1 efficiency (ideal ${ideal.toFixed(1)} s / median ${median.toFixed(3)} s) = ${efficiency.toFixed(3)} (target >= 0.95: ${efficiency >= 0.95 ? "met" : "missed"})`)
+if (!fs.existsSync(BIN)) {
+  console.error(`bench: ${BIN} is missing: run 'npm run build' first`)
+  process.exit(1)
+}
+const srcDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "src")
+const newestSource = Math.max(...fs.readdirSync(srcDir, { recursive: true }).map((f) => fs.statSync(path.join(srcDir, f)).mtimeMs))
+if (newestSource > fs.statSync(BIN).mtimeMs) console.error("bench: warning: src/ is newer than dist/bin.js; run 'npm run build' to measure the current code")
+
+installCleanup()
+
+const workloads = WORKLOADS.filter((w) => selected.length === 0 || selected.includes(w.id))
+const plans = workloads.map((w) => {
+  const plan = w.plan(mode)
+  if (runsOverride !== undefined && "runs" in plan) plan.runs = runsOverride
+  return plan
+})
+const expected = plans.reduce((sum, plan, i) => sum + workloads[i].estimateSeconds(plan), 0)
+const m = machine()
+const loadText = (l) => l.map((x) => x.toFixed(2)).join(", ")
+console.log(`starforge benchmarks, ${mode} mode: ${workloads.map((w) => w.id).join(" ")}`)
+console.log(`machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}; load average ${loadText(m.load)}`)
+console.log(`expected duration: about ${Math.ceil(expected / 60)} min (${Math.round(expected)} s on an idle machine)`)
+
+const started = Date.now()
+const results = []
+let failed = false
+for (const [i, workload] of workloads.entries()) {
+  const t0 = Date.now()
+  console.log(`\n${workload.id}: ${workload.title}`)
+  try {
+    const result = await workload.run(plans[i], (line) => console.log(`  ${line}`))
+    results.push({ workload, ...result, seconds: (Date.now() - t0) / 1000 })
+    for (const r of result.rows) console.log(`  ${r.figure}: ${r.measured} (target ${r.target}: ${r.verdict}) [${r.baseline}]`)
+    for (const n of result.notes) console.log(`  ${n}`)
+  } catch (error) {
+    failed = true
+    console.error(`  ${workload.id} failed: ${error instanceof Error ? error.stack : String(error)}`)
+    results.push({ workload, rows: [{ figure: "(failed)", measured: "—", baseline: String(error?.message ?? error).split("\n")[0], target: "—", verdict: "failed" }], notes: [], seconds: (Date.now() - t0) / 1000 })
+  }
+  cleanupAll()
+}
+const loadAfter = os.loadavg()
+const took = (Date.now() - started) / 1000
+
+const header = ["#", "figure", "measured", "baseline / details", "target", "result"]
+const rows = results.flatMap(({ workload, rows: rs }) => rs.map((r) => [workload.id, r.figure, r.measured, r.baseline, r.target, r.verdict]))
+console.log(`\n${markdownTable(header, rows)}`)
+console.log(`\ntook ${fmt(took, 0)} s; load average before ${loadText(m.load)}, after ${loadText(loadAfter)}`)
+
+if (selected.length === 0) {
+  const notes = results.flatMap((r) => r.notes)
+  const text = [
+    "# Benchmark results",
+    "",
+    `Written by \`npm run bench${mode === "full" ? " -- --full" : ""}\` on ${new Date().toISOString()}.`,
+    "",
+    `Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB memory, Node ${m.node}. ` +
+      `Load average (1, 5, 15 min) before the run: ${loadText(m.load)}; after: ${loadText(loadAfter)}. Run time ${fmt(took, 0)} s.`,
+    "",
+    markdownTable(header, rows),
+    "",
+    ...(notes.length > 0 ? ["Notes:", "", ...notes.map((n) => `- ${n}`), ""] : []),
+    "How to read it: every figure is a median of several runs or a ratio against a baseline measured in the same run,",
+    "because absolute times on a shared machine are noise. The workloads are described in `bench/workloads.mjs` and issue 4.",
+    ""
+  ].join("\n")
+  fs.writeFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), "RESULTS.md"), text)
+  console.log("wrote bench/RESULTS.md")
+} else {
+  console.log("(a selection of workloads: bench/RESULTS.md is left alone)")
+}
+process.exitCode = failed ? 1 : 0

@@ -1,0 +1,37 @@
+// Types of the benchmark's pure helpers (stats.mjs), for the unit tests.
+export interface Job {
+  readonly agent: string
+  readonly seconds: number
+}
+export interface AgentRecord {
+  readonly kind: string
+  readonly ns: bigint
+  readonly pid: number
+  readonly agent: string
+}
+export interface AgentRun {
+  readonly agent: string
+  readonly pid: number
+  readonly start: bigint
+  readonly end: bigint
+}
+export declare const median: (values: ReadonlyArray<number>) => number
+export declare const percentile: (values: ReadonlyArray<number>, p: number) => number
+export declare const seededRandom: (seed: number) => () => number
+export declare const seededJobs: (options: {
+  readonly agents: number
+  readonly perAgent: number
+  readonly minSeconds: number
+  readonly maxSeconds: number
+  readonly seed: number
+}) => Array<Job>
+export declare const makespanLowerBound: (jobs: ReadonlyArray<Job>, cap: number) => number
+export declare const policyMakespan: (jobs: ReadonlyArray<Job>, cap: number) => number
+export declare const makespanSeconds: (runs: ReadonlyArray<AgentRun>) => number
+export declare const pairRuns: (records: ReadonlyArray<AgentRecord>) => Array<AgentRun>
+export declare const parseRecords: (text: string) => Array<AgentRecord>
+export declare const agentsNeverOverlap: (runs: ReadonlyArray<AgentRun>) => boolean
+export declare const cpuPercentOfCore: (ticks: number, ticksPerSecond: number, wallSeconds: number) => number
+export declare const verdict: (value: number, target: number, kind: "max" | "min") => "met" | "missed"
+export declare const fmt: (value: number, digits?: number) => string
+export declare const markdownTable: (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<unknown>>) => string

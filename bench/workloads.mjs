@@ -1,0 +1,448 @@
+// The workloads B1-B8 of issue 4. Each runs the real daemon on temporary projects and returns
+// rows { figure, measured, baseline, target, verdict } plus notes. Sizes and repetitions depend on
+// the mode: `quick` (under 5 minutes in all) or `full`.
+import * as fs from "node:fs"
+import * as path from "node:path"
+import {
+  alive,
+  cpuTicks,
+  makeProject,
+  memory,
+  sleep,
+  spawnTracked,
+  startDaemon,
+  TICKS_PER_SECOND,
+  timeCli,
+  timeNode,
+  waitFor
+} from "./lib/harness.mjs"
+import {
+  agentsNeverOverlap,
+  cpuPercentOfCore,
+  fmt,
+  makespanLowerBound,
+  makespanSeconds,
+  median,
+  pairRuns,
+  percentile,
+  policyMakespan,
+  seededJobs,
+  verdict
+} from "./lib/stats.mjs"
+
+/** Queue order is (priority, creation time, name); creation times tie at coarse clock ticks, so names carry the order. */
+const seqName = (i, agent) => `${String(i).padStart(5, "0")}-${agent}`
+
+const row = (figure, value, { unit = "", digits = 3, baseline = "—", target, targetValue, kind }) => ({
+  figure,
+  measured: `${fmt(value, digits)}${unit}`,
+  baseline,
+  target,
+  verdict: targetValue === undefined ? "—" : verdict(value, targetValue, kind)
+})
+
+/** Starts the daemon on a queue filled beforehand, waits for `count` agent ends, stops it; returns the runs. */
+const runToCompletion = async (project, count, timeoutMs) => {
+  const daemon = await startDaemon(project)
+  await waitFor(() => project.countRecords("end") >= count, { timeoutMs, intervalMs: 50, what: `${count} agent runs to end` })
+  await daemon.stop()
+  const runs = pairRuns(project.readRecords())
+  if (runs.length !== count) throw new Error(`expected ${count} agent runs, recorded ${runs.length}`)
+  if (!agentsNeverOverlap(runs)) throw new Error("an agent ran two jobs at once")
+  return runs
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const B1 = {
+  id: "B1",
+  title: "8 agents x 10 triggers, each job sleeps 0.5 s, no cap: scheduling efficiency",
+  plan: (mode) => ({ runs: mode === "full" ? 5 : 3 }),
+  estimateSeconds: ({ runs }) => runs * 8,
+  run: async ({ runs }, say) => {
+    const agents = 8
+    const perAgent = 10
+    const jobSeconds = 0.5
+    const makespans = []
+    for (let r = 0; r < runs; r++) {
+      const project = makeProject()
+      let i = 0
+      for (let k = 0; k < perAgent; k++) {
+        for (let a = 0; a < agents; a++) project.write(seqName(i++, `agent-${a}`), { to_agent: `agent-${a}`, action: `sleep-${jobSeconds}` })
+      }
+      const m = makespanSeconds(await runToCompletion(project, agents * perAgent, 120_000))
+      project.remove()
+      makespans.push(m)
+      say(`run ${r + 1}/${runs}: makespan ${fmt(m)} s`)
+    }
+    const ideal = perAgent * jobSeconds
+    const efficiency = ideal / median(makespans)
+    return {
+      rows: [
+        row("scheduling efficiency (ideal / median makespan)", efficiency, {
+          baseline: `ideal ${fmt(ideal)} s; makespans ${makespans.map((m) => fmt(m)).join(", ")} s`,
+          target: ">= 0.95",
+          targetValue: 0.95,
+          kind: "min"
+        })
+      ],
+      notes: [`B1: mean gap per job ${fmt(((median(makespans) - ideal) / perAgent) * 1000, 1)} ms (agent exit -> next start, incl. the agent's own fork of sleep/date)`]
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const B2 = {
+  id: "B2",
+  title: "20 agents x 5 triggers, job times 0.1-1.0 s (seed 42), cap 8: efficiency against the lower bound",
+  plan: (mode) => ({ runs: mode === "full" ? 5 : 3 }),
+  estimateSeconds: ({ runs }) => runs * 10,
+  run: async ({ runs }, say) => {
+    const cap = 8
+    const jobs = seededJobs({ agents: 20, perAgent: 5, minSeconds: 0.1, maxSeconds: 1.0, seed: 42 })
+    const bound = makespanLowerBound(jobs, cap)
+    const policy = policyMakespan(jobs, cap)
+    const makespans = []
+    for (let r = 0; r < runs; r++) {
+      const project = makeProject({ MAX_CONCURRENT_AGENTS: String(cap) })
+      jobs.forEach((job, i) => project.write(seqName(i, job.agent), { to_agent: job.agent, action: `sleep-${job.seconds}` }))
+      const runsOf = await runToCompletion(project, jobs.length, 120_000)
+      project.remove()
+      const m = makespanSeconds(runsOf)
+      makespans.push(m)
+      say(`run ${r + 1}/${runs}: makespan ${fmt(m)} s`)
+    }
+    const measured = median(makespans)
+    return {
+      rows: [
+        row("efficiency (lower bound / median makespan)", bound / measured, {
+          baseline: `bound ${fmt(bound)} s = max(longest agent total, total work / ${cap}); makespans ${makespans.map((m) => fmt(m)).join(", ")} s`,
+          target: ">= 0.90",
+          targetValue: 0.9,
+          kind: "min"
+        })
+      ],
+      notes: [
+        `B2: the contract's order (first runnable trigger in queue order) with zero overhead needs ${fmt(policy)} s ` +
+          `(efficiency ${fmt(bound / policy)} at best); the daemon reaches ${fmt(policy / measured)} of that`
+      ]
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** The agent started `count` times in a row by a plain shell loop: `<kind> <ns>` before each start. */
+const shellFloor = async (project, count) => {
+  const floorRecords = path.join(project.base, "floor.txt")
+  const script = `i=0; while [ $i -lt ${count} ]; do echo "spawn $(date +%s%N)" >> "${floorRecords}"; "${project.agent}"; i=$((i+1)); done`
+  const loop = spawnTracked("/bin/sh", ["-c", script], { env: { ...project.env, BENCH_RECORDS: floorRecords }, stdio: "ignore" })
+  await loop.exited
+  const lines = fs.readFileSync(floorRecords, "utf8").trim().split("\n").map((l) => l.split(" "))
+  fs.rmSync(floorRecords)
+  const latencies = []
+  let spawnAt
+  for (const [kind, ns] of lines) {
+    if (kind === "spawn") spawnAt = BigInt(ns)
+    else if (kind === "start" && spawnAt !== undefined) latencies.push(Number(BigInt(ns) - spawnAt) / 1e6)
+  }
+  return latencies
+}
+
+const B3 = {
+  id: "B3",
+  title: "triggers dropped one at a time into an idle daemon: dispatch latency (renamed into place -> agent started)",
+  plan: (mode) => ({ drops: mode === "full" ? 500 : 200 }),
+  estimateSeconds: ({ drops }) => 8 + drops * 0.08,
+  run: async ({ drops }, say) => {
+    const project = makeProject()
+    const floor = await shellFloor(project, Math.ceil(drops / 2))
+    const daemon = await startDaemon(project)
+    const latencies = []
+    const warmUp = 5
+    for (let i = 0; i < drops + warmUp; i++) {
+      const at = project.drop(`drop-${i}`, { to_agent: "agent-0" })
+      await waitFor(() => project.processedCount() >= i + 1, { timeoutMs: 30_000, intervalMs: 5, what: `trigger ${i} to be processed` })
+      const starts = project.readRecords().filter((r) => r.kind === "start")
+      if (i >= warmUp) latencies.push(Number(starts[i].ns - at) / 1e6)
+      // Idle again before the next one (the daemon has archived it; let it settle).
+      await sleep(10 + (i % 5) * 5)
+    }
+    await daemon.stop()
+    floor.push(...(await shellFloor(project, Math.floor(drops / 2))))
+    project.remove()
+    const p50 = percentile(latencies, 50)
+    const p99 = percentile(latencies, 99)
+    const f50 = percentile(floor, 50)
+    const f99 = percentile(floor, 99)
+    say(`daemon p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(Math.max(...latencies), 2)} ms; shell floor p50 ${fmt(f50, 2)} ms, p99 ${fmt(f99, 2)} ms`)
+    return {
+      rows: [
+        row("dispatch latency p50 over the floor", p50 - f50, {
+          unit: " ms",
+          digits: 2,
+          baseline: `daemon p50 ${fmt(p50, 2)} ms, shell floor p50 ${fmt(f50, 2)} ms (${drops} drops)`,
+          target: "<= 10 ms",
+          targetValue: 10,
+          kind: "max"
+        }),
+        row("dispatch latency p99 over the floor", p99 - f99, {
+          unit: " ms",
+          digits: 2,
+          baseline: `daemon p99 ${fmt(p99, 2)} ms, shell floor p99 ${fmt(f99, 2)} ms`,
+          target: "<= 50 ms",
+          targetValue: 50,
+          kind: "max"
+        })
+      ],
+      notes: []
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const B4 = {
+  id: "B4",
+  title: "2,000 queued triggers, 100 agents, agents exit at once, cap 100: throughput against xargs -P 100",
+  plan: (mode) => ({ runs: mode === "full" ? 3 : 2, triggers: 2000 }),
+  estimateSeconds: ({ runs, triggers }) => runs * (6 + triggers / 150),
+  run: async ({ runs, triggers }, say) => {
+    const agents = 100
+    const ours = []
+    const xargs = []
+    for (let r = 0; r < runs; r++) {
+      // The baseline first, then the daemon, in every run: both see the same noise.
+      const base = makeProject()
+      const list = path.join(base.base, "list.txt")
+      fs.writeFileSync(list, Array.from({ length: triggers }, (_, i) => String(i)).join("\n") + "\n")
+      const x = spawnTracked("/bin/sh", ["-c", `xargs -P ${agents} -n 1 "${base.agent}" < "${list}"`], { env: base.env, stdio: "ignore" })
+      await x.exited
+      const xRuns = pairRuns(base.readRecords())
+      if (xRuns.length !== triggers) throw new Error(`xargs recorded ${xRuns.length} runs of ${triggers}`)
+      xargs.push(triggers / makespanSeconds(xRuns))
+      base.remove()
+
+      const project = makeProject({ MAX_CONCURRENT_AGENTS: String(agents) })
+      for (let i = 0; i < triggers; i++) project.write(seqName(i, `agent-${i % agents}`), { to_agent: `agent-${i % agents}` })
+      const daemonRuns = await runToCompletion(project, triggers, 300_000)
+      project.remove()
+      ours.push(triggers / makespanSeconds(daemonRuns))
+      say(`run ${r + 1}/${runs}: daemon ${fmt(ours[r], 0)} jobs/s, xargs ${fmt(xargs[r], 0)} jobs/s`)
+    }
+    const ratio = median(ours.map((o, i) => o / xargs[i]))
+    return {
+      rows: [
+        row("throughput / xargs -P 100 (median of per-run ratios)", ratio, {
+          baseline: `daemon ${ours.map((v) => fmt(v, 0)).join(", ")} jobs/s; xargs ${xargs.map((v) => fmt(v, 0)).join(", ")} jobs/s`,
+          target: ">= 0.5",
+          targetValue: 0.5,
+          kind: "min"
+        })
+      ],
+      notes: []
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** RSS of an idle `node -e` process (the baseline of B5). */
+const idleNodeRss = async (project) => {
+  const idle = spawnTracked(process.execPath, ["-e", "setInterval(() => {}, 1e6)"], { env: project.env, stdio: "ignore" })
+  await sleep(1000)
+  const { rssMiB } = memory(idle.pid)
+  process.kill(idle.pid, "SIGKILL")
+  await idle.exited
+  return rssMiB
+}
+
+const B5 = {
+  id: "B5",
+  title: "500 agents sleeping 30 s at once: daemon peak RSS, daemon CPU while they sleep",
+  plan: (mode) => ({ agents: 500, windowSeconds: mode === "full" ? 15 : 10 }),
+  estimateSeconds: ({ windowSeconds }) => 25 + windowSeconds,
+  run: async ({ agents, windowSeconds }, say) => {
+    const project = makeProject()
+    const baseline = await idleNodeRss(project)
+    for (let a = 0; a < agents; a++) project.write(seqName(a, `agent-${a}`), { to_agent: `agent-${a}`, action: "sleep-30" })
+    const daemon = await startDaemon(project)
+    const readyRss = memory(daemon.pid).rssMiB
+    const t0 = Date.now()
+    await waitFor(() => project.countRecords("start") >= agents, { timeoutMs: 60_000, intervalMs: 100, what: `${agents} agents to start` })
+    const startedIn = (Date.now() - t0) / 1000
+    await sleep(1000)
+    const ticks0 = cpuTicks(daemon.pid)
+    const w0 = performance.now()
+    await sleep(windowSeconds * 1000)
+    const ticks = cpuTicks(daemon.pid) - ticks0
+    const wall = (performance.now() - w0) / 1000
+    const ended = project.countRecords("end")
+    const { peakMiB } = memory(daemon.pid)
+    await daemon.stop()
+    project.remove()
+    if (ended > 0) throw new Error(`${ended} agents ended before the CPU window closed; the window is not 'while they sleep'`)
+    const cpu = cpuPercentOfCore(ticks, TICKS_PER_SECOND, wall)
+    say(`all ${agents} started in ${fmt(startedIn, 1)} s; peak RSS ${fmt(peakMiB, 1)} MiB; CPU ${ticks} ticks in ${fmt(wall, 1)} s`)
+    return {
+      rows: [
+        row("daemon peak RSS (VmHWM)", peakMiB, {
+          unit: " MiB",
+          digits: 1,
+          baseline: `idle node -e: ${fmt(baseline, 1)} MiB (x${fmt(peakMiB / baseline, 2)}); daemon when ready: ${fmt(readyRss, 1)} MiB`,
+          target: "<= 150 MB",
+          targetValue: 150e6 / 2 ** 20,
+          kind: "max"
+        }),
+        row("daemon CPU while 500 agents sleep", cpu, {
+          unit: "% of a core",
+          digits: 2,
+          baseline: `${ticks} ticks of 1/${TICKS_PER_SECOND} s in ${fmt(wall, 1)} s`,
+          target: "<= 2%",
+          targetValue: 2,
+          kind: "max"
+        })
+      ],
+      notes: []
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const B6 = {
+  id: "B6",
+  title: "daemon idle (empty queue): CPU used",
+  plan: (mode) => ({ windowSeconds: mode === "full" ? 60 : 30 }),
+  estimateSeconds: ({ windowSeconds }) => windowSeconds + 5,
+  run: async ({ windowSeconds }, say) => {
+    const project = makeProject()
+    const daemon = await startDaemon(project)
+    await sleep(2000)
+    const ticks0 = cpuTicks(daemon.pid)
+    const w0 = performance.now()
+    await sleep(windowSeconds * 1000)
+    const ticks = cpuTicks(daemon.pid) - ticks0
+    const wall = (performance.now() - w0) / 1000
+    await daemon.stop()
+    project.remove()
+    const cpu = cpuPercentOfCore(ticks, TICKS_PER_SECOND, wall)
+    say(`${ticks} ticks in ${fmt(wall, 1)} s`)
+    return {
+      rows: [
+        row(`daemon CPU while idle for ${windowSeconds} s`, cpu, {
+          unit: "% of a core",
+          digits: 3,
+          baseline: `${ticks} ticks of 1/${TICKS_PER_SECOND} s in ${fmt(wall, 1)} s (default PROCESS_MONITOR_INTERVAL)`,
+          target: "<= 0.5%",
+          targetValue: 0.5,
+          kind: "max"
+        })
+      ],
+      notes: []
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const B7 = {
+  id: "B7",
+  title: "10,000 pending triggers for agents that are all busy: `daemon status` time, daemon start -> first spawn",
+  plan: (mode) => ({ runs: mode === "full" ? 3 : 2, pending: 10_000, statusCalls: mode === "full" ? 10 : 5 }),
+  estimateSeconds: ({ runs, statusCalls }) => runs * (8 + statusCalls * 0.8),
+  run: async ({ runs, pending, statusCalls }, say) => {
+    const agents = 10
+    const firstSpawns = []
+    const statusTimes = []
+    const nodeTimes = []
+    for (let r = 0; r < runs; r++) {
+      const project = makeProject()
+      // The agents' long jobs go first (high priority); then the backlog for the same agents.
+      for (let a = 0; a < agents; a++) project.write(`busy-agent-${a}`, { to_agent: `agent-${a}`, action: "sleep-600", priority: "high" })
+      for (let i = 0; i < pending; i++) project.write(seqName(i, `agent-${i % agents}`), { to_agent: `agent-${i % agents}` })
+      const daemon = await startDaemon(project)
+      await waitFor(() => project.countRecords("start") >= agents, { timeoutMs: 60_000, intervalMs: 20, what: `${agents} agents to start` })
+      const first = project.readRecords().filter((x) => x.kind === "start").reduce((m, x) => (x.ns < m ? x.ns : m), 1n << 80n)
+      firstSpawns.push(Number(first - daemon.startedNs) / 1e9)
+      for (let k = 0; k < statusCalls; k++) {
+        const status = timeCli(project, ["daemon", "status"])
+        if (status.status !== 0 || !status.stdout.includes(`${pending} pending`)) {
+          throw new Error(`daemon status failed or miscounted (exit ${status.status}):\n${status.stdout}${status.stderr}`)
+        }
+        statusTimes.push(status.ms)
+        nodeTimes.push(timeNode())
+      }
+      await daemon.stop()
+      project.remove()
+      say(`run ${r + 1}/${runs}: first spawn ${fmt(firstSpawns[r], 2)} s after the daemon's start; status ${statusTimes.slice(-statusCalls).map((t) => fmt(t, 0)).join(", ")} ms`)
+    }
+    return {
+      rows: [
+        row("`starforge daemon status` (median)", median(statusTimes), {
+          unit: " ms",
+          digits: 0,
+          baseline: `${statusTimes.length} calls, ${fmt(Math.min(...statusTimes), 0)}-${fmt(Math.max(...statusTimes), 0)} ms; a bare \`node -e 0\` takes ${fmt(median(nodeTimes), 0)} ms`,
+          target: "<= 300 ms",
+          targetValue: 300,
+          kind: "max"
+        }),
+        row("daemon start -> first spawn (median)", median(firstSpawns), {
+          unit: " s",
+          digits: 2,
+          baseline: `runs ${firstSpawns.map((s) => fmt(s, 2)).join(", ")} s (process spawn to the agent's first record)`,
+          target: "<= 2 s",
+          targetValue: 2,
+          kind: "max"
+        })
+      ],
+      notes: []
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const B8 = {
+  id: "B8",
+  title: "100 agents running, `starforge daemon stop`: time until the daemon and every agent are gone",
+  plan: (mode) => ({ runs: mode === "full" ? 3 : 2 }),
+  estimateSeconds: ({ runs }) => runs * 8,
+  run: async ({ runs }, say) => {
+    const agents = 100
+    const totals = []
+    const cliTimes = []
+    for (let r = 0; r < runs; r++) {
+      const project = makeProject()
+      for (let a = 0; a < agents; a++) project.write(seqName(a, `agent-${a}`), { to_agent: `agent-${a}`, action: "sleep-60" })
+      const daemon = await startDaemon(project)
+      await waitFor(() => project.countRecords("start") >= agents, { timeoutMs: 60_000, intervalMs: 50, what: `${agents} agents to start` })
+      const pids = project.readRecords().filter((x) => x.kind === "start").map((x) => x.pid)
+      const t0 = performance.now()
+      const stop = timeCli(project, ["daemon", "stop"])
+      if (stop.status !== 0) throw new Error(`daemon stop failed (exit ${stop.status}): ${stop.stdout}${stop.stderr}`)
+      await waitFor(() => !alive(daemon.pid) && pids.every((p) => !alive(p)), { timeoutMs: 60_000, intervalMs: 5, what: "the daemon and its agents to be gone" })
+      totals.push((performance.now() - t0) / 1000)
+      cliTimes.push(stop.ms / 1000)
+      await daemon.exited
+      project.remove()
+      say(`run ${r + 1}/${runs}: all gone ${fmt(totals[r], 2)} s after 'daemon stop' began (the command took ${fmt(cliTimes[r], 2)} s)`)
+    }
+    return {
+      rows: [
+        row("`daemon stop` -> daemon and 100 agents gone (median)", median(totals), {
+          unit: " s",
+          digits: 2,
+          baseline: `runs ${totals.map((t) => fmt(t, 2)).join(", ")} s; the stop command itself ${cliTimes.map((t) => fmt(t, 2)).join(", ")} s`,
+          target: "<= 1.5 s",
+          targetValue: 1.5,
+          kind: "max"
+        })
+      ],
+      notes: []
+    }
+  }
+}
+
+export const WORKLOADS = [B1, B2, B3, B4, B5, B6, B7, B8]

@@ -1,0 +1,93 @@
+// The benchmark harness's pure helpers (bench/lib/stats.mjs). Timings themselves are never asserted.
+import { describe, expect, it } from "vitest"
+import {
+  agentsNeverOverlap,
+  cpuPercentOfCore,
+  makespanLowerBound,
+  makespanSeconds,
+  markdownTable,
+  median,
+  pairRuns,
+  parseRecords,
+  percentile,
+  policyMakespan,
+  seededJobs,
+  verdict
+} from "../../bench/lib/stats.mjs"
+
+describe("bench stats", () => {
+  it("median and nearest-rank percentiles", () => {
+    expect(median([3, 1, 2])).toBe(2)
+    expect(median([4, 1, 3, 2])).toBe(2.5)
+    const hundred = Array.from({ length: 100 }, (_, i) => 100 - i)
+    expect(percentile(hundred, 50)).toBe(50)
+    expect(percentile(hundred, 99)).toBe(99)
+    expect(percentile(hundred, 100)).toBe(100)
+    expect(percentile([7], 99)).toBe(7)
+    expect(() => median([])).toThrow()
+  })
+
+  it("the seeded job mix is the same for a seed, in range, round-robin over the agents", () => {
+    const options = { agents: 20, perAgent: 5, minSeconds: 0.1, maxSeconds: 1.0, seed: 42 }
+    const jobs = seededJobs(options)
+    expect(jobs).toEqual(seededJobs(options))
+    expect(jobs).not.toEqual(seededJobs({ ...options, seed: 43 }))
+    expect(jobs).toHaveLength(100)
+    expect(jobs.slice(0, 3).map((j) => j.agent)).toEqual(["agent-0", "agent-1", "agent-2"])
+    for (const { seconds } of jobs) {
+      expect(seconds).toBeGreaterThanOrEqual(0.1)
+      expect(seconds).toBeLessThanOrEqual(1.0)
+    }
+  })
+
+  it("the lower bound is the busiest agent's total or the work spread over the cap, whichever is larger", () => {
+    const jobs = [
+      { agent: "a", seconds: 3 },
+      { agent: "a", seconds: 3 },
+      { agent: "b", seconds: 1 },
+      { agent: "c", seconds: 1 }
+    ]
+    expect(makespanLowerBound(jobs, 4)).toBe(6)
+    expect(makespanLowerBound(jobs, 1)).toBe(8)
+  })
+
+  it("the policy makespan starts the first runnable job in queue order, never two at once for an agent", () => {
+    // Cap 1: everything in sequence.
+    expect(policyMakespan([{ agent: "a", seconds: 1 }, { agent: "b", seconds: 2 }], 1)).toBe(3)
+    // a's second job waits for a; b runs meanwhile: max(1 + 1, 2).
+    expect(policyMakespan([{ agent: "a", seconds: 1 }, { agent: "a", seconds: 1 }, { agent: "b", seconds: 2 }], 8)).toBe(2)
+    // B1's shape: 8 agents x 10 jobs of 0.5 s, no cap, is the ideal 5 s.
+    const b1 = Array.from({ length: 80 }, (_, i) => ({ agent: `agent-${i % 8}`, seconds: 0.5 }))
+    expect(policyMakespan(b1, 999)).toBeCloseTo(5, 9)
+    const b2 = seededJobs({ agents: 20, perAgent: 5, minSeconds: 0.1, maxSeconds: 1.0, seed: 42 })
+    expect(policyMakespan(b2, 8)).toBeGreaterThanOrEqual(makespanLowerBound(b2, 8))
+  })
+
+  it("records pair into runs by pid; makespan and overlap come from the agents' own times", () => {
+    const records = parseRecords([
+      "start 1000000000 11 a",
+      "start 1500000000 12 b",
+      "end 2000000000 11 a",
+      "start 2000000001 13 a",
+      "end 3000000000 12 b",
+      "end 4000000000 13 a",
+      "start 4100000000 14 c"
+    ].join("\n"))
+    const runs = pairRuns(records)
+    expect(runs.map((r) => [r.agent, r.pid])).toEqual([["a", 11], ["b", 12], ["a", 13]])
+    expect(makespanSeconds(runs)).toBe(3)
+    expect(agentsNeverOverlap(runs)).toBe(true)
+    expect(agentsNeverOverlap([...runs, { agent: "b", pid: 15, start: 2_500_000_000n, end: 2_600_000_000n }])).toBe(false)
+    // xargs runs have no agent name.
+    expect(parseRecords("start 5 9 ")[0]!.agent).toBe("")
+  })
+
+  it("CPU share of a core, verdicts and the Markdown table", () => {
+    expect(cpuPercentOfCore(30, 100, 60)).toBeCloseTo(0.5, 9)
+    expect(verdict(0.95, 0.95, "min")).toBe("met")
+    expect(verdict(0.94, 0.95, "min")).toBe("missed")
+    expect(verdict(300, 300, "max")).toBe("met")
+    expect(verdict(Number.NaN, 1, "max")).toBe("missed")
+    expect(markdownTable(["a", "b"], [["1", "x|y"]])).toBe("| a | b |\n| --- | --- |\n| 1 | x\\|y |")
+  })
+})
