@@ -15,8 +15,6 @@
  * ```
  */
 import * as fs from "node:fs"
-import { NodeFileSystem } from "@effect/platform-node"
-import * as ParcelWatcher from "@effect/platform-node/NodeFileSystem/ParcelWatcher"
 import { Effect, Layer } from "effect"
 import { DaemonConfig, type LoadOptions } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
@@ -71,7 +69,6 @@ const directories = Layer.effectDiscard(
 
 /** Every layer of a running daemon for one project. */
 export const layer = (options: DaemonOptions) => {
-  const platform = NodeFileSystem.layer.pipe(Layer.provide(ParcelWatcher.layer))
   const services = Layer.mergeAll(AgentSlots.layer, AgentProcess.layer, DaemonState.layer, FileTriggerQueue.layer)
   const ready = Layer.effectDiscard(
     Effect.gen(function*() {
@@ -93,7 +90,7 @@ export const layer = (options: DaemonOptions) => {
     Layer.provideMerge(DaemonLog.layer({ echo: options.echo ?? false })),
     Layer.provideMerge(directories),
     Layer.provideMerge(DaemonInstance.layer),
-    Layer.provideMerge(Layer.merge(DaemonConfig.layer(options), platform))
+    Layer.provideMerge(DaemonConfig.layer(options))
   )
 }
 

@@ -1,12 +1,12 @@
 /**
- * The file-system layer of `TriggerQueue`: watches `C/triggers` (the `@parcel/watcher` backend)
+ * The file-system layer of `TriggerQueue`: watches `C/triggers` (inotify, see `DirectoryWatch.ts`)
  * and rescans it, keeps the pending set in memory, claims by rename and archives every outcome.
  * Watch events only say "look at this file again": a missed event costs latency, never a trigger,
  * because the monitor rescans the whole directory every `PROCESS_MONITOR_INTERVAL`.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { FileSystem } from "@effect/platform"
+import type { SystemError } from "@effect/platform/Error"
 import { Effect, Either, FiberSet, Layer, Option, Queue, Schedule, Stream } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
@@ -15,6 +15,7 @@ import { parseTrigger, priorityOf, promptProblem } from "../domain/Trigger.js"
 import { DaemonLog } from "../daemon/DaemonLog.js"
 import { writeFileAtomic } from "../slots/AgentSlots.js"
 import { type ClaimedTrigger, type QueuedTrigger, sortPending, TriggerQueue, type TriggerQueueShape } from "./TriggerQueue.js"
+import { watchDirectory } from "./DirectoryWatch.js"
 import { moveNoClobber, readTriggerFile } from "./triggerFiles.js"
 
 const SUFFIX = ".trigger"
@@ -26,7 +27,6 @@ const storage = (operation: string, file: string) => (cause: unknown) => new Sto
 export const make = Effect.gen(function*() {
   const { paths } = yield* DaemonConfig
   const log = yield* DaemonLog
-  const fileSystem = yield* FileSystem.FileSystem
   const background = yield* FiberSet.make()
 
   const pending = new Map<string, QueuedTrigger>()
@@ -153,16 +153,26 @@ export const make = Effect.gen(function*() {
   }).pipe(Effect.withSpan("TriggerQueue.rescan"))
 
   // Watch events name files; only top-level `*.trigger` files matter.
-  const onEvent = (event: FileSystem.WatchEvent) => {
-    if (path.dirname(event.path) !== paths.triggers) return Effect.void
-    const base = path.basename(event.path)
+  const onEvent = (file: string) => {
+    if (path.dirname(file) !== paths.triggers) return Effect.void
+    const base = path.basename(file)
     if (!base.endsWith(SUFFIX) || base === SUFFIX) return Effect.void
     return scan(base.slice(0, -SUFFIX.length))
   }
-  yield* fileSystem.watch(paths.triggers).pipe(
-    Stream.runForEach(onEvent),
-    Effect.tapError((error) => log.event("WARN", `watching ${paths.triggers} failed (${error.message}); retrying`)),
-    Effect.retry(Schedule.spaced("1 second")),
+  const watchFailed = (error: SystemError) => log.event("WARN", `watching ${paths.triggers} failed (${error.message}); retrying`)
+  // Registered before the first rescan (in recovery), so no trigger dropped after start-up waits for a rescan.
+  const firstWatch = yield* Effect.either(watchDirectory(paths.triggers))
+  yield* Either.match(firstWatch, { onLeft: Effect.fail, onRight: Stream.runForEach(onEvent) }).pipe(
+    Effect.catchAll(watchFailed),
+    // Watched again whenever the watch ends (e.g. the directory was removed and is back).
+    Effect.zipRight(
+      Stream.unwrapScoped(watchDirectory(paths.triggers)).pipe(
+        Stream.runForEach(onEvent),
+        Effect.tapError(watchFailed),
+        Effect.retry(Schedule.spaced("1 second")),
+        Effect.forever
+      )
+    ),
     Effect.forkScoped
   )
 
@@ -239,5 +249,4 @@ export const make = Effect.gen(function*() {
   return service
 })
 
-/** Needs a `FileSystem` whose watch backend is `@parcel/watcher` (see `Daemon.ts`). */
 export const layer = Layer.scoped(TriggerQueue, make)

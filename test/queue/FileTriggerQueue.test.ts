@@ -6,8 +6,6 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { NodeFileSystem } from "@effect/platform-node"
-import * as ParcelWatcher from "@effect/platform-node/NodeFileSystem/ParcelWatcher"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
@@ -54,8 +52,7 @@ const withQueue = (before: (paths: ProjectPaths) => void = () => {}) =>
     const log = yield* DaemonLog.memory
     const services = Layer.mergeAll(
       DaemonConfig.layerSettings(paths.root, {}),
-      log.layer,
-      NodeFileSystem.layer.pipe(Layer.provide(ParcelWatcher.layer))
+      log.layer
     )
     const context = yield* Layer.build(FileTriggerQueue.layer.pipe(Layer.provide(services)))
     return { paths, queue: Context.get(context, TriggerQueue), lines: log.lines } satisfies Env

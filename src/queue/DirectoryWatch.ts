@@ -1,0 +1,51 @@
+/**
+ * Watches one directory with `node:fs.watch` (inotify on Linux) and reports each changed entry
+ * the moment the kernel does. `@parcel/watcher` holds every batch of events for at least 50 ms
+ * (its debounce), which was most of the daemon's dispatch latency, and crawls the whole tree
+ * (`processed/` included) when it subscribes; the default node backend of `@effect/platform`
+ * 0.97 registers its watch only once its stream is first pulled and misclassifies creations
+ * (effect-notes §5).
+ *
+ * - The watch is registered when `watchDirectory` returns: a change made after that is never
+ *   missed, so a rescan that follows it sees everything (no gap at start-up).
+ * - Events are the absolute paths of the entries that changed (created, renamed in or out,
+ *   written, removed): a hint to look at that file again, never a verdict.
+ * - When the watched directory itself is removed, inotify drops the watch: the stream fails with
+ *   `NotFound`, so the caller can watch again once the directory is back.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Error as PlatformError } from "@effect/platform"
+import { Effect, Exit, Mailbox, type Scope, type Stream } from "effect"
+
+const watchError = (dir: string, reason: PlatformError.SystemErrorReason, cause: unknown) =>
+  new PlatformError.SystemError({ module: "FileSystem", reason, method: "watch", pathOrDescriptor: dir, cause })
+
+export const watchDirectory = (
+  dir: string
+): Effect.Effect<Stream.Stream<string, PlatformError.SystemError>, PlatformError.SystemError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const events = yield* Mailbox.make<string, PlatformError.SystemError>()
+    const lost = (reason: PlatformError.SystemErrorReason, cause: unknown) =>
+      void events.unsafeDone(Exit.fail(watchError(dir, reason, cause)))
+    yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => {
+          const self = path.basename(dir)
+          const watcher = fs.watch(dir, (_event, name) => {
+            if (!name) return
+            // The directory's own removal is reported under its name.
+            if (name === self && !fs.existsSync(dir)) return lost("NotFound", new Error(`${dir} was removed`))
+            events.unsafeOffer(path.join(dir, name))
+          })
+          watcher.on("error", (error) => lost("Unknown", error))
+          watcher.on("close", () => void events.unsafeDone(Exit.void))
+          return watcher
+        },
+        catch: (cause) =>
+          watchError(dir, (cause as NodeJS.ErrnoException).code === "ENOENT" ? "NotFound" : "Unknown", cause)
+      }),
+      (watcher) => Effect.sync(() => watcher.close())
+    )
+    return Mailbox.toStream(events)
+  })
