@@ -21,10 +21,8 @@ const create = Command.make(
     ticket: text("ticket", "The ticket (stored as context.ticket)."),
     context: text("context", "A JSON object with more context, e.g. '{\"pr\": 161}'."),
     command: text("command", "An instruction line for the agent."),
-    priority: Options.choice("priority", ["high", "normal", "low"]).pipe(
-      Options.optional,
-      Options.withDescription("Queue priority (default normal).")
-    )
+    // Checked with the trigger's other fields below, so a bad value gets a message naming priority.
+    priority: text("priority", "Queue priority: high, normal or low (default normal).")
   },
   (o) =>
     Effect.gen(function*() {
