@@ -52,7 +52,7 @@ export interface TestProject {
   readonly cli: (args: ReadonlyArray<string>, options?: { env?: Record<string, string>; timeoutMs?: number }) => Promise<CliResult>
   /** Starts `starforge daemon start --foreground` as a child of the test. */
   readonly foreground: (env?: Record<string, string>) => ChildProcess
-  /** Writes `<name>.trigger` atomically (staging file, then rename). */
+  /** Writes `<name>.trigger` atomically (staging file, then rename); text and bytes as they are, anything else as JSON. */
   readonly drop: (name: string, content: unknown) => string
   readonly env: Record<string, string>
   /** Kills every process that belongs to this project, then removes it. */
@@ -125,7 +125,7 @@ export const makeProject = (settings: Record<string, string> = {}): TestProject 
       }),
     drop: (name, content) => {
       const staged = path.join(triggers, "staging", `${name}.${counter++}.tmp`)
-      fs.writeFileSync(staged, typeof content === "string" ? content : JSON.stringify(content))
+      fs.writeFileSync(staged, typeof content === "string" || content instanceof Uint8Array ? content : JSON.stringify(content))
       const target = path.join(triggers, `${name}.trigger`)
       fs.renameSync(staged, target)
       return target
