@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import { Clock, Context, Effect, Layer, Ref } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
+import { withoutLineBreaks } from "../domain/text.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
 
 export type EventLevel =
@@ -41,7 +42,7 @@ export interface DaemonLogShape {
 }
 
 export const formatLine = (ms: number, level: EventLevel, message: string, traceId?: string | null) =>
-  `[${new Date(ms).toISOString()}] [${traceId ?? ""}] ${level}: ${message.replace(/\r?\n/g, " ")}\n`
+  `[${new Date(ms).toISOString()}] [${withoutLineBreaks(traceId ?? "")}] ${level}: ${withoutLineBreaks(message)}\n`
 
 const toEffectLog = (level: EventLevel, message: string, context: EventContext | undefined) => {
   const log = level === "ERROR" ? Effect.logError(message) : level === "WARN" ? Effect.logWarning(message) : Effect.logInfo(message)

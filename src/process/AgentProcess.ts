@@ -18,6 +18,7 @@ import { Context, Deferred, Effect, Layer, Option, Queue, Ref } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
+import { withoutLineBreaks } from "../domain/text.js"
 import { isoSeconds } from "../domain/time.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
 import * as procfs from "./procfs.js"
@@ -268,7 +269,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShap
           Effect.try({
             try: () => {
               const log = new RotatingLogFile(spec.logFile, maxLogBytes)
-              log.write(spec.header.join("\n") + "\n\n")
+              log.write(spec.header.map(withoutLineBreaks).join("\n") + "\n\n")
               return log
             },
             catch: (cause) => new StorageError({ operation: "writing the agent log", path: spec.logFile, cause })
