@@ -6,7 +6,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { expect } from "vitest"
 import { archivedTriggers, invalidEntries } from "./daemonHelpers.js"
-import { daemonLog, type TestProject } from "./project.js"
+import { daemonLog, type TestProject, waitFor } from "./project.js"
 
 const ARCHIVED = /^\d{8}-\d{6}-/
 
@@ -37,4 +37,25 @@ export const expectReason = (p: TestProject, name: string, expected: RegExp): st
   const logged = daemonLog(p).split("\n").some((l) => l.includes(` INVALID: ${name.replace(/\r?\n/g, " ")}.trigger: ${reason} (moved to `))
   expect(logged, `daemon.log has the INVALID line of ${JSON.stringify(name)}`).toBe(true)
   return reason
+}
+
+/**
+ * Waits until every name in `done` is archived as a success and every name in `invalid` as
+ * invalid; on timeout, says which are missing and where they are.
+ */
+export const waitForOutcomes = async (
+  p: TestProject,
+  expected: { readonly done?: ReadonlyArray<string>; readonly invalid?: ReadonlyArray<string> },
+  timeoutMs = 30_000
+) => {
+  const missing = () => [
+    ...(expected.done ?? []).filter((n) => doneArchive(p, n) === undefined).map((n) => `done ${JSON.stringify(n)}`),
+    ...(expected.invalid ?? []).filter((n) => invalidArchive(p, n) === undefined).map((n) => `invalid ${JSON.stringify(n)}`)
+  ]
+  try {
+    await waitFor(() => missing().length === 0, { timeoutMs, what: "the outcomes" })
+  } catch {
+    const log = daemonLog(p).split("\n").slice(-30).join("\n")
+    throw new Error(`timed out waiting for: ${missing().join(", ")}\nqueue: ${JSON.stringify(fs.readdirSync(p.triggers))}\ndaemon.log (end):\n${log}`)
+  }
 }
