@@ -3,11 +3,11 @@
  * command-line flags, the process environment, `P/.env`, `C/config/daemon.conf`, defaults.
  * Both files are parsed as literal `KEY=VALUE` text, never executed.
  */
-import * as fs from "node:fs"
 import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer } from "effect"
 import { ConfigInvalid } from "../domain/errors.js"
 import { type ProjectPaths, projectPaths } from "../domain/ProjectPaths.js"
-import { parseEnvFile } from "./envFile.js"
+import { readRegularFile } from "../io/regularFile.js"
+import { type EnvFile, parseEnvFile } from "./envFile.js"
 import { splitShellWords } from "./shellWords.js"
 
 export const DEFAULT_AGENT_COMMAND =
@@ -158,18 +158,27 @@ export const defaultSettings: DaemonSettings = Effect.runSync(
   Effect.withConfigProvider(settingsConfig, ConfigProvider.fromMap(new Map()))
 )
 
-const readKeyValueFile = (file: string, label: string) => {
-  let text: string
+/** Far beyond any real settings file; a larger one is not read. */
+const MAX_SETTINGS_FILE_BYTES = 1024 * 1024
+
+/** A settings file's values; one that cannot be read (or would block, like a FIFO) is skipped with a warning. */
+const readKeyValueFile = (file: string, label: string): EnvFile => {
+  const skipped = (why: string): EnvFile => ({ values: new Map(), warnings: [`${label} ${why}; its settings were ignored`] })
   try {
-    text = fs.readFileSync(file, "utf8")
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    return code === "ENOENT" ? { values: new Map<string, string>(), warnings: [] } : {
-      values: new Map<string, string>(),
-      warnings: [`${label} could not be read (${code ?? String(e)}); its settings were ignored`]
+    const read = readRegularFile(file, { maxBytes: MAX_SETTINGS_FILE_BYTES, followSymlinks: true })
+    switch (read._tag) {
+      case "Gone":
+        return { values: new Map(), warnings: [] }
+      case "NotRegular":
+        return skipped(`is ${read.kind}, not a regular file`)
+      case "TooLarge":
+        return skipped(`is ${read.size} bytes, over the ${MAX_SETTINGS_FILE_BYTES} byte limit`)
+      case "Read":
+        return parseEnvFile(Buffer.from(read.bytes).toString("utf8"), label)
     }
+  } catch (e) {
+    return skipped(`could not be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`)
   }
-  return parseEnvFile(text, label)
 }
 
 /** Builds the configuration; every bad value becomes one `ConfigInvalid` naming the variable. */

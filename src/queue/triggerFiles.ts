@@ -7,6 +7,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { fileSafe, MAX_TRIGGER_BYTES } from "../domain/Trigger.js"
+import { readRegularFile } from "../io/regularFile.js"
 
 const exists = (file: string) => fs.lstatSync(file, { throwIfNoEntry: false }) !== undefined
 
@@ -67,49 +68,14 @@ export type ReadResult =
     readonly modifiedMs: number
   }
 
-const kindOf = (stat: fs.BigIntStats): string =>
-  stat.isSymbolicLink()
-    ? "a symbolic link (never followed)"
-    : stat.isDirectory()
-    ? "a directory"
-    : stat.isFIFO()
-    ? "a FIFO"
-    : stat.isSocket()
-    ? "a socket"
-    : "a device file"
-
 /**
  * Reads a trigger file without following a symlink, without blocking on a FIFO and without
  * reading more than the size limit.
  */
 export const readTriggerFile = (file: string): ReadResult => {
-  const stat = fs.lstatSync(file, { bigint: true, throwIfNoEntry: false })
-  if (stat === undefined) return { _tag: "Gone" }
-  if (!stat.isFile()) return { _tag: "NotRegular", kind: kindOf(stat) }
-  if (stat.size > BigInt(MAX_TRIGGER_BYTES)) return { _tag: "TooLarge", size: Number(stat.size) }
-  let fd: number
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    if (code === "ENOENT") return { _tag: "Gone" }
-    if (code === "ELOOP") return { _tag: "NotRegular", kind: "a symbolic link (never followed)" }
-    throw e
-  }
-  try {
-    const opened = fs.fstatSync(fd, { bigint: true })
-    if (!opened.isFile()) return { _tag: "NotRegular", kind: kindOf(opened) }
-    if (opened.size > BigInt(MAX_TRIGGER_BYTES)) return { _tag: "TooLarge", size: Number(opened.size) }
-    const buffer = Buffer.alloc(Number(opened.size))
-    let read = 0
-    while (read < buffer.length) {
-      const n = fs.readSync(fd, buffer, read, buffer.length - read, read)
-      if (n === 0) break
-      read += n
-    }
-    const createdNs = opened.birthtimeNs > 0n ? opened.birthtimeNs : opened.mtimeNs
-    return { _tag: "Read", bytes: buffer.subarray(0, read), createdNs, modifiedMs: Number(opened.mtimeMs) }
-  } finally {
-    fs.closeSync(fd)
-  }
+  const read = readRegularFile(file, { maxBytes: MAX_TRIGGER_BYTES, followSymlinks: false })
+  if (read._tag !== "Read") return read
+  const { bytes, stat } = read
+  const createdNs = stat.birthtimeNs > 0n ? stat.birthtimeNs : stat.mtimeNs
+  return { _tag: "Read", bytes, createdNs, modifiedMs: Number(stat.mtimeMs) }
 }

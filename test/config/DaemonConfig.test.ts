@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -407,12 +408,34 @@ describe("DaemonConfig.load", () => {
       expect(config.warnings[1]).toMatch(/daemon\.conf line 2 ignored/)
     })
 
-    it("an unreadable .env is a warning, not a failure", async () => {
+    it("a .env that is a directory is a warning, not a failure", async () => {
       fs.mkdirSync(path.join(project, ".env"))
       const config = await loaded()
       expect(config.settings).toEqual(defaultSettings)
-      expect(config.warnings).toHaveLength(1)
-      expect(config.warnings[0]).toMatch(/\.env could not be read/)
+      expect(config.warnings).toEqual([".env is a directory, not a regular file; its settings were ignored"])
+    })
+
+    it("a .env that is a FIFO is skipped at once: reading it would block until a writer came", async () => {
+      execFileSync("mkfifo", [path.join(project, ".env")])
+      const config = await loaded()
+      expect(config.settings).toEqual(defaultSettings)
+      expect(config.warnings).toEqual([".env is a FIFO, not a regular file; its settings were ignored"])
+    })
+
+    it("a .env over 1 MiB is not read", async () => {
+      writeEnv("MAX_RETRIES=2\n" + "#".repeat(1024 * 1024))
+      const config = await loaded()
+      expect(config.settings.maxRetries).toBe(3)
+      expect(config.warnings).toEqual([".env is 1048590 bytes, over the 1048576 byte limit; its settings were ignored"])
+    })
+
+    it("a symlinked .env is followed (a common way to share settings)", async () => {
+      const shared = path.join(project, "shared.env")
+      fs.writeFileSync(shared, "MAX_RETRIES=2\n")
+      fs.symlinkSync(shared, path.join(project, ".env"))
+      const config = await loaded()
+      expect(config.settings.maxRetries).toBe(2)
+      expect(config.warnings).toEqual([])
     })
 
     it("missing files give no warnings", async () => {
