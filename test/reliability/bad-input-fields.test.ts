@@ -6,9 +6,9 @@
 import * as os from "node:os"
 import { describe, expect, it } from "vitest"
 import { argvRecords, installArgvAgent, pwnedFiles } from "../support/argvAgent.js"
-import { doneArchive, expectReason, invalidArchive } from "../support/badInput.js"
+import { expectReason, invalidArchive, waitForOutcomes } from "../support/badInput.js"
 import { queueFiles, startForeground } from "../support/daemonHelpers.js"
-import { listDir, type TestProject, useProjects, waitFor } from "../support/project.js"
+import { listDir, type TestProject, useProjects } from "../support/project.js"
 
 const projects = useProjects()
 
@@ -95,10 +95,7 @@ const runCases = async (p: TestProject, cases: ReadonlyArray<FieldCase>, default
   for (const c of cases) p.drop(c.name, { to_agent: defaultAgent, ...base, ...c.fields })
   // The missing case has no to_agent at all.
   for (const c of validCases) p.drop(c.name, { ...base, ...c.fields })
-  await waitFor(
-    () => cases.every((c) => invalidArchive(p, c.name)) && validCases.every((c) => doneArchive(p, c.name)),
-    { timeoutMs: 30_000, what: "every bad trigger to be archived as invalid and the valid ones to run" }
-  )
+  await waitForOutcomes(p, { invalid: cases.map((c) => c.name), done: validCases.map((c) => c.name) })
   for (const c of cases) expectReason(p, c.name, c.reason)
   const ran = argvRecords(p).map((r) => r.triggerFile.replace(/^.*\//, "").replace(/\.processing$/, "")).sort()
   expect(ran).toEqual(validCases.map((c) => c.name).sort())

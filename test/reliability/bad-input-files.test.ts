@@ -10,9 +10,9 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { doneArchive, expectReason, invalidArchive } from "../support/badInput.js"
+import { expectReason, invalidArchive, waitForOutcomes } from "../support/badInput.js"
 import { queueFiles, startForeground } from "../support/daemonHelpers.js"
-import { records, trigger, useProjects, waitFor } from "../support/project.js"
+import { records, trigger, useProjects } from "../support/project.js"
 
 const projects = useProjects()
 
@@ -87,10 +87,7 @@ describe("malformed trigger files", () => {
     p.drop("nested-100", { ...trigger("size-agent"), context: { x: JSON.parse(nested(98)) } })
     p.drop("valid-after", trigger("junior-dev-a"))
 
-    await waitFor(
-      () => malformed.every((c) => invalidArchive(p, c.name)) && ["exactly-1mib", "nested-100", "valid-after"].every((n) => doneArchive(p, n)),
-      { timeoutMs: 30_000, what: "every malformed file to be archived as invalid and the valid ones to run" }
-    )
+    await waitForOutcomes(p, { invalid: malformed.map((c) => c.name), done: ["exactly-1mib", "nested-100", "valid-after"] })
     for (const c of malformed) {
       expectReason(p, c.name, c.reason)
       // Archived as it was written.
@@ -110,14 +107,14 @@ describe("malformed trigger files", () => {
     fs.writeFileSync(staged, triggerOfSize(50 * MiB))
     const before = bytesRead(daemon.pid)
     fs.renameSync(staged, path.join(p.triggers, "huge.trigger"))
-    await waitFor(() => invalidArchive(p, "huge"), { timeoutMs: 30_000, what: "the 50 MiB file to be archived as invalid" })
+    await waitForOutcomes(p, { invalid: ["huge"] })
     const read = bytesRead(daemon.pid) - before
     expectReason(p, "huge", /^the file is 52428800 bytes, over the 1048576 byte \(1 MiB\) limit$/)
     expect(read, `bytes the daemon read while rejecting a 50 MiB file`).toBeLessThan(2 * MiB)
     expect(fs.statSync(invalidArchive(p, "huge")!).size).toBe(50 * MiB)
 
     p.drop("valid-after", trigger("junior-dev-a"))
-    await waitFor(() => doneArchive(p, "valid-after"), { what: "the next valid trigger to run" })
+    await waitForOutcomes(p, { done: ["valid-after"] })
     expect(records(p).filter((r) => r.kind === "start").map((r) => r.trigger)).toEqual(["valid-after"])
     expect(daemon.hasExited()).toBe(false)
   })
@@ -166,10 +163,7 @@ describe("trigger names that are not regular files", () => {
       socket: "a socket"
     }
     try {
-      await waitFor(() => Object.keys(kinds).every((n) => invalidArchive(p, n)) && doneArchive(p, "valid-after"), {
-        timeoutMs: 30_000,
-        what: "every non-regular trigger to be archived as invalid and the valid one to run"
-      })
+      await waitForOutcomes(p, { invalid: Object.keys(kinds), done: ["valid-after"] })
     } finally {
       socket.close()
     }
