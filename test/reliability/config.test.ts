@@ -30,7 +30,14 @@ const BAD_VALUES: Record<VariableName, string> = {
   MAX_RETRIES: "2.5",
   INITIAL_RETRY_DELAY: "5s",
   AGENT_COMMAND: `claude "unterminated`,
-  ORCHESTRATOR_INTERVAL: "off"
+  ORCHESTRATOR_INTERVAL: "off",
+  LOG_MAX_SIZE_MB: "-1",
+  LOG_COMPRESS_AFTER_HOURS: "1d",
+  LOG_RETENTION_DAYS: "forever",
+  LOG_MAINTENANCE_INTERVAL: "0",
+  STARFORGE_LOG_FORMAT: "xml",
+  STARFORGE_LOG_LEVEL: "verbose",
+  OTEL_EXPORTER_OTLP_ENDPOINT: "$(touch pwned-otel)"
 }
 
 /** `KEY=VALUE` as a line of `.env` / `daemon.conf` that reads back as exactly `value`. */
@@ -73,7 +80,7 @@ describe("a wrong value of each variable", () => {
     }))
     expect(Object.keys(BAD_VALUES).sort()).toEqual(Object.keys(VARIABLES).sort())
 
-    const results = await inBatches(cases, 5, async (c) => {
+    const results = await inBatches(cases, 6, async (c) => {
       const p = projects.make()
       const { env, args } = configure(p, c.source, c.name, c.value)
       const result = await p.cli(["daemon", "start", ...(c.foreground ? ["--foreground"] : []), ...args], { env, timeoutMs: 30_000 })
@@ -88,6 +95,7 @@ describe("a wrong value of each variable", () => {
       expect(daemonProcesses(p), what).toEqual([])
       expect(projectProcesses(p.root), what).toEqual([])
       expect(fs.existsSync(pidFile(p)), what).toBe(false)
+      expect(pwnedFiles([p.root]), what).toEqual([])
     }
   })
 })
