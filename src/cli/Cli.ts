@@ -2,6 +2,7 @@
 import { Command } from "@effect/cli"
 import { daemonCommand } from "./daemon.js"
 import { dlqCommand } from "./dlq.js"
+import { historyCommand } from "./history.js"
 import { slotsCommand } from "./slots.js"
 import { triggerCommand } from "./trigger.js"
 
@@ -9,7 +10,7 @@ import { VERSION } from "../version.js"
 
 const root = Command.make("starforge").pipe(
   Command.withDescription("Runs AI coding agents in parallel from a queue of JSON trigger files."),
-  Command.withSubcommands([daemonCommand, triggerCommand, slotsCommand, dlqCommand])
+  Command.withSubcommands([daemonCommand, triggerCommand, slotsCommand, dlqCommand, historyCommand])
 )
 
 export const run = Command.run(root, { name: "starforge", version: VERSION })

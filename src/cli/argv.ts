@@ -7,7 +7,8 @@ const TREE: Readonly<Record<string, ReadonlyArray<string>>> = {
   daemon: ["start", "stop", "restart", "status", "logs"],
   trigger: ["create"],
   slots: ["list", "show", "cleanup"],
-  dlq: ["list", "show", "retry", "purge"]
+  dlq: ["list", "show", "retry", "purge"],
+  history: []
 }
 
 export const helpFirst = (argv: ReadonlyArray<string>): ReadonlyArray<string> => {

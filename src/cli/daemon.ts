@@ -8,6 +8,7 @@ import { Console, Effect, Either, type HashMap, Option } from "effect"
 import { load } from "../config/DaemonConfig.js"
 import * as Daemon from "../daemon/Daemon.js"
 import { isOurDaemon, probeEffect } from "../daemon/DaemonInstance.js"
+import { recentCounts } from "../daemon/History.js"
 import { UsageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { loadTable } from "../slots/AgentSlots.js"
@@ -278,6 +279,7 @@ export const readStatus = (paths: ProjectPaths) =>
         dead_letter: countTriggers(paths.deadLetter)
       },
       slots,
+      last_hour: recentCounts(paths.historyFile, Date.now()),
       config_error: Either.isLeft(config) ? config.left.message : undefined
     }
   })
@@ -312,6 +314,7 @@ const status = Command.make("status", { project: projectOption, json: jsonOption
         `Queue: ${q.pending} pending, ${q.running} running, ${q.done} done, ${q.failed} failed (waiting to retry), ` +
           `${q.invalid} invalid, ${q.dead_letter} dead-letter`
       )
+      yield* Console.log(`Last hour: ${s.last_hour.done} done, ${s.last_hour.failed} failed`)
       const rows = slotRows(s.slots)
       yield* Console.log(rows.length === 0 ? "Agents: none seen yet" : "\n" + table(SLOT_HEADER, rows))
       const recent = tailLines(paths.daemonLog, 5)

@@ -28,6 +28,7 @@ import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonInstance, type Hello } from "./DaemonInstance.js"
 import { DaemonLog } from "./DaemonLog.js"
 import { DaemonState } from "./DaemonState.js"
+import { History } from "./History.js"
 import * as Scheduler from "./Scheduler.js"
 
 export interface DaemonOptions extends LoadOptions {
@@ -69,7 +70,7 @@ const directories = Layer.effectDiscard(
 
 /** Every layer of a running daemon for one project. */
 export const layer = (options: DaemonOptions) => {
-  const services = Layer.mergeAll(AgentSlots.layer, AgentProcess.layer, DaemonState.layer, FileTriggerQueue.layer)
+  const services = Layer.mergeAll(AgentSlots.layer, AgentProcess.layer, DaemonState.layer, FileTriggerQueue.layer, History.layer)
   const ready = Layer.effectDiscard(
     Effect.gen(function*() {
       const instance = yield* DaemonInstance

@@ -15,7 +15,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Chunk, Clock, Context, Deferred, Duration, Effect, Fiber, FiberSet, Layer, Option, Queue, Schedule } from "effect"
+import { Cause, Chunk, Clock, Context, Deferred, Duration, Effect, Fiber, FiberSet, Layer, Option, Queue, Schedule } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import {
   describeOutcome,
@@ -34,6 +34,7 @@ import { type ClaimedTrigger, type QueuedTrigger, TriggerQueue } from "../queue/
 import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonLog } from "./DaemonLog.js"
 import { DaemonState } from "./DaemonState.js"
+import { entryOf, History } from "./History.js"
 
 export type JobPhase = "running" | "waiting-retry"
 
@@ -80,6 +81,7 @@ export const make = Effect.gen(function*() {
   const agentProcess = yield* AgentProcess
   const log = yield* DaemonLog
   const state = yield* DaemonState
+  const history = yield* History
 
   const cap = settings.parallel ? settings.maxConcurrent : 1
   const delays = retryDelays(settings.initialRetryDelayMs, settings.maxRetries)
@@ -103,6 +105,20 @@ export const make = Effect.gen(function*() {
       const worktree = worktreeOf(paths, agent)
       const cwd = fs.statSync(worktree, { throwIfNoEntry: false })?.isDirectory() ? worktree : paths.root
       yield* setView({ name, agent, attempt, phase: "running" })
+      // Known as soon as the agent exits, so an attempt interrupted after its exit is recorded as it ended.
+      let exitStatus: ExitStatus | undefined
+      const recordAttempt = (status: ExitStatus | undefined, outcome?: "error" | "interrupted") =>
+        Effect.flatMap(Clock.currentTimeMillis, (endMs) =>
+          history.record(entryOf({
+            trigger: `${name}.trigger`,
+            agent,
+            attempt,
+            start: new Date(startedMs).toISOString(),
+            end: new Date(endMs).toISOString(),
+            log: logFile,
+            ticket: ticketOf(trigger) ?? null,
+            trace_id: traceId
+          }, status, outcome)))
       const outcome = yield* agentProcess.run({
         agent,
         command: command!,
@@ -121,7 +137,10 @@ export const make = Effect.gen(function*() {
         },
         logFile,
         timeoutMs: settings.agentTimeoutMs,
-        onExit,
+        onExit: (status) => {
+          exitStatus = status
+          onExit(status)
+        },
         header: [
           `Agent: ${agent}`,
           `Trigger: ${name}.trigger`,
@@ -138,7 +157,16 @@ export const make = Effect.gen(function*() {
               })
             )
           )
-      })
+      }).pipe(
+        Effect.onExit((exit) =>
+          exit._tag === "Success"
+            ? recordAttempt(exit.value)
+            : Cause.isInterruptedOnly(exit.cause)
+            // Stopped by the daemon (its signal is kept), unless the agent had already succeeded.
+            ? recordAttempt(exitStatus, exitStatus !== undefined && isSuccess(exitStatus) ? undefined : "interrupted")
+            : recordAttempt(exitStatus, "error")
+        )
+      )
       const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
       return { outcome, logFile, startedMs, seconds }
     }).pipe(Effect.withSpan("Scheduler.attempt", { attributes: { agent: claimed.queued.agent, trigger: claimed.queued.name, attempt } }))

@@ -15,6 +15,8 @@ export interface ProjectPaths {
   readonly daemonLog: string
   readonly daemonDir: string
   readonly slotsFile: string
+  /** One JSON line per finished attempt. */
+  readonly historyFile: string
   readonly stateFile: string
   readonly pidFile: string
   readonly configFile: string
@@ -50,6 +52,7 @@ export const projectPaths = (project: string): ProjectPaths => {
     daemonLog: path.join(logs, "daemon.log"),
     daemonDir,
     slotsFile: path.join(daemonDir, "agent-slots.json"),
+    historyFile: path.join(daemonDir, "history.jsonl"),
     stateFile: path.join(claude, "daemon-state.json"),
     pidFile: path.join(claude, "daemon.pid"),
     configFile: path.join(claude, "config", "daemon.conf"),

@@ -9,6 +9,7 @@ import { ExitStatus } from "../../src/domain/Outcome.js"
 import type { Trigger } from "../../src/domain/Trigger.js"
 import { DaemonLog } from "../../src/daemon/DaemonLog.js"
 import { DaemonState } from "../../src/daemon/DaemonState.js"
+import { type HistoryEntry, History } from "../../src/daemon/History.js"
 import * as Scheduler from "../../src/daemon/Scheduler.js"
 import { type FakeRun, makeFake } from "../../src/process/AgentProcess.js"
 import { type DeadLetterMeta, makeMemory } from "../../src/queue/TriggerQueue.js"
@@ -37,6 +38,7 @@ const withScheduler = <A, E>(
     readonly requeued: Effect.Effect<ReadonlyArray<string>>
     readonly busy: Effect.Effect<ReadonlyArray<string>>
     readonly lines: Effect.Effect<ReadonlyArray<string>>
+    readonly history: Effect.Effect<ReadonlyArray<HistoryEntry>>
     readonly close: Effect.Effect<void>
   }) => Effect.Effect<A, E>
 ) =>
@@ -44,8 +46,10 @@ const withScheduler = <A, E>(
     const fake = yield* makeFake()
     const queue = yield* makeMemory
     const log = yield* DaemonLog.memory
+    const history = yield* History.memory
     const services = Layer.mergeAll(
       fake.layer,
+      history.layer,
       queue.layer,
       log.layer,
       AgentSlots.memory(),
@@ -63,6 +67,7 @@ const withScheduler = <A, E>(
       requeued: queue.requeued,
       busy: slots.listBusy,
       lines: log.lines,
+      history: history.entries,
       close: Scope.close(schedulerScope, Exit.void)
     })
   })
@@ -205,6 +210,41 @@ describe("Scheduler", () => {
         expect(lines).toMatch(/RETRY: Attempt 2\/3 for a-1.trigger in 5s/)
         expect(lines).toMatch(/RETRY: Attempt 3\/3 for a-1.trigger in 10s/)
         expect(lines).toMatch(/\[T-1\] DLQ:/)
+      })))
+
+  it.scoped("every finished attempt is one history entry: failed, timed out, succeeded, interrupted by shutdown", () =>
+    withScheduler({ initialRetryDelayMs: 1_000, agentTimeoutMs: 10_000, maxRetries: 3 }, (s) =>
+      Effect.gen(function*() {
+        yield* s.add("a-1", t("a", { trace_id: "T-9", context: { ticket: 52 } }))
+        yield* TestClock.adjust("2 seconds")
+        yield* (yield* s.next).finish(ExitStatus.Exited({ code: 4 }))
+        yield* settle
+        yield* TestClock.adjust("1 second")
+        yield* s.next
+        yield* TestClock.adjust("10 seconds") // the second attempt times out
+        yield* settle
+        yield* TestClock.adjust("2 seconds")
+        yield* (yield* s.next).finish(ExitStatus.Exited({ code: 0 }))
+        yield* settle
+        yield* s.add("b-1", t("b"))
+        yield* s.next
+        yield* s.close
+        const entries = yield* s.history
+        expect(entries.map((e) => [e.trigger, e.attempt, e.outcome, e.exit_code, e.signal])).toEqual([
+          ["a-1.trigger", 1, "failed", 4, null],
+          ["a-1.trigger", 2, "timeout", null, "SIGTERM"],
+          ["a-1.trigger", 3, "success", 0, null],
+          ["b-1.trigger", 1, "interrupted", null, null]
+        ])
+        expect(entries[0]).toMatchObject({
+          agent: "a",
+          start: "1970-01-01T00:00:00.000Z",
+          end: "1970-01-01T00:00:02.000Z",
+          ticket: "52",
+          trace_id: "T-9"
+        })
+        expect(entries[1]).toMatchObject({ start: "1970-01-01T00:00:03.000Z", end: "1970-01-01T00:00:13.000Z" })
+        expect(entries[0]!.log).toMatch(/\/nonexistent\/project\/\.claude\/logs\/a-\d+\.log$/)
       })))
 
   it.scoped("a trigger that succeeds on the second attempt is archived as done", () =>

@@ -1,0 +1,173 @@
+/**
+ * The attempt history `C/daemon/history.jsonl`: one JSON line per finished attempt, appended by
+ * the daemon (one write per line, so a reader never sees two lines mixed), read by
+ * `starforge history` and by `status` for the last hour's counts.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Context, Effect, Layer, Ref } from "effect"
+import { DaemonConfig } from "../config/DaemonConfig.js"
+import { StorageError } from "../domain/errors.js"
+import type { ExitStatus } from "../domain/Outcome.js"
+import { exitCodeOf, signalOf } from "../domain/Outcome.js"
+import { RotatingLogFile } from "../logs/LogFile.js"
+
+/** How an attempt ended: its exit status, or that the daemon stopped it (`interrupted`) or could not log it (`error`). */
+export type AttemptOutcome = "success" | "failed" | "timeout" | "spawn-failed" | "interrupted" | "error"
+
+export interface HistoryEntry {
+  /** The trigger's file name, `X.trigger`. */
+  readonly trigger: string
+  readonly agent: string
+  readonly attempt: number
+  /** UTC ISO-8601 with milliseconds. */
+  readonly start: string
+  readonly end: string
+  readonly outcome: AttemptOutcome
+  readonly exit_code: number | null
+  readonly signal: string | null
+  /** The attempt's log file. */
+  readonly log: string
+  readonly ticket: string | null
+  readonly trace_id: string | null
+}
+
+export const outcomeOf = (status: ExitStatus): AttemptOutcome => {
+  switch (status._tag) {
+    case "Exited":
+      return status.code === 0 ? "success" : "failed"
+    case "Signaled":
+      return "failed"
+    case "TimedOut":
+      return "timeout"
+    case "SpawnFailed":
+      return "spawn-failed"
+  }
+}
+
+/** The entry of an attempt that ended with `status` (undefined: interrupted before the agent exited). */
+export const entryOf = (
+  base: Omit<HistoryEntry, "outcome" | "exit_code" | "signal">,
+  status: ExitStatus | undefined,
+  outcome?: AttemptOutcome
+): HistoryEntry => ({
+  ...base,
+  outcome: outcome ?? (status ? outcomeOf(status) : "interrupted"),
+  exit_code: status ? exitCodeOf(status) : null,
+  signal: status ? signalOf(status) : null
+})
+
+export interface HistoryShape {
+  readonly record: (entry: HistoryEntry) => Effect.Effect<void>
+}
+
+export class History extends Context.Tag("starforge/History")<History, HistoryShape>() {
+  /** Appends to `C/daemon/history.jsonl`; a line that cannot be written is reported on stderr once. */
+  static readonly layer = Layer.scoped(
+    History,
+    Effect.gen(function*() {
+      const { paths } = yield* DaemonConfig
+      const file = yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => {
+            fs.mkdirSync(path.dirname(paths.historyFile), { recursive: true })
+            return new RotatingLogFile(paths.historyFile, 0)
+          },
+          catch: (cause) => new StorageError({ operation: "opening", path: paths.historyFile, cause })
+        }),
+        (file) => Effect.sync(() => file.close())
+      )
+      let failing = false
+      return {
+        record: (entry) =>
+          Effect.sync(() => {
+            try {
+              file.write(JSON.stringify(entry) + "\n")
+              failing = false
+            } catch (e) {
+              if (!failing) process.stderr.write(`starforge: cannot write ${paths.historyFile}: ${(e as Error).message}\n`)
+              failing = true
+            }
+          })
+      }
+    })
+  )
+
+  /** Keeps the entries in memory, for tests. */
+  static readonly memory = Effect.gen(function*() {
+    const entries = yield* Ref.make<ReadonlyArray<HistoryEntry>>([])
+    const layer = Layer.succeed(History, { record: (entry) => Ref.update(entries, (all) => [...all, entry]) })
+    return { layer, entries: Ref.get(entries) }
+  })
+}
+
+const isEntry = (value: unknown): value is HistoryEntry =>
+  typeof value === "object" && value !== null && typeof (value as HistoryEntry).agent === "string" &&
+  typeof (value as HistoryEntry).end === "string" && typeof (value as HistoryEntry).outcome === "string"
+
+const parseLine = (line: string): HistoryEntry | undefined => {
+  try {
+    const value: unknown = JSON.parse(line)
+    return isEntry(value) ? value : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const CHUNK = 64 * 1024
+/** Entries are appended as attempts end, so end times only go back by the longest overlap of two appends. */
+const ORDER_SLACK_MS = 60_000
+
+/**
+ * The entries of `file`, oldest first; lines that are not entries (a half-written last line) are
+ * skipped. With `sinceMs`, only entries that ended then or later, reading back from the end of
+ * the file and stopping once the entries are older.
+ */
+export const readHistory = (file: string, options: { readonly sinceMs?: number } = {}): ReadonlyArray<HistoryEntry> => {
+  let fd: number
+  try {
+    fd = fs.openSync(file, "r")
+  } catch {
+    return []
+  }
+  try {
+    const since = options.sinceMs ?? -Infinity
+    const found: Array<HistoryEntry> = []
+    let position = fs.fstatSync(fd).size
+    let rest = Buffer.alloc(0)
+    let older = false
+    while (position > 0 && !older) {
+      const length = Math.min(CHUNK, position)
+      position -= length
+      const buffer = Buffer.alloc(length)
+      fs.readSync(fd, buffer, 0, length, position)
+      const data = Buffer.concat([buffer, rest])
+      // The first line may continue in the previous chunk: keep it for the next round.
+      const firstNewline = position > 0 ? data.indexOf(10) : -1
+      rest = firstNewline >= 0 ? data.subarray(0, firstNewline) : position > 0 ? data : Buffer.alloc(0)
+      const complete = position > 0 ? (firstNewline >= 0 ? data.subarray(firstNewline + 1) : Buffer.alloc(0)) : data
+      const lines = complete.toString("utf8").split("\n")
+      for (let i = lines.length - 1; i >= 0; i--) {
+        const entry = parseLine(lines[i]!)
+        if (!entry) continue
+        const end = Date.parse(entry.end)
+        if (end >= since) found.push(entry)
+        else if (end < since - ORDER_SLACK_MS) older = true
+      }
+    }
+    return found.reverse()
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** Successful and failed attempts that ended in the last `windowMs` before `nowMs`. */
+export const recentCounts = (file: string, nowMs: number, windowMs = 3_600_000) => {
+  let done = 0
+  let failed = 0
+  for (const entry of readHistory(file, { sinceMs: nowMs - windowMs })) {
+    if (entry.outcome === "success") done++
+    else if (entry.outcome !== "interrupted") failed++
+  }
+  return { done, failed }
+}
