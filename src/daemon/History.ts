@@ -13,7 +13,7 @@ import { exitCodeOf, signalOf } from "../domain/Outcome.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
 
 /** How an attempt ended: its exit status, or that the daemon stopped it (`interrupted`) or could not log it (`error`). */
-export type AttemptOutcome = "success" | "failed" | "timeout" | "spawn-failed" | "interrupted" | "error"
+export type HistoryOutcome = "success" | "failed" | "timeout" | "spawn-failed" | "interrupted" | "error"
 
 export interface HistoryEntry {
   /** The trigger's file name, `X.trigger`. */
@@ -23,7 +23,7 @@ export interface HistoryEntry {
   /** UTC ISO-8601 with milliseconds. */
   readonly start: string
   readonly end: string
-  readonly outcome: AttemptOutcome
+  readonly outcome: HistoryOutcome
   readonly exit_code: number | null
   readonly signal: string | null
   /** The attempt's log file. */
@@ -32,7 +32,7 @@ export interface HistoryEntry {
   readonly trace_id: string | null
 }
 
-export const outcomeOf = (status: ExitStatus): AttemptOutcome => {
+export const outcomeOf = (status: ExitStatus): HistoryOutcome => {
   switch (status._tag) {
     case "Exited":
       return status.code === 0 ? "success" : "failed"
@@ -49,7 +49,7 @@ export const outcomeOf = (status: ExitStatus): AttemptOutcome => {
 export const entryOf = (
   base: Omit<HistoryEntry, "outcome" | "exit_code" | "signal">,
   status: ExitStatus | undefined,
-  outcome?: AttemptOutcome
+  outcome?: HistoryOutcome
 ): HistoryEntry => ({
   ...base,
   outcome: outcome ?? (status ? outcomeOf(status) : "interrupted"),
