@@ -16,7 +16,7 @@ import { DaemonLog } from "../daemon/DaemonLog.js"
 import { writeFileAtomic } from "../slots/AgentSlots.js"
 import { type ClaimedTrigger, type QueuedTrigger, sortPending, TriggerQueue, type TriggerQueueShape } from "./TriggerQueue.js"
 import { watchDirectory } from "./DirectoryWatch.js"
-import { moveNoClobber, readTriggerFile } from "./triggerFiles.js"
+import { fitName, MAX_TRIGGER_NAME_BYTES, moveNoClobber, readTriggerFile } from "./triggerFiles.js"
 
 const SUFFIX = ".trigger"
 /** A file that is not complete JSON yet is read again if it changed this recently. */
@@ -47,16 +47,20 @@ export const make = Effect.gen(function*() {
     }
   }
 
-  const archiveInvalid = (name: string, reason: string) =>
+  /**
+   * Moves `X.trigger` to `processed/invalid/<stamp>-X.trigger` with its reason beside it. `from`
+   * is given for a name that is not valid UTF-8 (only its bytes name the file); an over-long
+   * name is shortened so the archive and reason names fit in a directory entry.
+   */
+  const archiveInvalid = (name: string, reason: string, from: string | Buffer = path.join(paths.triggers, name + SUFFIX)) =>
     Effect.gen(function*() {
-      const from = path.join(paths.triggers, name + SUFFIX)
       const moved = yield* Effect.try({
         try: () => {
-          const to = moveNoClobber(from, paths.invalid, `${archiveStamp(Date.now())}-${name}${SUFFIX}`)
+          const to = moveNoClobber(from, paths.invalid, `${archiveStamp(Date.now())}-${fitName(name)}${SUFFIX}`, [".reason.txt"])
           fs.writeFileSync(`${to}.reason.txt`, reason + "\n", { mode: 0o644 })
           return to
         },
-        catch: storage("archiving the invalid trigger", from)
+        catch: storage("archiving the invalid trigger", String(from))
       })
       yield* log.event("INVALID", `${name}${SUFFIX}: ${reason} (moved to ${path.relative(paths.root, moved)})`)
     }).pipe(Effect.catchAll((error) => log.event("ERROR", error.message)))
@@ -70,6 +74,13 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       if (claimed.has(name)) return
       const file = path.join(paths.triggers, name + SUFFIX)
+      const nameBytes = Buffer.byteLength(name)
+      if (nameBytes > MAX_TRIGGER_NAME_BYTES) {
+        setPending(name, undefined)
+        // `X.processing` and the archive names would not fit in a directory entry.
+        if (fs.lstatSync(file, { throwIfNoEntry: false }) === undefined) return
+        return yield* archiveInvalid(name, `the file name is ${nameBytes} bytes long before .trigger, over the ${MAX_TRIGGER_NAME_BYTES} byte limit`)
+      }
       const read = yield* Effect.try(() => readTriggerFile(file)).pipe(
         Effect.catchAll((error) =>
           log.event("ERROR", `cannot read ${file}: ${String(error.error)}; it stays queued`).pipe(Effect.as(undefined))
@@ -130,9 +141,10 @@ export const make = Effect.gen(function*() {
     })
 
   const rescan = Effect.gen(function*() {
-    let entries: Array<fs.Dirent>
+    let entries: Array<Buffer>
     try {
-      entries = fs.readdirSync(paths.triggers, { withFileTypes: true })
+      // As bytes: a name that is not valid UTF-8 could not be opened through its decoded string.
+      entries = fs.readdirSync(paths.triggers, { encoding: "buffer" })
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") {
         fs.mkdirSync(paths.triggers, { recursive: true })
@@ -143,8 +155,13 @@ export const make = Effect.gen(function*() {
     }
     const present = new Set<string>()
     for (const entry of entries) {
-      if (!entry.name.endsWith(SUFFIX) || entry.name === SUFFIX) continue
-      const name = entry.name.slice(0, -SUFFIX.length)
+      const base = entry.toString("utf8")
+      if (!base.endsWith(SUFFIX) || base === SUFFIX) continue
+      const name = base.slice(0, -SUFFIX.length)
+      if (!Buffer.from(base, "utf8").equals(entry)) {
+        yield* archiveInvalid(name, "the file name is not valid UTF-8", Buffer.concat([Buffer.from(paths.triggers + path.sep), entry]))
+        continue
+      }
       present.add(name)
       if (!pending.has(name) && !settling.has(name)) yield* scan(name)
     }

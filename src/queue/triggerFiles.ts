@@ -25,8 +25,26 @@ export const freeName = (dir: string, name: string, companions: ReadonlyArray<st
   }
 }
 
+/**
+ * The longest trigger name (before `.trigger`), in bytes: with the archive stamp, `.trigger`,
+ * `.reason.txt` or `.meta.json` and a `-N` variant, every name the daemon derives from it stays
+ * within a directory entry's 255 bytes.
+ */
+export const MAX_TRIGGER_NAME_BYTES = 200
+
+/** `name` cut to `MAX_TRIGGER_NAME_BYTES` at a character boundary (for archiving an over-long one). */
+export const fitName = (name: string): string => {
+  if (Buffer.byteLength(name) <= MAX_TRIGGER_NAME_BYTES) return name
+  let cut = ""
+  for (const c of name) {
+    if (Buffer.byteLength(cut + c) > MAX_TRIGGER_NAME_BYTES) break
+    cut += c
+  }
+  return cut
+}
+
 /** Moves `from` into `dir` as `name` (or a free variant); never overwrites. Returns the new path. */
-export const moveNoClobber = (from: string, dir: string, name: string, companions: ReadonlyArray<string> = []): string => {
+export const moveNoClobber = (from: fs.PathLike, dir: string, name: string, companions: ReadonlyArray<string> = []): string => {
   fs.mkdirSync(dir, { recursive: true })
   const to = freeName(dir, name, companions)
   fs.renameSync(from, to)
