@@ -190,3 +190,33 @@ describe("trigger names that are not regular files", () => {
     expect(daemon.hasExited()).toBe(false)
   })
 })
+
+describe("trigger file names", () => {
+  it("a name over 200 bytes or not valid UTF-8 is invalid with a reason (never claimed, never run again and again); 200 bytes runs", async () => {
+    const p = projects.make()
+    const daemon = await startForeground(p)
+    const longest = "l".repeat(196) + "é" + "x" // 200 bytes
+    const over = "o".repeat(199) + "é" // 201 bytes
+    const far = "f".repeat(246) // `.processing` would not fit in 255 bytes
+    const longInvalid = "i".repeat(200) // invalid content: its reason file must fit too
+    p.drop(longest, trigger("junior-dev-a"))
+    p.drop(over, trigger("junior-dev-b"))
+    p.drop(far, trigger("junior-dev-c"))
+    p.drop(longInvalid, "not json")
+    const staged = path.join(p.triggers, "staging", "raw.tmp")
+    fs.writeFileSync(staged, JSON.stringify(trigger("junior-dev-d")))
+    fs.renameSync(staged, Buffer.concat([Buffer.from(`${p.triggers}/bad`), Buffer.from([0xff]), Buffer.from("name.trigger")]))
+    p.drop("valid-after", trigger("junior-dev-e"))
+    const decoded = "bad\ufffdname"
+    await waitForOutcomes(p, { done: [longest, "valid-after"], invalid: ["o".repeat(199), "f".repeat(200), longInvalid, decoded] })
+    // Archived under the name cut to 200 bytes.
+    expectReason(p, "o".repeat(199), /^the file name is 201 bytes long before \.trigger, over the 200 byte limit$/, over)
+    expectReason(p, "f".repeat(200), /^the file name is 246 bytes long before \.trigger, over the 200 byte limit$/, far)
+    expectReason(p, longInvalid, /^not valid JSON: /)
+    expectReason(p, decoded, /^the file name is not valid UTF-8$/)
+    expect(records(p).filter((r) => r.kind === "start").map((r) => r.agent).sort()).toEqual(["junior-dev-a", "junior-dev-e"])
+    expect(fs.readdirSync(p.triggers, { encoding: "buffer" }).filter((n) => n.toString().endsWith(".trigger"))).toEqual([])
+    expect(queueFiles(p)).toEqual([])
+    expect(daemon.hasExited()).toBe(false)
+  })
+})

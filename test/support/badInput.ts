@@ -24,9 +24,10 @@ export const doneArchive = (p: TestProject, name: string): string | undefined =>
 
 /**
  * The reason of an invalid trigger, checked to be one specific line: it matches `expected`, is
- * short, and is the reason the daemon log gives in its `INVALID` line for the same file.
+ * short, and is the reason the daemon log gives in its `INVALID` line for the same file (named
+ * `original` there when the archive shortened it).
  */
-export const expectReason = (p: TestProject, name: string, expected: RegExp): string => {
+export const expectReason = (p: TestProject, name: string, expected: RegExp, original = name): string => {
   const archived = invalidArchive(p, name)
   expect(archived, `${JSON.stringify(name)} in processed/invalid/`).toBeDefined()
   const text = fs.readFileSync(`${archived}.reason.txt`, "utf8")
@@ -34,7 +35,7 @@ export const expectReason = (p: TestProject, name: string, expected: RegExp): st
   const reason = text.trimEnd()
   expect(reason, `the reason of ${JSON.stringify(name)}`).toMatch(expected)
   expect(reason.length, `the reason of ${JSON.stringify(name)} is short: ${reason}`).toBeLessThan(400)
-  const logged = daemonLog(p).split("\n").some((l) => l.includes(` INVALID: ${name.replace(/\r?\n/g, " ")}.trigger: ${reason} (moved to `))
+  const logged = daemonLog(p).split("\n").some((l) => l.includes(` INVALID: ${original.replace(/\r?\n/g, " ")}.trigger: ${reason} (moved to `))
   expect(logged, `daemon.log has the INVALID line of ${JSON.stringify(name)}`).toBe(true)
   return reason
 }
