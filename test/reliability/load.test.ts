@@ -44,7 +44,7 @@ describe("load", () => {
     const fg = await startForeground(p, { AGENT_COMMAND: agent })
     const processed = path.join(p.triggers, "processed")
     await waitFor(() => listDir(processed).filter((f) => f.endsWith(".trigger")).length === TRIGGERS, {
-      timeoutMs: 240_000,
+      timeoutMs: 540_000,
       intervalMs: 500,
       what: `all ${TRIGGERS} triggers to be archived`
     })
@@ -88,5 +88,5 @@ describe("load", () => {
       `load: ${TRIGGERS} triggers, ${AGENTS} agents, cap ${CAP}: ${seconds.toFixed(1)} s ` +
         `(${(TRIGGERS / seconds).toFixed(0)} jobs/s), most at once ${overlap}, daemon peak RSS ${(peakKiB / 1024).toFixed(0)} MiB`
     )
-  }, 300_000)
+  }, 600_000)
 })
