@@ -57,7 +57,7 @@ describe("load", () => {
     const archived = listDir(processed).filter((f) => f.endsWith(".trigger"))
     expect(new Set(archived.map((f) => f.replace(/^\d{8}-\d{6}-/, ""))).size).toBe(TRIGGERS)
     expect(listDir(path.join(processed, "invalid"))).toEqual([])
-    expect(listDir(path.join(p.triggers, "failed"))).toEqual([])
+    expect(listDir(path.join(p.triggers, "dead-letter"))).toEqual([])
     expect(listDir(p.triggers).filter((f) => f.endsWith(".trigger") || f.endsWith(".processing"))).toEqual([])
 
     const lines = (readText(p.records) ?? "").trim().split("\n")
