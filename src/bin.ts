@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /** The only entry point: runs the CLI and turns errors into one line on stderr and an exit code. */
 import { ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Layer, Logger } from "effect"
 import { helpFirst } from "./cli/argv.js"
 import { run } from "./cli/Cli.js"
