@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// The `starforge` command (copied to dist/bin.js by scripts/bundle.mjs). It runs the bundled CLI,
+// dist/cli.cjs (built from src/bin.ts), through a V8 code cache: Node 20 has no
+// `module.enableCompileCache()` (Node 22+), and compiling the bundle was a third of every
+// command's start-up. The cache lives in `$XDG_CACHE_HOME/starforge` (default
+// `~/.cache/starforge`, mode 0700, owned by the user), one file per bundle build, Node version and
+// Node options; it is written once, when a command ends without a usable cache. Any problem with
+// it (read-only home, another owner, a rejected cache) only means running without one.
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import Module, { createRequire } from "node:module"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as vm from "node:vm"
+
+const bundle = fileURLToPath(new URL("./cli.cjs", import.meta.url))
+let source = fs.readFileSync(bundle, "utf8")
+if (source.startsWith("#!")) source = "//" + source.slice(2)
+
+const ours = (stat) => stat.uid === process.getuid?.() && (stat.mode & 0o022) === 0
+
+const cacheFile = (() => {
+  try {
+    const dir = path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "starforge")
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    if (!ours(fs.statSync(dir))) return undefined
+    const build = fs.statSync(bundle)
+    const key = crypto.createHash("sha256")
+      .update([build.size, build.mtimeMs, build.ino, process.version, process.arch, process.execArgv.join(" ")].join("\0"))
+      .digest("hex")
+      .slice(0, 32)
+    return path.join(dir, `cli-${key}.v8cache`)
+  } catch {
+    return undefined
+  }
+})()
+
+const readCache = () => {
+  if (cacheFile === undefined) return undefined
+  try {
+    const fd = fs.openSync(cacheFile, "r")
+    try {
+      return ours(fs.fstatSync(fd)) ? fs.readFileSync(fd) : undefined
+    } finally {
+      fs.closeSync(fd)
+    }
+  } catch {
+    return undefined
+  }
+}
+
+const cachedData = readCache()
+const script = new vm.Script(Module.wrap(source), {
+  filename: bundle,
+  cachedData,
+  importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER
+})
+if (cacheFile !== undefined && (cachedData === undefined || script.cachedDataRejected)) {
+  // At exit the cache also holds every function the command compiled on the way.
+  process.once("exit", () => {
+    try {
+      const tmp = `${cacheFile}.${process.pid}.tmp`
+      fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 })
+      fs.renameSync(tmp, cacheFile)
+    } catch {
+      // Next time, then.
+    }
+  })
+}
+const module = { exports: {} }
+script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, path.dirname(bundle))
