@@ -8,6 +8,7 @@ import { Console, Effect, Either, type HashMap, Option } from "effect"
 import { load } from "../config/DaemonConfig.js"
 import * as Daemon from "../daemon/Daemon.js"
 import { isOurDaemon, probeEffect } from "../daemon/DaemonInstance.js"
+import { displayLine } from "../daemon/DaemonLog.js"
 import { recentCounts } from "../daemon/History.js"
 import { UsageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
@@ -317,7 +318,7 @@ const status = Command.make("status", { project: projectOption, json: jsonOption
       yield* Console.log(`Last hour: ${s.last_hour.done} done, ${s.last_hour.failed} failed`)
       const rows = slotRows(s.slots)
       yield* Console.log(rows.length === 0 ? "Agents: none seen yet" : "\n" + table(SLOT_HEADER, rows))
-      const recent = tailLines(paths.daemonLog, 5)
+      const recent = tailLines(paths.daemonLog, 5).map(displayLine)
       if (recent.length > 0) yield* Console.log(`\n${s.running ? "Recent activity" : "Last activity"}:\n` + recent.map((l) => `  ${l}`).join("\n"))
     }
     if (!s.running) return yield* new ExitWith({ code: 1 })

@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs"
 import { Clock, Context, Effect, Layer, Ref } from "effect"
-import { DaemonConfig } from "../config/DaemonConfig.js"
+import { DaemonConfig, LOG_SEVERITIES, type LogSeverity } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { withoutLineBreaks } from "../domain/text.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
@@ -34,8 +34,48 @@ export type EventLevel =
 export interface EventContext {
   readonly traceId?: string | null | undefined
   readonly agent?: string | undefined
+  /** The trigger's name without `.trigger`. */
   readonly trigger?: string | undefined
+  /** The agent's process id, once it runs. */
+  readonly pid?: number | null | undefined
+  readonly attempt?: number | undefined
 }
+
+/** How much an event matters, for `STARFORGE_LOG_LEVEL`. */
+export const severityOf = (level: EventLevel): LogSeverity => {
+  switch (level) {
+    case "ERROR":
+      return "error"
+    case "WARN":
+    case "TIMEOUT":
+    case "DLQ":
+    case "INVALID":
+      return "warn"
+    default:
+      return "info"
+  }
+}
+
+/** True when an event of `level` passes the `threshold` severity. */
+export const passes = (level: EventLevel, threshold: LogSeverity): boolean =>
+  LOG_SEVERITIES.indexOf(severityOf(level)) >= LOG_SEVERITIES.indexOf(threshold)
+
+/**
+ * The same event as one JSON line (`STARFORGE_LOG_FORMAT=json`): every key always present,
+ * null when the event has no such value.
+ */
+export const formatJsonLine = (ms: number, level: EventLevel, message: string, context?: EventContext) =>
+  JSON.stringify({
+    timestamp: new Date(ms).toISOString(),
+    level,
+    severity: severityOf(level),
+    message,
+    agent: context?.agent ?? null,
+    trigger: context?.trigger ? `${context.trigger}.trigger` : null,
+    trace_id: context?.traceId || null,
+    pid: context?.pid ?? null,
+    attempt: context?.attempt ?? null
+  }) + "\n"
 
 export interface DaemonLogShape {
   readonly event: (level: EventLevel, message: string, context?: EventContext) => Effect.Effect<void>
@@ -51,15 +91,29 @@ const toEffectLog = (level: EventLevel, message: string, context: EventContext |
       event: level,
       ...(context?.agent ? { agent: context.agent } : {}),
       ...(context?.trigger ? { trigger: context.trigger } : {}),
-      ...(context?.traceId ? { trace_id: context.traceId } : {})
+      ...(context?.traceId ? { trace_id: context.traceId } : {}),
+      ...(context?.pid ? { pid: context.pid } : {}),
+      ...(context?.attempt ? { attempt: context.attempt } : {})
     })
   )
 }
 
+/** A daemon-log line for people: JSON lines (`STARFORGE_LOG_FORMAT=json`) shown as text lines. */
+export const displayLine = (line: string): string => {
+  if (!line.startsWith("{")) return line
+  try {
+    const event = JSON.parse(line) as { timestamp: string; level: EventLevel; message: string; trace_id: string | null }
+    return formatLine(Date.parse(event.timestamp), event.level, event.message, event.trace_id).trimEnd()
+  } catch {
+    return line
+  }
+}
+
 export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, DaemonLogShape>() {
   /**
-   * Appends to `C/logs/daemon.log`; with `echo`, every line also goes to stderr (foreground).
-   * A line that cannot be written is reported on stderr once, never fatal.
+   * Appends to `C/logs/daemon.log` in `STARFORGE_LOG_FORMAT` (text lines or JSON lines), the
+   * events of `STARFORGE_LOG_LEVEL` and above; with `echo`, every line also goes to stderr
+   * (foreground). A line that cannot be written is reported on stderr once, never fatal.
    */
   static readonly layer = (options: { readonly echo: boolean }) =>
     Layer.scoped(
@@ -80,7 +134,11 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
         return {
           event: (level, message, context) =>
             Effect.gen(function*() {
-              const line = formatLine(yield* Clock.currentTimeMillis, level, message, context?.traceId)
+              if (!passes(level, settings.logLevel)) return
+              const ms = yield* Clock.currentTimeMillis
+              const line = settings.logFormat === "json"
+                ? formatJsonLine(ms, level, message, context)
+                : formatLine(ms, level, message, context?.traceId)
               try {
                 file.write(line)
                 failing = false

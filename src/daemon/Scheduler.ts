@@ -107,6 +107,7 @@ export const make = Effect.gen(function*() {
       yield* setView({ name, agent, attempt, phase: "running" })
       // Known as soon as the agent exits, so an attempt interrupted after its exit is recorded as it ended.
       let exitStatus: ExitStatus | undefined
+      let spawnedPid: number | null = null
       const recordAttempt = (status: ExitStatus | undefined, outcome?: "error" | "interrupted") =>
         Effect.flatMap(Clock.currentTimeMillis, (endMs) =>
           history.record(entryOf({
@@ -148,12 +149,15 @@ export const make = Effect.gen(function*() {
           `Attempt: ${attempt}/${settings.maxRetries}`
         ],
         onSpawn: ({ pid, startTime }) =>
-          slots.setProcess(agent, { pid, startTime, log: logFile }).pipe(
+          Effect.sync(() => void (spawnedPid = pid)).pipe(
+            Effect.zipRight(slots.setProcess(agent, { pid, startTime, log: logFile })),
             Effect.zipRight(
               log.event("SPAWNED", `${agent} started (PID: ${pid}) for ${name}.trigger, attempt ${attempt}/${settings.maxRetries}`, {
                 traceId,
                 agent,
-                trigger: name
+                trigger: name,
+                pid,
+                attempt
               })
             )
           )
@@ -168,7 +172,7 @@ export const make = Effect.gen(function*() {
         )
       )
       const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
-      return { outcome, logFile, startedMs, seconds }
+      return { outcome, logFile, startedMs, seconds, pid: spawnedPid }
     }).pipe(Effect.withSpan("Scheduler.attempt", { attributes: { agent: claimed.queued.agent, trigger: claimed.queued.name, attempt } }))
 
   /** Waits until the dispatcher hands the agent's slot to this retry. */
@@ -181,11 +185,11 @@ export const make = Effect.gen(function*() {
     })
 
   /** Archives a trigger whose agent succeeded; never interrupted halfway. */
-  const archiveSuccess = (claimed: ClaimedTrigger, attempt: number, took: string) =>
+  const archiveSuccess = (claimed: ClaimedTrigger, attempt: number, took: string, pid: number | null = null) =>
     Effect.gen(function*() {
       const { name, agent, trigger } = claimed.queued
-      const context = { traceId: trigger.trace_id ?? null, agent, trigger: name }
-      yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully${took} (attempt ${attempt})`, context)
+      const context = { traceId: trigger.trace_id ?? null, agent, trigger: name, attempt }
+      yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully${took} (attempt ${attempt})`, { ...context, pid })
       const archived = yield* queue.complete(claimed, { _tag: "Done" })
       yield* log.event("QUEUE", `${name}.trigger archived as ${path.relative(paths.root, archived)}`, context)
       yield* state.finished(`${name}.trigger`, true)
@@ -196,6 +200,11 @@ export const make = Effect.gen(function*() {
     // The current attempt's exit, recorded the moment the agent exits: a shutdown that lands
     // after a successful exit archives the trigger instead of running it again.
     let exited: { readonly status: ExitStatus; readonly attempt: number } | undefined
+    // Set in the same uninterruptible step as the archive: a shutdown that lands after it (the
+    // fiber has not ended yet) must neither archive nor requeue a file that is already gone.
+    let completed = false
+    const complete = <A, E>(archive: Effect.Effect<A, E>) =>
+      archive.pipe(Effect.zipLeft(Effect.sync(() => void (completed = true))), Effect.uninterruptible)
     return Effect.gen(function*() {
       const { name, agent, trigger } = claimed.queued
       const traceId = trigger.trace_id ?? null
@@ -209,34 +218,37 @@ export const make = Effect.gen(function*() {
         )
         timestamps.push(isoSeconds(result.startedMs))
         const took = formatSeconds(Math.round(result.seconds * 10) / 10)
-        if (isSuccess(result.outcome)) return yield* archiveSuccess(claimed, attempt, ` in ${took}`)
+        if (isSuccess(result.outcome)) return yield* complete(archiveSuccess(claimed, attempt, ` in ${took}`, result.pid))
         const what = `${agent} ${describeOutcome(result.outcome)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}, ${took})`
         const level = result.outcome._tag === "TimedOut" ? "TIMEOUT" : result.outcome._tag === "SpawnFailed" ? "ERROR" : "FINISH"
-        yield* log.event(level, what, context)
+        yield* log.event(level, what, { ...context, attempt, pid: result.pid })
         yield* setView({ name, agent, attempt, phase: "waiting-retry" })
         const delay = delays[attempt - 1]
         if (delay !== undefined) {
-          yield* log.event("RETRY", `Attempt ${attempt + 1}/${settings.maxRetries} for ${name}.trigger in ${formatSeconds(Duration.toMillis(delay) / 1000)}`, context)
+          yield* log.event("RETRY", `Attempt ${attempt + 1}/${settings.maxRetries} for ${name}.trigger in ${formatSeconds(Duration.toMillis(delay) / 1000)}`, { ...context, attempt: attempt + 1 })
           yield* Effect.sleep(delay)
           continue
         }
         const reason = `failed ${attempt} time${attempt === 1 ? "" : "s"}; last attempt ${describeOutcome(result.outcome)}`
-        const moved = yield* queue.complete(claimed, {
-          _tag: "DeadLetter",
-          meta: {
-            failure_reason: reason,
-            exit_code: exitCodeOf(result.outcome),
-            signal: signalOf(result.outcome),
-            attempts: attempt,
-            retry_timestamps: timestamps,
-            dlq_entry_timestamp: isoSeconds(yield* Clock.currentTimeMillis),
-            agent,
-            trace_id: traceId,
-            last_log: result.logFile
-          }
-        })
-        yield* log.event("DLQ", `${name}.trigger moved to ${path.relative(paths.root, moved)}: ${reason}`, context)
-        yield* state.finished(`${name}.trigger`, false)
+        const dlqEntryTimestamp = isoSeconds(yield* Clock.currentTimeMillis)
+        yield* complete(Effect.gen(function*() {
+          const moved = yield* queue.complete(claimed, {
+            _tag: "DeadLetter",
+            meta: {
+              failure_reason: reason,
+              exit_code: exitCodeOf(result.outcome),
+              signal: signalOf(result.outcome),
+              attempts: attempt,
+              retry_timestamps: timestamps,
+              dlq_entry_timestamp: dlqEntryTimestamp,
+              agent,
+              trace_id: traceId,
+              last_log: result.logFile
+            }
+          })
+          yield* log.event("DLQ", `${name}.trigger moved to ${path.relative(paths.root, moved)}: ${reason}`, { ...context, attempt })
+          yield* state.finished(`${name}.trigger`, false)
+        }))
         return
       }
     }).pipe(
@@ -248,7 +260,9 @@ export const make = Effect.gen(function*() {
         )
       ),
       Effect.onInterrupt(() =>
-        exited !== undefined && isSuccess(exited.status)
+        completed
+          ? Effect.void
+          : exited !== undefined && isSuccess(exited.status)
           ? archiveSuccess(claimed, exited.attempt, "").pipe(
             Effect.catchAll((error) => log.event("ERROR", `${error.message}; ${claimed.file} is left as it is`))
           )
