@@ -4,8 +4,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Either, type HashMap, Option } from "effect"
-import { load } from "../config/DaemonConfig.js"
+import { Console, Effect, Either, Option } from "effect"
+import { load, VARIABLES } from "../config/DaemonConfig.js"
 import * as Daemon from "../daemon/Daemon.js"
 import { isOurDaemon, probeEffect } from "../daemon/DaemonInstance.js"
 import { displayLine } from "../daemon/DaemonLog.js"
@@ -22,9 +22,11 @@ import { countTriggers, ExitWith, jsonOption, printJson, projectOption, resolveP
 /** This program, to start the background daemon with (the bundle and the tsc build alike). */
 const bin = () => fs.realpathSync(process.argv[1] ?? fileURLToPath(import.meta.url))
 
-const setOption = Options.keyValueMap("set").pipe(
-  Options.optional,
-  Options.withDescription("Set a configuration variable for this daemon, e.g. --set MAX_CONCURRENT_AGENTS=4 (highest precedence).")
+const setOption = Options.text("set").pipe(
+  Options.repeated,
+  Options.withDescription(
+    "Set a configuration variable for this daemon, e.g. --set MAX_CONCURRENT_AGENTS=4 (highest precedence; repeatable)."
+  )
 )
 const parallelOption = Options.boolean("parallel").pipe(
   Options.withDescription("Run agents in parallel (PARALLEL_DAEMON=true).")
@@ -38,15 +40,29 @@ interface StartFlags {
   readonly project: string
   readonly foreground: boolean
   readonly parallel: boolean
-  readonly set: Option.Option<HashMap.HashMap<string, string>>
+  readonly set: ReadonlyArray<string>
 }
 
-const flagsOf = (flags: StartFlags): Record<string, string> => {
-  const result: Record<string, string> = {}
-  if (Option.isSome(flags.set)) for (const [k, v] of flags.set.value) result[k] = v
-  if (flags.parallel) result["PARALLEL_DAEMON"] = "true"
-  return result
-}
+/** The variables set by `--set NAME=VALUE` and `--parallel`; a typo in a name is an error, not silently ignored. */
+const flagsOf = (flags: StartFlags): Effect.Effect<Record<string, string>, UsageError> =>
+  Effect.gen(function*() {
+    const result: Record<string, string> = {}
+    for (const pair of flags.set) {
+      const eq = pair.indexOf("=")
+      const name = eq < 0 ? pair : pair.slice(0, eq)
+      if (eq < 0) {
+        return yield* new UsageError({ message: `--set ${JSON.stringify(pair)} has no value: write --set ${name || "NAME"}=VALUE` })
+      }
+      if (!(name in VARIABLES)) {
+        return yield* new UsageError({
+          message: `--set ${JSON.stringify(name)} is not a configuration variable: use one of ${Object.keys(VARIABLES).join(", ")}`
+        })
+      }
+      result[name] = pair.slice(eq + 1)
+    }
+    if (flags.parallel) result["PARALLEL_DAEMON"] = "true"
+    return result
+  })
 
 /** Messages the background daemon sends to the `start` that launched it. */
 type StartMessage =
@@ -105,7 +121,8 @@ const runForeground = (paths: ProjectPaths, flags: Record<string, string>) => {
 /** Launches the daemon in its own session and waits until it takes triggers. */
 const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
   Effect.gen(function*() {
-    const graceMs = (yield* load({ project: paths.root, flags: flagsOf(startFlags) })).settings.killGraceMs
+    const flags = yield* flagsOf(startFlags)
+    const graceMs = (yield* load({ project: paths.root, flags })).settings.killGraceMs
     const running = yield* probeEffect(paths)
     if (running) return yield* Console.log(`Daemon already running (PID: ${running.pid})`)
     // Crashes the daemon cannot log itself end up here rather than nowhere.
@@ -117,7 +134,7 @@ const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
       catch: (e) => new UsageError({ message: `Cannot write to ${paths.logs}: ${(e as Error).message}` })
     })
     const args = [...process.execArgv, bin(), "daemon", "start", "--foreground", "--project", paths.root]
-    for (const [k, v] of Object.entries(flagsOf(startFlags))) args.push("--set", `${k}=${v}`)
+    for (const [k, v] of Object.entries(flags)) args.push("--set", `${k}=${v}`)
     const message = yield* Effect.async<StartMessage>((resume) => {
       const child = spawn(process.execPath, args, {
         cwd: paths.root,
@@ -166,7 +183,7 @@ const start = Command.make(
   (flags) =>
     Effect.gen(function*() {
       const paths = yield* resolveProject(flags.project)
-      if (flags.foreground) return yield* runForeground(paths, flagsOf(flags))
+      if (flags.foreground) return yield* runForeground(paths, yield* flagsOf(flags))
       return yield* startBackground(paths, flags)
     })
 ).pipe(Command.withDescription("Start the daemon in the background (or --foreground) for the project."))
@@ -246,6 +263,8 @@ const restart = Command.make(
   (flags) =>
     Effect.gen(function*() {
       const paths = yield* resolveProject(flags.project)
+      // A configuration that cannot start a daemon must not stop the running one.
+      yield* load({ project: paths.root, flags: yield* flagsOf({ ...flags, foreground: false }) })
       yield* stopDaemon(paths, flags.timeout)
       yield* startBackground(paths, { ...flags, foreground: false })
     })
