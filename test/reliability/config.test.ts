@@ -100,6 +100,40 @@ describe("a wrong value of each variable", () => {
   })
 })
 
+describe("--set and restart", () => {
+  it("--set with an unknown name (a typo), no value or no name is a one-line error, not silently ignored; no daemon starts", async () => {
+    const p = projects.make()
+    const cases = [
+      { set: "MAX_CONCURENT_AGENTS=4", error: /^starforge: --set "MAX_CONCURENT_AGENTS" is not a configuration variable: use one of PARALLEL_DAEMON, MAX_CONCURRENT_AGENTS, / },
+      { set: "MAX_RETRIES", error: /^starforge: --set "MAX_RETRIES" has no value: write --set MAX_RETRIES=VALUE\n$/ },
+      { set: "=4", error: /^starforge: --set "" is not a configuration variable: / }
+    ]
+    const results = await Promise.all(cases.map((c) => p.cli(["daemon", "start", "--set", c.set])))
+    results.forEach((result, i) => {
+      const what = `--set ${cases[i]!.set}: ${result.stderr}`
+      expect(result.code, what).toBe(1)
+      expect(result.stderr, what).toMatch(/^starforge: [^\n]+\n$/)
+      expect(result.stderr, what).toMatch(cases[i]!.error)
+    })
+    expect(daemonProcesses(p)).toEqual([])
+    expect(fs.existsSync(pidFile(p))).toBe(false)
+  })
+
+  it("'daemon restart' with a wrong value fails with one line and leaves the running daemon running", async () => {
+    const p = projects.make()
+    expect((await p.cli(["daemon", "start"])).code).toBe(0)
+    const pid = Number(fs.readFileSync(pidFile(p), "utf8").trim())
+    fs.writeFileSync(path.join(p.root, ".env"), "MAX_RETRIES=abc\n")
+    const restart = await p.cli(["daemon", "restart"])
+    expect(restart.code).toBe(1)
+    expect(restart.stderr).toMatch(/^starforge: MAX_RETRIES="abc" is not valid: [^\n]+\n$/)
+    expect(restart.stdout).toBe("")
+    expect(daemonProcesses(p).map((d) => d.pid)).toEqual([pid])
+    fs.rmSync(path.join(p.root, ".env"))
+    expect((await p.cli(["daemon", "stop"])).code).toBe(0)
+  })
+})
+
 describe(".env and daemon.conf", () => {
   it("garbage lines are ignored with a warning naming the file and line; the good lines apply and the daemon runs triggers", async () => {
     const p = projects.make()
