@@ -12,7 +12,7 @@ import { displayLine } from "../daemon/DaemonLog.js"
 import { recentCounts } from "../daemon/History.js"
 import { UsageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
-import { loadTable } from "../slots/AgentSlots.js"
+import { readTable } from "../slots/AgentSlots.js"
 import { formatDuration } from "../domain/time.js"
 import { isValidAgentName } from "../domain/Trigger.js"
 import { logParts, readLogFile } from "../logs/LogFile.js"
@@ -221,7 +221,7 @@ const stopDaemon = (paths: ProjectPaths, timeoutSeconds: Option.Option<number>) 
     yield* waitUntilGone(hello.pid, 5_000)
     // The daemon could not stop its agents; stop those that are provably still its agents.
     let stopped = 0
-    for (const [agent, slot] of Object.entries(loadTable(paths.slotsFile, Date.now()).table)) {
+    for (const [agent, slot] of Object.entries(readTable(paths.slotsFile).table)) {
       if (slot.status !== "busy" || slot.pid === null) continue
       const pid = Number(slot.pid)
       if (procfs.identify(pid, slot.pid_start_time) === "same") {
@@ -276,7 +276,7 @@ export const readStatus = (paths: ProjectPaths) =>
     const hello = yield* probeEffect(paths)
     const config = yield* Effect.either(load({ project: paths.root }))
     const settings = Either.isRight(config) ? config.right.settings : undefined
-    const slots = loadTable(paths.slotsFile, Date.now()).table
+    const slots = readTable(paths.slotsFile).table
     const busy = Object.values(slots).filter((s) => s.status === "busy").length
     const processing = countTriggers(paths.triggers, ".processing")
     const running = hello ? Math.min(busy, processing) : 0

@@ -5,12 +5,12 @@ import { Console, Effect } from "effect"
 import { probeEffect } from "../daemon/DaemonInstance.js"
 import { idleSlot, type Slot } from "../domain/Slot.js"
 import * as procfs from "../process/procfs.js"
-import { loadTable, writeFileAtomic } from "../slots/AgentSlots.js"
+import { readTable, writeFileAtomic } from "../slots/AgentSlots.js"
 import { SLOT_HEADER, slotRows } from "./daemon.js"
 import { ExitWith, jsonOption, printJson, projectOption, resolveProject, table } from "./shared.js"
 
 const readSlots = (project: string) =>
-  Effect.map(resolveProject(project), (paths) => ({ paths, slots: loadTable(paths.slotsFile, Date.now()).table }))
+  Effect.map(resolveProject(project), (paths) => ({ paths, slots: readTable(paths.slotsFile).table }))
 
 const list = Command.make("list", { project: projectOption, json: jsonOption }, ({ json, project }) =>
   Effect.gen(function*() {

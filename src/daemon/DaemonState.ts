@@ -3,10 +3,11 @@
  * how many triggers succeeded (carried across restarts) and the trigger it runs now.
  */
 import * as fs from "node:fs"
-import { Clock, Context, Effect, Layer, Ref } from "effect"
+import * as path from "node:path"
+import { Clock, Context, Effect, Layer, Ref, Schema } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { isoSeconds } from "../domain/time.js"
-import { latestWriter, writeFileAtomicAsync } from "../slots/AgentSlots.js"
+import { keepCorruptCopy, latestWriter, readStateFile, reportingFailures } from "../slots/AgentSlots.js"
 
 export interface StateFile {
   readonly daemon_started: string
@@ -21,6 +22,10 @@ export interface DaemonStateShape {
   /** A trigger left the running set; `succeeded` counts it in the total. */
   readonly finished: (trigger: string, succeeded: boolean) => Effect.Effect<void>
   readonly current: Effect.Effect<StateFile>
+  /** Writes the file again (e.g. after it was deleted under the daemon). */
+  readonly persist: Effect.Effect<void>
+  /** How the file was found at start when it could not be used as it was (logged by recovery). */
+  readonly startNote: string | undefined
 }
 
 interface Internal {
@@ -29,18 +34,48 @@ interface Internal {
   readonly running: ReadonlyArray<string>
 }
 
-/** Reads the previous total; a missing or corrupt file starts from 0. */
-export const previousTotal = (file: string): number => {
+const StateFileSchema = Schema.Struct({
+  daemon_started: Schema.String,
+  last_trigger_processed: Schema.NullOr(Schema.String),
+  total_triggers_processed: Schema.NonNegativeInt,
+  current_trigger: Schema.String
+})
+const decodeState = Schema.decodeUnknownEither(Schema.parseJson(StateFileSchema))
+
+/** What loading the state file at start found. */
+export interface LoadedState {
+  readonly total: number
+  /** How the file was found when it could not be used as it was, for the start-up log. */
+  readonly note?: string
+}
+
+/** Successful triggers still in the archive: the best count when the state file is lost. */
+const countArchived = (processed: string): number => {
   try {
-    const parsed = JSON.parse(fs.readFileSync(file, "utf8")) as { total_triggers_processed?: unknown }
-    const n = parsed.total_triggers_processed
-    return typeof n === "number" && Number.isInteger(n) && n >= 0 ? n : 0
+    return fs.readdirSync(processed).filter((n) => n.endsWith(".trigger")).length
   } catch {
     return 0
   }
 }
 
-export const make = (initialTotal: number, save: (state: StateFile) => Effect.Effect<void>) =>
+/**
+ * Reads the total of the previous daemon. A missing or corrupt file (a copy of it is kept) is
+ * rebuilt from the triggers archived in `processed/`.
+ */
+export const loadState = (file: string, processed: string, now: number): LoadedState => {
+  const read = readStateFile(file, decodeState)
+  if (read._tag === "Valid") return { total: read.value.total_triggers_processed }
+  const total = countArchived(processed)
+  const rebuilt = `total_triggers_processed rebuilt from ${path.basename(processed)}/ (${total})`
+  if (read._tag === "Missing") return { total, note: `${path.basename(file)} was not found; ${rebuilt}` }
+  const copy = keepCorruptCopy(file, now)
+  return {
+    total,
+    note: `${path.basename(file)} was ${read.problem}; ${copy ? `kept a copy as ${path.basename(copy)}` : "no copy could be kept"}; ${rebuilt}`
+  }
+}
+
+export const make = (initialTotal: number, save: (state: StateFile) => Effect.Effect<void>, startNote?: string) =>
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     const state = yield* Ref.make<Internal>({
@@ -79,7 +114,9 @@ export const make = (initialTotal: number, save: (state: StateFile) => Effect.Ef
             }
           }
         }),
-      current: Effect.map(Ref.get(state), (s) => s.file)
+      current: Effect.map(Ref.get(state), (s) => s.file),
+      persist,
+      startNote
     }
     return service
   })
@@ -89,10 +126,8 @@ export class DaemonState extends Context.Tag("starforge/DaemonState")<DaemonStat
     DaemonState,
     Effect.gen(function*() {
       const { paths } = yield* DaemonConfig
-      return yield* make(previousTotal(paths.stateFile), (s) =>
-        writeFileAtomicAsync(paths.stateFile, JSON.stringify(s, null, 2) + "\n").pipe(
-          Effect.catchAll((error) => Effect.sync(() => process.stderr.write(`starforge: ${error.message}\n`)))
-        ))
+      const loaded = loadState(paths.stateFile, paths.processed, Date.now())
+      return yield* make(loaded.total, reportingFailures(paths.stateFile, (s: StateFile) => JSON.stringify(s, null, 2) + "\n"), loaded.note)
     })
   )
 

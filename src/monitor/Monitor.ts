@@ -3,10 +3,13 @@
  *
  * - `recover` runs before the scheduler takes work: every busy slot left by an earlier daemon is
  *   checked by pid *and* start time; a process that is still that agent is stopped, a pid that is
- *   gone or now belongs to another process is released without being signalled. Every
- *   `X.processing` goes back to the queue (at-least-once: nothing is lost, a trigger may run again).
+ *   gone or now belongs to another process is released without being signalled. Agents the slot
+ *   file does not name (lost or corrupt file, crash before the pid was recorded) are found by
+ *   their environment and stopped too. Every `X.processing` goes back to the queue
+ *   (at-least-once: nothing is lost, a trigger may run again). A slot or state file found missing
+ *   or corrupt was rebuilt by its layer (a copy of a corrupt one kept); recovery logs what was done.
  * - Every `PROCESS_MONITOR_INTERVAL`: a full rescan of the queue (watchers miss events) and a
- *   check that the slot file still exists.
+ *   check that the slot and state files still exist (written again from memory if deleted).
  * - Every `ORCHESTRATOR_INTERVAL`: an `orchestrator` trigger, unless one is pending or running.
  */
 import * as fs from "node:fs"
@@ -16,6 +19,7 @@ import { DaemonConfig } from "../config/DaemonConfig.js"
 import { isoSeconds } from "../domain/time.js"
 import { makeTraceId } from "../domain/Trigger.js"
 import { DaemonLog } from "../daemon/DaemonLog.js"
+import { DaemonState } from "../daemon/DaemonState.js"
 import { Scheduler } from "../daemon/Scheduler.js"
 import { AgentProcess } from "../process/AgentProcess.js"
 import { writeNewTrigger } from "../queue/triggerFiles.js"
@@ -26,10 +30,13 @@ export const ORCHESTRATOR = "orchestrator"
 
 /** Recovery after a crash; see the module comment. */
 export const recover = Effect.gen(function*() {
+  const { paths } = yield* DaemonConfig
   const slots = yield* AgentSlots
+  const state = yield* DaemonState
   const agentProcess = yield* AgentProcess
   const queue = yield* TriggerQueue
   const log = yield* DaemonLog
+  for (const note of [slots.startNote, state.startNote]) if (note !== undefined) yield* log.event("RECOVERY", note)
   yield* log.event("RECOVERY", "Checking for orphaned agent processes")
   yield* slots.cleanupOrphans((agent, slot) =>
     Effect.gen(function*() {
@@ -49,6 +56,17 @@ export const recover = Effect.gen(function*() {
       return true
     })
   )
+  // Agents the slot file does not name: it was lost or corrupt, or the daemon died between
+  // starting an agent and recording it. Found by their environment, stopped the same way.
+  const unrecorded = yield* agentProcess.runningAgents(paths.root)
+  yield* Effect.forEach(unrecorded, ({ agent, pid, startTime }) =>
+    agentProcess.stopOrphan(pid, startTime).pipe(
+      Effect.flatMap((fate) =>
+        fate === "stopped"
+          ? log.event("RECOVERY", `Stopped orphaned agent ${agent} (PID ${pid}) left by an earlier daemon; the slot file did not record it`, { agent })
+          : Effect.void
+      )
+    ), { concurrency: "unbounded", discard: true })
   const requeued = yield* queue.recoverClaimed
   for (const name of requeued) {
     yield* log.event("RECOVERY", `${name}.processing had no running agent; back in the queue as ${name}.trigger`)
@@ -64,14 +82,17 @@ export class Monitor extends Context.Tag("starforge/Monitor")<Monitor, {
 export const make = Effect.gen(function*() {
   const { paths, settings } = yield* DaemonConfig
   const slots = yield* AgentSlots
+  const state = yield* DaemonState
   const queue = yield* TriggerQueue
   const scheduler = yield* Scheduler
   const log = yield* DaemonLog
 
   const check = Effect.gen(function*() {
-    if (!fs.existsSync(paths.slotsFile)) {
-      yield* log.event("MONITOR", `${path.relative(paths.root, paths.slotsFile)} was missing; written again`)
-      yield* slots.persist
+    // The in-memory tables are the truth: a file deleted under the daemon is written again.
+    for (const [file, persist] of [[paths.slotsFile, slots.persist], [paths.stateFile, state.persist]] as const) {
+      if (fs.existsSync(file)) continue
+      yield* log.event("MONITOR", `${path.relative(paths.root, file)} was missing; written again from the daemon's memory`)
+      yield* persist
     }
     yield* queue.rescan
   })

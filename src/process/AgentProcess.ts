@@ -65,6 +65,11 @@ export interface AgentProcessShape {
   readonly run: (spec: AgentRunSpec) => Effect.Effect<ExitStatus, StorageError>
   /** Stops a process left by an earlier daemon if, and only if, it is still that process. */
   readonly stopOrphan: (pid: number, startTime: string | null) => Effect.Effect<OrphanFate>
+  /**
+   * Agents of the project at `root` still running, found by their environment: after a crash,
+   * those the slot file does not name (it was lost, or the daemon died before recording them).
+   */
+  readonly runningAgents: (root: string) => Effect.Effect<ReadonlyArray<procfs.AgentLeader>>
 }
 
 export class AgentProcess extends Context.Tag("starforge/AgentProcess")<AgentProcess, AgentProcessShape>() {
@@ -330,7 +335,9 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShap
       }
       yield* sweepGroup(pid, killGraceMs)
       return "stopped" as const
-    }).pipe(Effect.withSpan("AgentProcess.stopOrphan", { attributes: { pid } }))
+    }).pipe(Effect.withSpan("AgentProcess.stopOrphan", { attributes: { pid } })),
+
+  runningAgents: (root) => Effect.sync(() => procfs.agentLeaders(root))
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -360,6 +367,8 @@ export interface FakeAgentProcess {
 export const makeFake = (options: {
   /** What `stopOrphan` answers; defaults to "gone". */
   readonly orphanFate?: (pid: number, startTime: string | null) => OrphanFate
+  /** What `runningAgents` finds; defaults to none. */
+  readonly runningAgents?: ReadonlyArray<procfs.AgentLeader>
 } = {}): Effect.Effect<FakeAgentProcess> =>
   Effect.gen(function*() {
     const started = yield* Queue.unbounded<FakeRun>()
@@ -395,7 +404,8 @@ export const makeFake = (options: {
           const fate = options.orphanFate?.(pid, startTime) ?? "gone"
           yield* Ref.update(orphans, (all) => [...all, { pid, fate }])
           return fate
-        })
+        }),
+      runningAgents: () => Effect.succeed(options.runningAgents ?? [])
     }
     return {
       layer: Layer.succeed(AgentProcess, service),

@@ -103,3 +103,39 @@ export const signalProcess = (pid: number, signal: NodeJS.Signals): boolean => {
     return false
   }
 }
+
+/** A live process that leads its own session and carries the environment the daemon gives its agents. */
+export interface AgentLeader {
+  readonly pid: number
+  readonly agent: string
+  readonly startTime: string
+}
+
+/**
+ * The agents of the project at `root` still running, found by what the daemon put in their
+ * environment (`STARFORGE_PROJECT_ROOT`, `STARFORGE_AGENT_ID`). Only session leaders count:
+ * every agent is started in a session of its own, so a descendant that merely inherited the
+ * environment is not taken for an agent (it goes with its agent's group).
+ */
+export const agentLeaders = (root: string): ReadonlyArray<AgentLeader> => {
+  const found: Array<AgentLeader> = []
+  const marker = `STARFORGE_PROJECT_ROOT=${root}`
+  for (const entry of fs.readdirSync("/proc")) {
+    const c = entry.charCodeAt(0)
+    if (c < 48 || c > 57) continue
+    const pid = Number(entry)
+    if (pid === process.pid) continue
+    const stat = readStat(pid)
+    if (!isLive(stat) || stat.sid !== pid || stat.pgid !== pid) continue
+    let environ: Array<string>
+    try {
+      environ = fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")
+    } catch {
+      continue
+    }
+    if (!environ.includes(marker)) continue
+    const agent = environ.find((v) => v.startsWith("STARFORGE_AGENT_ID="))?.slice("STARFORGE_AGENT_ID=".length)
+    if (agent) found.push({ pid, agent, startTime: stat.startTime })
+  }
+  return found
+}

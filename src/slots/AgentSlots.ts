@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Context, Effect, Layer, Ref, Schema } from "effect"
+import { Context, Effect, Either, Layer, Ref, Schema } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { type BusyInfo, busySlot, idleSlot, type Slot, SlotTable } from "../domain/Slot.js"
@@ -47,12 +47,15 @@ export interface AgentSlotsShape {
   ) => Effect.Effect<ReadonlyArray<ReleasedSlot>, E, R>
   /** Writes the table again (e.g. after the file was deleted under the daemon). */
   readonly persist: Effect.Effect<void>
+  /** How the slot file was found at start when it could not be used as it was (logged by recovery). */
+  readonly startNote: string | undefined
 }
 
 /** Builds the service on a table and a function that persists a snapshot. */
 export const make = (
   initial: SlotTable,
-  save: (table: SlotTable) => Effect.Effect<void>
+  save: (table: SlotTable) => Effect.Effect<void>,
+  startNote?: string
 ): Effect.Effect<AgentSlotsShape> =>
   Effect.gen(function*() {
     const table = yield* Ref.make<SlotTable>(initial)
@@ -97,36 +100,96 @@ export const make = (
           }
           return released
         }),
-      persist
+      persist,
+      startNote
     }
   })
 
 const decodeTable = Schema.decodeUnknownEither(Schema.parseJson(SlotTable))
 
-/** What loading the slot file found. */
-export interface LoadedTable {
-  readonly table: SlotTable
-  /** Set when the file was corrupt: where its copy was kept. */
-  readonly corruptCopy?: string
+/** What reading one of the daemon's JSON state files found. */
+export type ReadStateFile<A> =
+  | { readonly _tag: "Missing" }
+  | { readonly _tag: "Valid"; readonly value: A }
+  /** Empty, truncated, not JSON, or JSON of the wrong shape: `problem` says which. */
+  | { readonly _tag: "Corrupt"; readonly problem: string }
+
+/** One line about a state file that could not be used. */
+const problemOf = (text: string, error: unknown): string => {
+  if (text.trim() === "") return "empty"
+  try {
+    JSON.parse(text)
+  } catch {
+    return "not valid JSON"
+  }
+  const detail = String((error as { message?: unknown })?.message ?? error).split("\n")[0]
+  return `valid JSON of the wrong shape (${detail})`
 }
 
-/** Reads the slot file; a corrupt file is copied aside and replaced by an empty table. */
-export const loadTable = (file: string, now: number): LoadedTable => {
+/** Reads and decodes a state file without changing anything. */
+export const readStateFile = <A>(
+  file: string,
+  decode: (text: string) => Either.Either<A, unknown>
+): ReadStateFile<A> => {
   let text: string
   try {
     text = fs.readFileSync(file, "utf8")
   } catch {
-    return { table: {} }
+    return { _tag: "Missing" }
   }
-  const decoded = decodeTable(text)
-  if (decoded._tag === "Right") return { table: decoded.right }
+  const decoded = decode(text)
+  return Either.isRight(decoded)
+    ? { _tag: "Valid", value: decoded.right }
+    : { _tag: "Corrupt", problem: problemOf(text, decoded.left) }
+}
+
+/** The slot table as the file holds it (the CLI's view): missing or corrupt is an empty table. */
+export const readTable = (file: string): { readonly table: SlotTable } => {
+  const read = readStateFile(file, decodeTable)
+  return { table: read._tag === "Valid" ? read.value : {} }
+}
+
+/**
+ * Copies a corrupt state file aside as `<file>.corrupt-<yyyymmdd-HHMMSS>` before it is replaced;
+ * returns the copy's path, or undefined when it could not be kept.
+ */
+export const keepCorruptCopy = (file: string, now: number): string | undefined => {
   const copy = freeName(path.dirname(file), `${path.basename(file)}.corrupt-${archiveStamp(now)}`)
   try {
-    fs.copyFileSync(file, copy)
+    fs.copyFileSync(file, copy, fs.constants.COPYFILE_EXCL)
+    return copy
   } catch {
-    // Keeping the copy is a courtesy; the daemon rebuilds the table either way.
+    return undefined
   }
-  return { table: {}, corruptCopy: copy }
+}
+
+/** What loading the slot file at daemon start found. */
+export interface LoadedTable {
+  readonly table: SlotTable
+  /** How the file was found when it could not be used as it was, for the start-up log. */
+  readonly note?: string
+  /** Set when the file was corrupt and its copy could be kept. */
+  readonly corruptCopy?: string
+}
+
+/** Reads the slot file at daemon start; a corrupt file is copied aside and replaced by an empty table. */
+export const loadTable = (file: string, now: number): LoadedTable => {
+  const read = readStateFile(file, decodeTable)
+  switch (read._tag) {
+    case "Valid":
+      return { table: read.value }
+    case "Missing":
+      return { table: {}, note: `${path.basename(file)} was not found; every agent starts idle` }
+    case "Corrupt": {
+      const copy = keepCorruptCopy(file, now)
+      return {
+        table: {},
+        note: `${path.basename(file)} was ${read.problem}; ${copy ? `kept a copy as ${path.basename(copy)}` : "no copy could be kept"}; ` +
+          "rebuilt with every agent idle",
+        ...(copy ? { corruptCopy: copy } : {})
+      }
+    }
+  }
 }
 
 /**
@@ -170,8 +233,14 @@ export const writeFileAtomicAsync = (file: string, content: string) =>
     try: async () => {
       await fs.promises.mkdir(path.dirname(file), { recursive: true })
       const tmp = `${file}.${process.pid}.tmp`
-      await fs.promises.writeFile(tmp, content, { mode: 0o644 })
-      await fs.promises.rename(tmp, file)
+      try {
+        await fs.promises.writeFile(tmp, content, { mode: 0o644 })
+        await fs.promises.rename(tmp, file)
+      } catch (e) {
+        // A full disk leaves a partial temporary file: never leave it behind.
+        await fs.promises.rm(tmp, { force: true })
+        throw e
+      }
     },
     catch: (cause) => new StorageError({ operation: "writing", path: file, cause })
   })
@@ -182,11 +251,36 @@ export const writeFileAtomic = (file: string, content: string) =>
     try: () => {
       fs.mkdirSync(path.dirname(file), { recursive: true })
       const tmp = `${file}.${process.pid}.tmp`
-      fs.writeFileSync(tmp, content, { mode: 0o644 })
-      fs.renameSync(tmp, file)
+      try {
+        fs.writeFileSync(tmp, content, { mode: 0o644 })
+        fs.renameSync(tmp, file)
+      } catch (e) {
+        // A full disk leaves a partial temporary file: never leave it behind.
+        fs.rmSync(tmp, { force: true })
+        throw e
+      }
     },
     catch: (cause) => new StorageError({ operation: "writing", path: file, cause })
   })
+
+/**
+ * Saves a state file atomically; a failed write is reported on stderr once (not at every change,
+ * a full disk would flood it) and the next change tries again.
+ */
+export const reportingFailures = <A>(file: string, render: (value: A) => string) => {
+  let failing = false
+  return (value: A): Effect.Effect<void> =>
+    writeFileAtomicAsync(file, render(value)).pipe(
+      Effect.matchEffect({
+        onFailure: (error) =>
+          Effect.sync(() => {
+            if (!failing) process.stderr.write(`starforge: ${error.message}; retried at the next change\n`)
+            failing = true
+          }),
+        onSuccess: () => Effect.sync(() => void (failing = false))
+      })
+    )
+}
 
 export class AgentSlots extends Context.Tag("starforge/AgentSlots")<AgentSlots, AgentSlotsShape>() {
   /**
@@ -198,10 +292,7 @@ export class AgentSlots extends Context.Tag("starforge/AgentSlots")<AgentSlots, 
     Effect.gen(function*() {
       const { paths } = yield* DaemonConfig
       const loaded = loadTable(paths.slotsFile, Date.now())
-      const slots = yield* make(loaded.table, (table) =>
-        writeFileAtomicAsync(paths.slotsFile, JSON.stringify(table, null, 2) + "\n").pipe(
-          Effect.catchAll((error) => Effect.sync(() => process.stderr.write(`starforge: ${error.message}\n`)))
-        ))
+      const slots = yield* make(loaded.table, reportingFailures(paths.slotsFile, (table) => JSON.stringify(table, null, 2) + "\n"), loaded.note)
       yield* slots.persist
       return slots
     })

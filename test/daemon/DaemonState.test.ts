@@ -9,7 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Scope, TestClock } from "effect"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
 import { type ProjectPaths, projectPaths } from "../../src/domain/ProjectPaths.js"
-import { DaemonState, make, previousTotal, type StateFile } from "../../src/daemon/DaemonState.js"
+import { DaemonState, loadState, make, type StateFile } from "../../src/daemon/DaemonState.js"
 
 const T0 = Date.UTC(2025, 9, 25, 5, 0, 0)
 
@@ -95,26 +95,43 @@ describe("DaemonState.make", { timeout: 15_000 }, () => {
     }))
 })
 
-describe("previousTotal", { timeout: 15_000 }, () => {
-  it.scoped("reads the total of a previous state file; anything unusable is 0", () =>
+describe("loadState", { timeout: 15_000 }, () => {
+  it.scoped("reads the total of a previous state file; a missing or unusable one is rebuilt from processed/, a copy kept", () =>
     Effect.gen(function*() {
       const paths = yield* tempProject
-      fs.mkdirSync(paths.claude, { recursive: true })
+      fs.mkdirSync(paths.processed, { recursive: true })
+      const now = Date.UTC(2025, 9, 25, 5, 0, 0)
       const file = paths.stateFile
-      expect(previousTotal(file)).toBe(0)
-      const cases: Array<[string, number]> = [
-        [JSON.stringify({ total_triggers_processed: 41 }), 41],
-        [JSON.stringify({ total_triggers_processed: 0 }), 0],
-        [JSON.stringify({ total_triggers_processed: -3 }), 0],
-        [JSON.stringify({ total_triggers_processed: 2.5 }), 0],
-        [JSON.stringify({ total_triggers_processed: "12" }), 0],
-        [JSON.stringify({}), 0],
-        ["null", 0],
-        ["{ corrupt", 0]
+      expect(loadState(file, paths.processed, now)).toEqual({
+        total: 0,
+        note: "daemon-state.json was not found; total_triggers_processed rebuilt from processed/ (0)"
+      })
+      // Two successful triggers in the archive (and one invalid, which does not count).
+      fs.writeFileSync(path.join(paths.processed, "20251025-040000-a.trigger"), "{}")
+      fs.writeFileSync(path.join(paths.processed, "20251025-040001-b.trigger"), "{}")
+      fs.mkdirSync(paths.invalid, { recursive: true })
+      fs.writeFileSync(path.join(paths.invalid, "20251025-040002-c.trigger"), "{}")
+      const valid = { daemon_started: "2025-10-25T04:00:00Z", last_trigger_processed: null, current_trigger: "none" }
+      fs.writeFileSync(file, JSON.stringify({ ...valid, total_triggers_processed: 41 }))
+      expect(loadState(file, paths.processed, now)).toEqual({ total: 41 })
+      const cases: Array<[string, string]> = [
+        [JSON.stringify({ ...valid, total_triggers_processed: -3 }), "valid JSON of the wrong shape"],
+        [JSON.stringify({ ...valid, total_triggers_processed: 2.5 }), "valid JSON of the wrong shape"],
+        [JSON.stringify({ ...valid, total_triggers_processed: "12" }), "valid JSON of the wrong shape"],
+        [JSON.stringify({}), "valid JSON of the wrong shape"],
+        ["null", "valid JSON of the wrong shape"],
+        ["{ corrupt", "not valid JSON"],
+        ["", "empty"]
       ]
-      for (const [text, total] of cases) {
+      for (const [text, problem] of cases) {
+        for (const n of fs.readdirSync(paths.claude)) if (n.includes(".corrupt-")) fs.rmSync(path.join(paths.claude, n))
         fs.writeFileSync(file, text)
-        expect(previousTotal(file), text).toBe(total)
+        const loaded = loadState(file, paths.processed, now)
+        expect(loaded.total, text).toBe(2)
+        expect(loaded.note, text).toContain(`daemon-state.json was ${problem}`)
+        expect(loaded.note, text).toContain("kept a copy as daemon-state.json.corrupt-20251025-050000")
+        expect(loaded.note, text).toContain("total_triggers_processed rebuilt from processed/ (2)")
+        expect(fs.readFileSync(path.join(paths.claude, "daemon-state.json.corrupt-20251025-050000"), "utf8"), text).toBe(text)
       }
     }))
 })
@@ -152,7 +169,7 @@ describe("DaemonState.layer (the state file)", { timeout: 15_000 }, () => {
       expect(fs.readdirSync(paths.claude)).toEqual(["daemon-state.json"])
     }))
 
-  it.scopedLive("the total is carried over to the next start through previousTotal", () =>
+  it.scopedLive("the total is carried over to the next start through loadState", () =>
     Effect.gen(function*() {
       const paths = yield* tempProject
       const first = yield* openState(paths)
@@ -164,7 +181,7 @@ describe("DaemonState.layer (the state file)", { timeout: 15_000 }, () => {
       yield* first.state.finished("c.trigger", false)
       yield* first.close
       expect(readState(paths).total_triggers_processed).toBe(2)
-      expect(previousTotal(paths.stateFile)).toBe(2)
+      expect(loadState(paths.stateFile, paths.processed, Date.now())).toEqual({ total: 2 })
 
       const second = yield* openState(paths)
       expect(readState(paths)).toMatchObject({ total_triggers_processed: 2, last_trigger_processed: null, current_trigger: "none" })
@@ -173,10 +190,11 @@ describe("DaemonState.layer (the state file)", { timeout: 15_000 }, () => {
       expect(readState(paths).total_triggers_processed).toBe(3)
       yield* second.close
 
-      // A corrupt file starts again from 0.
+      // A corrupt file starts again from the archive (empty here).
       fs.writeFileSync(paths.stateFile, "{ not json")
       const third = yield* openState(paths)
       expect(readState(paths).total_triggers_processed).toBe(0)
+      expect(third.state.startNote).toMatch(/^daemon-state\.json was not valid JSON; kept a copy as daemon-state\.json\.corrupt-/)
       yield* third.close
     }))
 })

@@ -10,7 +10,7 @@ import { Context, Deferred, Effect, Either, Fiber, Layer, Schema } from "effect"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
 import { projectPaths } from "../../src/domain/ProjectPaths.js"
 import { type BusyInfo, idleSlot, SlotTable } from "../../src/domain/Slot.js"
-import { AgentSlots, latestWriter, loadTable, make } from "../../src/slots/AgentSlots.js"
+import { AgentSlots, latestWriter, loadTable, make, readTable } from "../../src/slots/AgentSlots.js"
 
 const info = (ticket: string | null, extra: Partial<BusyInfo> = {}): BusyInfo => ({
   ticket,
@@ -258,9 +258,19 @@ describe("AgentSlots.layer (the slot file)", { timeout: 15_000 }, () => {
       expect(wrong.corruptCopy).toBe(`${paths.slotsFile}.corrupt-20251025-050001`)
       expect(fs.existsSync(wrong.corruptCopy!)).toBe(true)
 
+      expect(loaded.note).toBe(
+        "agent-slots.json was not valid JSON; kept a copy as agent-slots.json.corrupt-20251025-050000; rebuilt with every agent idle"
+      )
+      expect(wrong.note).toMatch(/^agent-slots\.json was valid JSON of the wrong shape \(.+\); kept a copy as agent-slots\.json\.corrupt-20251025-050001;/)
+
       // A missing file is an empty table, without a copy.
       const missing = loadTable(path.join(paths.daemonDir, "nope.json"), now)
-      expect(missing).toEqual({ table: {} })
+      expect(missing).toEqual({ table: {}, note: "nope.json was not found; every agent starts idle" })
+      // The CLI's view never copies anything.
+      fs.writeFileSync(paths.slotsFile, "{")
+      const copies = fs.readdirSync(paths.daemonDir).length
+      expect(readTable(paths.slotsFile)).toEqual({ table: {} })
+      expect(fs.readdirSync(paths.daemonDir).length).toBe(copies)
 
       // The layer starts from an empty table and replaces the corrupt file with valid JSON.
       fs.writeFileSync(paths.slotsFile, "garbage")
