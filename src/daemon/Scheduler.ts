@@ -12,11 +12,16 @@
  *   free; the retry waits for the dispatcher like any queued trigger, in its original place.
  * - Closing the scheduler's scope interrupts every job: its process group is stopped and its
  *   trigger is put back in the queue (the attempt is not counted).
+ * - Storage faults (disk full, a directory not writable) never lose a trigger nor count against
+ *   it: an agent whose log cannot be opened is not started, its trigger goes back to the queue
+ *   with its attempts so far and is tried again after `PROCESS_MONITOR_INTERVAL`; an archive or
+ *   dead-letter move that fails is tried again at that interval, without running the agent again.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Cause, Chunk, Clock, Context, Deferred, Duration, Effect, Fiber, FiberSet, Layer, Option, Queue, Schedule } from "effect"
+import { Cause, Chunk, Clock, Context, Deferred, Duration, Effect, Either, Fiber, FiberSet, Layer, Option, Queue, Schedule } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
+import type { StorageError } from "../domain/errors.js"
 import {
   describeOutcome,
   type ExitStatus,
@@ -184,16 +189,62 @@ export const make = Effect.gen(function*() {
       yield* Deferred.await(granted).pipe(Effect.ensuring(Effect.sync(() => waiters.delete(queued.name))))
     })
 
-  /** Archives a trigger whose agent succeeded; never interrupted halfway. */
-  const archiveSuccess = (claimed: ClaimedTrigger, attempt: number, took: string, pid: number | null = null) =>
+  /**
+   * Tries a storage operation until it succeeds, every `PROCESS_MONITOR_INTERVAL`, logging each
+   * failure: a full disk or an unwritable directory delays the archive, it never reruns the agent.
+   */
+  const untilStored = <A>(operation: Effect.Effect<A, StorageError>, onFailure: (error: StorageError) => string): Effect.Effect<A> =>
+    Effect.catchAll(operation, (error) =>
+      log.event("ERROR", onFailure(error)).pipe(
+        Effect.zipRight(Effect.sleep(Duration.millis(settings.monitorIntervalMs))),
+        Effect.zipRight(Effect.suspend(() => untilStored(operation, onFailure)))
+      ))
+
+  const retryIn = formatSeconds(settings.monitorIntervalMs / 1000)
+
+  /** Moves a trigger whose agent succeeded to `processed/`, with its bookkeeping. */
+  const archiveDone = (claimed: ClaimedTrigger, attempt: number) =>
     Effect.gen(function*() {
       const { name, agent, trigger } = claimed.queued
-      const context = { traceId: trigger.trace_id ?? null, agent, trigger: name, attempt }
-      yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully${took} (attempt ${attempt})`, { ...context, pid })
       const archived = yield* queue.complete(claimed, { _tag: "Done" })
-      yield* log.event("QUEUE", `${name}.trigger archived as ${path.relative(paths.root, archived)}`, context)
+      yield* log.event("QUEUE", `${name}.trigger archived as ${path.relative(paths.root, archived)}`, {
+        traceId: trigger.trace_id ?? null,
+        agent,
+        trigger: name,
+        attempt
+      })
       yield* state.finished(`${name}.trigger`, true)
-    }).pipe(Effect.uninterruptible)
+    })
+
+  /** Attempts and the time of each, carried over a requeue that was no fault of the agent. */
+  interface Carried {
+    readonly attempt: number
+    readonly timestamps: ReadonlyArray<string>
+    /** Not dispatched again before this time (ms). */
+    readonly notBefore: number
+  }
+  const carried = new Map<string, Carried>()
+  const scope = yield* Effect.scope
+
+  /**
+   * The agent could not be started because its log cannot be written (disk full, logs directory
+   * not writable): that is not an attempt. The trigger goes back to the queue with its attempts
+   * so far and is tried again after `PROCESS_MONITOR_INTERVAL`; it is never dead-lettered for it.
+   */
+  const holdBack = (claimed: ClaimedTrigger, attempt: number, timestamps: ReadonlyArray<string>, error: StorageError) =>
+    Effect.gen(function*() {
+      const { name, agent, trigger } = claimed.queued
+      const now = yield* Clock.currentTimeMillis
+      carried.set(name, { attempt, timestamps, notBefore: now + settings.monitorIntervalMs })
+      yield* log.event(
+        "ERROR",
+        `${error.message}; ${agent} was not started for ${name}.trigger (attempt ${attempt}/${settings.maxRetries} not counted); ` +
+          `it stays queued and is tried again in ${retryIn}`,
+        { traceId: trigger.trace_id ?? null, agent, trigger: name, attempt }
+      )
+      yield* requeue(claimed, "not started")
+      yield* Effect.sleep(Duration.millis(settings.monitorIntervalMs)).pipe(Effect.zipRight(wake), Effect.forkIn(scope))
+    })
 
   /** All attempts of one claimed trigger, then its archive. */
   const runJob = (claimed: ClaimedTrigger) => {
@@ -203,22 +254,44 @@ export const make = Effect.gen(function*() {
     // Set in the same uninterruptible step as the archive: a shutdown that lands after it (the
     // fiber has not ended yet) must neither archive nor requeue a file that is already gone.
     let completed = false
-    const complete = <A, E>(archive: Effect.Effect<A, E>) =>
-      archive.pipe(Effect.zipLeft(Effect.sync(() => void (completed = true))), Effect.uninterruptible)
+    /**
+     * The archive (or dead-letter move) and its bookkeeping as one uninterruptible step, tried
+     * again until the storage takes it: the agent is done and never runs again for it. Only the
+     * wait between tries can be interrupted.
+     */
+    const complete = <A>(archive: Effect.Effect<A, StorageError>, onFailure: (error: StorageError) => string) =>
+      untilStored(archive.pipe(Effect.zipLeft(Effect.sync(() => void (completed = true))), Effect.uninterruptible), onFailure)
     return Effect.gen(function*() {
       const { name, agent, trigger } = claimed.queued
       const traceId = trigger.trace_id ?? null
       const context = { traceId, agent, trigger: name }
-      const timestamps: Array<string> = []
-      for (let attempt = 1;; attempt++) {
-        if (attempt > 1) yield* awaitSlot(claimed.queued, attempt)
+      const resumed = carried.get(name)
+      carried.delete(name)
+      const timestamps: Array<string> = [...(resumed?.timestamps ?? [])]
+      const first = resumed?.attempt ?? 1
+      for (let attempt = first;; attempt++) {
+        // The dispatcher reserved the slot for the job's first attempt; later ones wait for it.
+        if (attempt > first) yield* awaitSlot(claimed.queued, attempt)
         exited = undefined
-        const result = yield* runAttempt(claimed, attempt, (status) => void (exited = { status, attempt })).pipe(
-          Effect.ensuring(slots.markIdle(agent).pipe(Effect.zipRight(wake)))
+        const attempted = yield* runAttempt(claimed, attempt, (status) => void (exited = { status, attempt })).pipe(
+          Effect.ensuring(slots.markIdle(agent).pipe(Effect.zipRight(wake))),
+          Effect.either
         )
+        if (Either.isLeft(attempted)) return yield* holdBack(claimed, attempt, timestamps, attempted.left)
+        const result = attempted.right
         timestamps.push(isoSeconds(result.startedMs))
         const took = formatSeconds(Math.round(result.seconds * 10) / 10)
-        if (isSuccess(result.outcome)) return yield* complete(archiveSuccess(claimed, attempt, ` in ${took}`, result.pid))
+        if (isSuccess(result.outcome)) {
+          yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully in ${took} (attempt ${attempt})`, {
+            ...context,
+            attempt,
+            pid: result.pid
+          })
+          return yield* complete(
+            archiveDone(claimed, attempt),
+            (error) => `${error.message}; ${agent} succeeded, so it is not run again: archiving ${name}.trigger is tried again in ${retryIn}`
+          )
+        }
         const what = `${agent} ${describeOutcome(result.outcome)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}, ${took})`
         const level = result.outcome._tag === "TimedOut" ? "TIMEOUT" : result.outcome._tag === "SpawnFailed" ? "ERROR" : "FINISH"
         yield* log.event(level, what, { ...context, attempt, pid: result.pid })
@@ -231,41 +304,38 @@ export const make = Effect.gen(function*() {
         }
         const reason = `failed ${attempt} time${attempt === 1 ? "" : "s"}; last attempt ${describeOutcome(result.outcome)}`
         const dlqEntryTimestamp = isoSeconds(yield* Clock.currentTimeMillis)
-        yield* complete(Effect.gen(function*() {
-          const moved = yield* queue.complete(claimed, {
-            _tag: "DeadLetter",
-            meta: {
-              failure_reason: reason,
-              exit_code: exitCodeOf(result.outcome),
-              signal: signalOf(result.outcome),
-              attempts: attempt,
-              retry_timestamps: timestamps,
-              dlq_entry_timestamp: dlqEntryTimestamp,
-              agent,
-              trace_id: traceId,
-              last_log: result.logFile
-            }
-          })
-          yield* log.event("DLQ", `${name}.trigger moved to ${path.relative(paths.root, moved)}: ${reason}`, { ...context, attempt })
-          yield* state.finished(`${name}.trigger`, false)
-        }))
-        return
+        return yield* complete(
+          Effect.gen(function*() {
+            const moved = yield* queue.complete(claimed, {
+              _tag: "DeadLetter",
+              meta: {
+                failure_reason: reason,
+                exit_code: exitCodeOf(result.outcome),
+                signal: signalOf(result.outcome),
+                attempts: attempt,
+                retry_timestamps: timestamps,
+                dlq_entry_timestamp: dlqEntryTimestamp,
+                agent,
+                trace_id: traceId,
+                last_log: result.logFile
+              }
+            })
+            yield* log.event("DLQ", `${name}.trigger moved to ${path.relative(paths.root, moved)}: ${reason}`, { ...context, attempt })
+            yield* state.finished(`${name}.trigger`, false)
+          }),
+          (error) => `${error.message}; moving ${name}.trigger to the dead-letter queue is tried again in ${retryIn}`
+        )
       }
     }).pipe(
-      Effect.catchAll((error) =>
-        // The log or the archive could not be written: keep the trigger, never mark it failed.
-        log.event("ERROR", `${error.message}; ${claimed.queued.name}.trigger goes back to the queue`).pipe(
-          Effect.zipRight(Effect.sleep(Duration.millis(settings.monitorIntervalMs))),
-          Effect.zipRight(requeue(claimed, "could not be processed"))
-        )
-      ),
       Effect.onInterrupt(() =>
         completed
           ? Effect.void
           : exited !== undefined && isSuccess(exited.status)
-          ? archiveSuccess(claimed, exited.attempt, "").pipe(
-            Effect.catchAll((error) => log.event("ERROR", `${error.message}; ${claimed.file} is left as it is`))
-          )
+          ? // One try only: a shutdown does not wait for the disk. Left claimed, the next start
+            // requeues it (at-least-once).
+            archiveDone(claimed, exited.attempt).pipe(
+              Effect.catchAll((error) => log.event("ERROR", `${error.message}; ${claimed.file} is left as it is`))
+            )
           : requeue(claimed, "interrupted by shutdown")
       ),
       Effect.ensuring(Effect.sync(() => views.delete(claimed.queued.name))),
@@ -302,11 +372,14 @@ export const make = Effect.gen(function*() {
     const busy = new Set(yield* slots.listBusy)
     let free = cap - busy.size
     if (free <= 0) return
+    const now = yield* Clock.currentTimeMillis
     for (const next of yield* candidates) {
       if (free <= 0 || stopping) break
       if (busy.has(next.agent)) continue
       const waiter = waiters.get(next.name)
-      const attempt = waiter?.attempt ?? 1
+      const held = carried.get(next.name)
+      if (waiter === undefined && held !== undefined && held.notBefore > now) continue
+      const attempt = waiter?.attempt ?? held?.attempt ?? 1
       let claimed: ClaimedTrigger | undefined
       if (waiter === undefined) {
         const claim = yield* queue.claim(next).pipe(

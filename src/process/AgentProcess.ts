@@ -274,7 +274,14 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShap
           Effect.try({
             try: () => {
               const log = new RotatingLogFile(spec.logFile, maxLogBytes)
-              log.write(spec.header.map(withoutLineBreaks).join("\n") + "\n\n")
+              try {
+                log.write(spec.header.map(withoutLineBreaks).join("\n") + "\n\n")
+              } catch (e) {
+                // Disk full or directory not writable: leave neither an open descriptor nor an empty log.
+                log.close()
+                fs.rmSync(spec.logFile, { force: true })
+                throw e
+              }
               return log
             },
             catch: (cause) => new StorageError({ operation: "writing the agent log", path: spec.logFile, cause })

@@ -16,7 +16,7 @@ import { DaemonLog } from "../daemon/DaemonLog.js"
 import { writeFileAtomic } from "../slots/AgentSlots.js"
 import { type ClaimedTrigger, type QueuedTrigger, sortPending, TriggerQueue, type TriggerQueueShape } from "./TriggerQueue.js"
 import { watchDirectory } from "./DirectoryWatch.js"
-import { fitName, MAX_TRIGGER_NAME_BYTES, moveNoClobber, readTriggerFile } from "./triggerFiles.js"
+import { fitName, freeName, MAX_TRIGGER_NAME_BYTES, moveNoClobber, readTriggerFile } from "./triggerFiles.js"
 
 const SUFFIX = ".trigger"
 /** A file that is not complete JSON yet is read again if it changed this recently. */
@@ -243,8 +243,23 @@ export const make = Effect.gen(function*() {
           yield* release(c.queued.name)
           return to
         }
-        const to = yield* move(c, paths.deadLetter, fileName, "moving to the dead-letter queue", [".meta.json"])
+        // The meta file first: a reader never sees an entry without it, and a full disk fails
+        // before anything moved (the trigger stays claimed and the move is tried again).
+        const to = yield* Effect.try({
+          try: () => {
+            fs.mkdirSync(paths.deadLetter, { recursive: true })
+            return freeName(paths.deadLetter, fileName, [".meta.json"])
+          },
+          catch: storage("moving to the dead-letter queue", c.file)
+        })
         yield* writeFileAtomic(`${to}.meta.json`, JSON.stringify(completion.meta, null, 2) + "\n")
+        yield* Effect.try({
+          try: () => fs.renameSync(c.file, to),
+          catch: (cause) => {
+            fs.rmSync(`${to}.meta.json`, { force: true })
+            return storage("moving to the dead-letter queue", c.file)(cause)
+          }
+        })
         yield* release(c.queued.name)
         return to
       }),
