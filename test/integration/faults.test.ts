@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import {
+  agentReady,
   archivedTriggers,
   busyAgents,
   daemonProcesses,
@@ -29,7 +30,6 @@ import {
 import {
   daemonLog,
   isAlive,
-  listDir,
   projectProcesses,
   readJson,
   records,
@@ -53,13 +53,6 @@ const running = (p: TestProject, agents: ReadonlyArray<string>) =>
     if (!agents.every((a) => runs.some((r) => r.agent === a && String(r.pid) === slots![a]!.pid))) return undefined
     return runs
   }, { what: `${agents.join(", ")} to run` })
-
-/** The agent's log says its script got past its set-up (traps installed, grandchild started). */
-const agentReady = (p: TestProject, agent: string) =>
-  waitFor(() => {
-    const logs = path.join(p.claude, "logs")
-    return listDir(logs).some((n) => n.startsWith(`${agent}-`) && fs.readFileSync(path.join(logs, n), "utf8").includes(`agent ${agent} running:`))
-  }, { what: `${agent} to be past its set-up` })
 
 /** Nothing of these agents survives: neither the process nor anything in its process group. */
 const expectGone = (pids: ReadonlyArray<number>) => {

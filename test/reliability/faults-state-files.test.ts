@@ -7,7 +7,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { archivedTriggers, busyAgents, queueFiles, readSlots, readState, runsOf, slotsPath, startForeground } from "../support/daemonHelpers.js"
+import { agentReady, archivedTriggers, busyAgents, queueFiles, readSlots, readState, runsOf, slotsPath, startForeground } from "../support/daemonHelpers.js"
 import { daemonLog, isAlive, listDir, readText, records, type TestProject, trigger, useProjects, waitFor } from "../support/project.js"
 
 const projects = useProjects()
@@ -53,6 +53,7 @@ describe("state files damaged while the daemon is down", () => {
         const run = runsOf(records(p)).find((r) => r.agent === "junior-dev-b")
         return slot?.pid_start_time && run && slot.pid === String(run.pid) ? run : undefined
       }, { what: "junior-dev-b running, recorded in the slot file" })
+      await agentReady(p, "junior-dev-b")
       await waitFor(() => readState(p)["total_triggers_processed"] === 1, { what: "the state file to count one success" })
       first.child.kill("SIGKILL")
       await first.exited

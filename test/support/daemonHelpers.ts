@@ -132,6 +132,17 @@ export const maxOverlap = (runs: ReadonlyArray<Run>): number => {
   return max
 }
 
+/**
+ * The agent's log says the recording agent got past its set-up (traps installed, grandchild
+ * started, its one line of output written: after that it writes to stdout no more, so a daemon
+ * killed now does not take it down through its output pipe).
+ */
+export const agentReady = (p: TestProject, agent: string) =>
+  waitFor(() => {
+    const logs = path.join(p.claude, "logs")
+    return listDir(logs).some((n) => n.startsWith(`${agent}-`) && (readText(path.join(logs, n)) ?? "").includes(`agent ${agent} running:`))
+  }, { what: `${agent} to be past its set-up` })
+
 /** `grandchild <pid>` lines of the recording agent. */
 export const grandchildPids = (p: TestProject): Array<number> => {
   const text = readText(p.records) ?? ""
