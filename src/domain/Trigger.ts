@@ -37,7 +37,15 @@ const TicketValue = Schema.Union(Schema.String, Schema.Number).annotations(
   say((actual) => `ticket must be a string or a number (got ${typeOf(actual)})`)
 )
 
-const ContextObject = Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations(
+const isJsonObject = (value: unknown): value is { readonly [key: string]: unknown } =>
+  value !== null && typeof value === "object" && !Array.isArray(value)
+
+/**
+ * The parsed object itself, not a copy: a copy built by assignment would turn a `"__proto__"` key
+ * into the copy's prototype, dropping it from the prompt and making its fields look like the
+ * context's own.
+ */
+const ContextObject = Schema.declare(isJsonObject).annotations(
   say((actual) => `context must be a JSON object (got ${typeOf(actual)})`)
 )
 

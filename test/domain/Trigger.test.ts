@@ -69,6 +69,15 @@ describe("parseTrigger", () => {
       expect(triggerOf(parseJson(full))).toEqual(full)
     })
 
+    it("context keys named like Object.prototype's are kept as data, never made the prototype", () => {
+      const text = `{"to_agent": "a", "context": {"__proto__": {"ticket": "forged"}, "constructor": {"prototype": {"x": 1}}}}`
+      const t = triggerOf(parse(text))
+      expect(Object.getPrototypeOf(t.context)).toBe(Object.prototype)
+      expect(Object.keys(t.context!)).toEqual(["__proto__", "constructor"])
+      expect(ticketOf(t)).toBeNull()
+      expect(buildPrompt(t, "/x")).toContain(`Context: {"__proto__":{"ticket":"forged"},"constructor":{"prototype":{"x":1}}}`)
+    })
+
     it("a numeric timestamp", () => {
       expect(triggerOf(parseJson({ to_agent: "a", timestamp: 1700000000 })).timestamp).toBe(1700000000)
     })
