@@ -35,7 +35,9 @@ run([...helpFirst(process.argv)]).pipe(
     const error = Cause.squash(cause)
     return fail(`unexpected error: ${error instanceof Error ? error.message : String(error)}`, 70)
   }),
-  // The daemon writes its own log; Effect's default logger would repeat every event on stdout.
-  Effect.provide(Layer.merge(NodeContext.layer, Logger.remove(Logger.defaultLogger))),
+  // The daemon writes its own log; Effect's default logger would repeat every event on stdout, and
+  // its tracer logger would add every event to the current span: the daemon's spans (Daemon.run)
+  // live as long as the daemon, so their events were a leak of every log line ever written.
+  Effect.provide(Layer.mergeAll(NodeContext.layer, Logger.remove(Logger.defaultLogger), Logger.remove(Logger.tracerLogger))),
   NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
 )
