@@ -7,6 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
+import { DAEMON_NODE_OPTIONS } from "../../dist/daemon/nodeOptions.js"
 import { parseRecords } from "./stats.mjs"
 
 export const BIN = fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
@@ -213,14 +214,16 @@ export const spawnTracked = (command, args, options) => {
 }
 
 /**
- * `starforge daemon start --foreground` on the project; resolves once it prints its ready line.
+ * `starforge daemon start --foreground` on the project, with the daemon's Node options; resolves once it
+ * prints its ready line.
  * Its output goes to `<base>/daemon.out` (shown if it fails).
  */
 export const startDaemon = async (project, { readyTimeoutMs = 60_000 } = {}) => {
   const outFile = path.join(project.base, "daemon.out")
   const out = fs.openSync(outFile, "a")
   const startedNs = nowNs()
-  const daemon = spawnTracked(process.execPath, [...NODE_ARGS, BIN, "daemon", "start", "--foreground", "--project", project.root], {
+  // With the Node options `starforge daemon start` gives its background daemon.
+  const daemon = spawnTracked(process.execPath, [...DAEMON_NODE_OPTIONS, ...NODE_ARGS, BIN, "daemon", "start", "--foreground", "--project", project.root], {
     cwd: project.root,
     env: project.env,
     stdio: ["ignore", out, out]

@@ -10,6 +10,7 @@ import * as Daemon from "../daemon/Daemon.js"
 import { isOurDaemon, probeEffect } from "../daemon/DaemonInstance.js"
 import { displayLine } from "../daemon/DaemonLog.js"
 import { recentCounts } from "../daemon/History.js"
+import { daemonExecArgv } from "../daemon/nodeOptions.js"
 import { UsageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { readTable } from "../slots/AgentSlots.js"
@@ -133,7 +134,7 @@ const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
       },
       catch: (e) => new UsageError({ message: `Cannot write to ${paths.logs}: ${(e as Error).message}` })
     })
-    const args = [...process.execArgv, bin(), "daemon", "start", "--foreground", "--project", paths.root]
+    const args = [...daemonExecArgv(process.execArgv), bin(), "daemon", "start", "--foreground", "--project", paths.root]
     for (const [k, v] of Object.entries(flags)) args.push("--set", `${k}=${v}`)
     const message = yield* Effect.async<StartMessage>((resume) => {
       const child = spawn(process.execPath, args, {
