@@ -244,11 +244,13 @@ export const make = Effect.gen(function*() {
           return to
         }
         // The meta file first: a reader never sees an entry without it, and a full disk fails
-        // before anything moved (the trigger stays claimed and the move is tried again).
+        // before anything moved (the trigger stays claimed and the move is tried again). A meta
+        // file whose trigger is not there was left by a daemon killed between the two steps: the
+        // name is free, and that meta is replaced.
         const to = yield* Effect.try({
           try: () => {
             fs.mkdirSync(paths.deadLetter, { recursive: true })
-            return freeName(paths.deadLetter, fileName, [".meta.json"])
+            return freeName(paths.deadLetter, fileName)
           },
           catch: storage("moving to the dead-letter queue", c.file)
         })
