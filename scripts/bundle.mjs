@@ -6,8 +6,31 @@
 import { build } from "esbuild"
 import { chmodSync, copyFileSync } from "node:fs"
 
+// The span exporter (src/daemon/otlp.ts, with @effect/opentelemetry) is only loaded when
+// OTEL_EXPORTER_OTLP_ENDPOINT is set: it is a bundle of its own, dist/otlp.cjs, required at that
+// moment, so the commands never load it.
+const otlpApart = {
+  name: "otlp-apart",
+  setup(build) {
+    build.onResolve({ filter: /^\.\/otlp\.js$/ }, () => ({ path: "./otlp.cjs", external: true }))
+  }
+}
+
+await build({
+  entryPoints: ["src/daemon/otlp.ts"],
+  outfile: "dist/otlp.cjs",
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node20",
+  logLevel: "warning"
+})
+
 await build({
   entryPoints: ["src/bin.ts"],
+  plugins: [otlpApart],
+  // `import("./otlp.js")` becomes `require("./otlp.cjs")`: the loader runs the bundle as a script.
+  supported: { "dynamic-import": false },
   outfile: "dist/cli.cjs",
   bundle: true,
   platform: "node",

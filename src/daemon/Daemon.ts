@@ -15,8 +15,8 @@
  * ```
  */
 import * as fs from "node:fs"
-import { Effect, Layer } from "effect"
-import { DaemonConfig, type LoadOptions } from "../config/DaemonConfig.js"
+import { Effect, Either, Layer } from "effect"
+import { DaemonConfig, load, type LoadOptions } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { daemonDirectories } from "../domain/ProjectPaths.js"
 import { formatSeconds } from "../domain/Outcome.js"
@@ -30,6 +30,7 @@ import { DaemonLog } from "./DaemonLog.js"
 import { DaemonState } from "./DaemonState.js"
 import { History } from "./History.js"
 import * as Scheduler from "./Scheduler.js"
+import * as Telemetry from "./Telemetry.js"
 
 export interface DaemonOptions extends LoadOptions {
   /** Copy every daemon-log line to stderr (foreground mode). */
@@ -101,8 +102,20 @@ const stopLine = Effect.gen(function*() {
   yield* log.event("STOP", "Daemon shutting down gracefully")
 })
 
+/**
+ * Span export for `OTEL_EXPORTER_OTLP_ENDPOINT` (see `Telemetry`); nothing without it. A bad
+ * configuration exports nothing: the daemon's own layers report it.
+ */
+const telemetry = (options: DaemonOptions) =>
+  Layer.unwrapEffect(
+    Effect.map(Effect.either(load(options)), (config) =>
+      Telemetry.layer(
+        Either.isRight(config) ? Telemetry.exportSettings(config.right.settings.otlpEndpoint, options.env ?? process.env) : undefined
+      ))
+  )
+
 /** Runs the daemon until interrupted; fails at start on bad configuration or a running daemon. */
 export const run = (options: DaemonOptions) =>
   Layer.launch(
     Layer.scopedDiscard(Effect.addFinalizer(() => stopLine)).pipe(Layer.provideMerge(layer(options)))
-  ).pipe(Effect.withSpan("Daemon.run"))
+  ).pipe(Effect.withSpan("Daemon.run"), Effect.provide(telemetry(options)))

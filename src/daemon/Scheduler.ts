@@ -39,7 +39,8 @@ import { type ClaimedTrigger, type QueuedTrigger, TriggerQueue } from "../queue/
 import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonLog } from "./DaemonLog.js"
 import { DaemonState } from "./DaemonState.js"
-import { entryOf, History } from "./History.js"
+import { entryOf, History, outcomeOf } from "./History.js"
+import { jobParent, spanSince } from "./Tracing.js"
 
 export type JobPhase = "running" | "waiting-retry"
 
@@ -178,7 +179,7 @@ export const make = Effect.gen(function*() {
       )
       const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
       return { outcome, logFile, startedMs, seconds, pid: spawnedPid }
-    }).pipe(Effect.withSpan("Scheduler.attempt", { attributes: { agent: claimed.queued.agent, trigger: claimed.queued.name, attempt } }))
+    })
 
   /** Waits until the dispatcher hands the agent's slot to this retry. */
   const awaitSlot = (queued: QueuedTrigger, attempt: number) =>
@@ -269,62 +270,83 @@ export const make = Effect.gen(function*() {
       carried.delete(name)
       const timestamps: Array<string> = [...(resumed?.timestamps ?? [])]
       const first = resumed?.attempt ?? 1
+      const parent = jobParent(traceId)
+      const attributes = { agent, trigger: `${name}.trigger`, ticket: ticketOf(trigger) ?? "", trace_id: traceId ?? "" }
+      // When the next attempt started waiting: the trigger's arrival, then each retry's delay.
+      let waitingSinceMs = Math.min(Number(claimed.queued.createdNs / 1_000_000n), Date.now())
       for (let attempt = first;; attempt++) {
-        // The dispatcher reserved the slot for the job's first attempt; later ones wait for it.
-        if (attempt > first) yield* awaitSlot(claimed.queued, attempt)
-        exited = undefined
-        const attempted = yield* runAttempt(claimed, attempt, (status) => void (exited = { status, attempt })).pipe(
-          Effect.ensuring(slots.markIdle(agent).pipe(Effect.zipRight(wake))),
-          Effect.either
-        )
-        if (Either.isLeft(attempted)) return yield* holdBack(claimed, attempt, timestamps, attempted.left)
-        const result = attempted.right
-        timestamps.push(isoSeconds(result.startedMs))
-        const took = formatSeconds(Math.round(result.seconds * 10) / 10)
-        if (isSuccess(result.outcome)) {
-          yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully in ${took} (attempt ${attempt})`, {
-            ...context,
-            attempt,
-            pid: result.pid
-          })
-          return yield* complete(
-            archiveDone(claimed, attempt),
-            (error) => `${error.message}; ${agent} succeeded, so it is not run again: archiving ${name}.trigger is tried again in ${retryIn}`
-          )
-        }
-        const what = `${agent} ${describeOutcome(result.outcome)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}, ${took})`
-        const level = result.outcome._tag === "TimedOut" ? "TIMEOUT" : result.outcome._tag === "SpawnFailed" ? "ERROR" : "FINISH"
-        yield* log.event(level, what, { ...context, attempt, pid: result.pid })
-        yield* setView({ name, agent, attempt, phase: "waiting-retry" })
-        const delay = delays[attempt - 1]
-        if (delay !== undefined) {
-          yield* log.event("RETRY", `Attempt ${attempt + 1}/${settings.maxRetries} for ${name}.trigger in ${formatSeconds(Duration.toMillis(delay) / 1000)}`, { ...context, attempt: attempt + 1 })
-          yield* Effect.sleep(delay)
-          continue
-        }
-        const reason = `failed ${attempt} time${attempt === 1 ? "" : "s"}; last attempt ${describeOutcome(result.outcome)}`
-        const dlqEntryTimestamp = isoSeconds(yield* Clock.currentTimeMillis)
-        return yield* complete(
+        const next = yield* spanSince("starforge.attempt", waitingSinceMs, { parent, attributes: { ...attributes, attempt } })((span) =>
           Effect.gen(function*() {
-            const moved = yield* queue.complete(claimed, {
-              _tag: "DeadLetter",
-              meta: {
-                failure_reason: reason,
-                exit_code: exitCodeOf(result.outcome),
-                signal: signalOf(result.outcome),
-                attempts: attempt,
-                retry_timestamps: timestamps,
-                dlq_entry_timestamp: dlqEntryTimestamp,
-                agent,
-                trace_id: traceId,
-                last_log: result.logFile
-              }
-            })
-            yield* log.event("DLQ", `${name}.trigger moved to ${path.relative(paths.root, moved)}: ${reason}`, { ...context, attempt })
-            yield* state.finished(`${name}.trigger`, false)
-          }),
-          (error) => `${error.message}; moving ${name}.trigger to the dead-letter queue is tried again in ${retryIn}`
+            // The dispatcher reserved the slot for the job's first attempt; later ones wait for
+            // their retry delay, then for the slot.
+            yield* spanSince("queue wait", waitingSinceMs)(() =>
+              attempt > first ? Effect.sleep(delays[attempt - 2]!).pipe(Effect.zipRight(awaitSlot(claimed.queued, attempt))) : Effect.void
+            )
+            exited = undefined
+            const attempted = yield* runAttempt(claimed, attempt, (status) => void (exited = { status, attempt })).pipe(
+              Effect.ensuring(slots.markIdle(agent).pipe(Effect.zipRight(wake))),
+              Effect.either
+            )
+            if (Either.isLeft(attempted)) {
+              span.attribute("outcome", "error")
+              yield* holdBack(claimed, attempt, timestamps, attempted.left)
+              return "done" as const
+            }
+            const result = attempted.right
+            span.attribute("outcome", outcomeOf(result.outcome))
+            span.attribute("exit_code", exitCodeOf(result.outcome) ?? "")
+            span.attribute("signal", signalOf(result.outcome) ?? "")
+            timestamps.push(isoSeconds(result.startedMs))
+            const took = formatSeconds(Math.round(result.seconds * 10) / 10)
+            if (isSuccess(result.outcome)) {
+              yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully in ${took} (attempt ${attempt})`, {
+                ...context,
+                attempt,
+                pid: result.pid
+              })
+              yield* complete(
+                archiveDone(claimed, attempt),
+                (error) => `${error.message}; ${agent} succeeded, so it is not run again: archiving ${name}.trigger is tried again in ${retryIn}`
+              ).pipe(Effect.withSpan("archive"))
+              return "done" as const
+            }
+            const what = `${agent} ${describeOutcome(result.outcome)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}, ${took})`
+            const level = result.outcome._tag === "TimedOut" ? "TIMEOUT" : result.outcome._tag === "SpawnFailed" ? "ERROR" : "FINISH"
+            yield* log.event(level, what, { ...context, attempt, pid: result.pid })
+            yield* setView({ name, agent, attempt, phase: "waiting-retry" })
+            const delay = delays[attempt - 1]
+            if (delay !== undefined) {
+              yield* log.event("RETRY", `Attempt ${attempt + 1}/${settings.maxRetries} for ${name}.trigger in ${formatSeconds(Duration.toMillis(delay) / 1000)}`, { ...context, attempt: attempt + 1 })
+              return "retry" as const
+            }
+            const reason = `failed ${attempt} time${attempt === 1 ? "" : "s"}; last attempt ${describeOutcome(result.outcome)}`
+            const dlqEntryTimestamp = isoSeconds(yield* Clock.currentTimeMillis)
+            yield* complete(
+              Effect.gen(function*() {
+                const moved = yield* queue.complete(claimed, {
+                  _tag: "DeadLetter",
+                  meta: {
+                    failure_reason: reason,
+                    exit_code: exitCodeOf(result.outcome),
+                    signal: signalOf(result.outcome),
+                    attempts: attempt,
+                    retry_timestamps: timestamps,
+                    dlq_entry_timestamp: dlqEntryTimestamp,
+                    agent,
+                    trace_id: traceId,
+                    last_log: result.logFile
+                  }
+                })
+                yield* log.event("DLQ", `${name}.trigger moved to ${path.relative(paths.root, moved)}: ${reason}`, { ...context, attempt })
+                yield* state.finished(`${name}.trigger`, false)
+              }),
+              (error) => `${error.message}; moving ${name}.trigger to the dead-letter queue is tried again in ${retryIn}`
+            ).pipe(Effect.withSpan("archive"))
+            return "done" as const
+          }).pipe(Effect.onInterrupt(() => Effect.sync(() => span.attribute("outcome", "interrupted"))))
         )
+        if (next === "done") return
+        waitingSinceMs = Date.now()
       }
     }).pipe(
       Effect.onInterrupt(() =>
@@ -338,8 +360,7 @@ export const make = Effect.gen(function*() {
             )
           : requeue(claimed, "interrupted by shutdown")
       ),
-      Effect.ensuring(Effect.sync(() => views.delete(claimed.queued.name))),
-      Effect.withSpan("Scheduler.job", { attributes: { agent: claimed.queued.agent, trigger: claimed.queued.name } })
+      Effect.ensuring(Effect.sync(() => views.delete(claimed.queued.name)))
     )
   }
 

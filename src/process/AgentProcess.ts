@@ -294,10 +294,11 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShap
           return status
         }
         let final: ExitStatus | undefined
-        const started = yield* Effect.acquireRelease(spawnChild(spec, log), (started) =>
+        const started = yield* Effect.acquireRelease(spawnChild(spec, log).pipe(Effect.withSpan("spawn")), (started) =>
           "failed" in started
             ? Effect.void
             : stopChild(started, killGraceMs).pipe(
+              Effect.withSpan("kill"),
               Effect.zipRight(Deferred.await(started.exited)),
               // The group is gone: the pipes close now, unless an escaped process still holds them.
               Effect.tap(() => Deferred.await(started.drain.drained).pipe(Effect.interruptible, Effect.timeoutOption(DRAIN_MS))),
@@ -315,11 +316,13 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShap
           return status
         }
         yield* spec.onSpawn({ pid: started.pid, startTime: procfs.startTimeOf(started.pid) ?? null })
-        const exit = spec.timeoutMs === undefined
-          ? Option.some(yield* Deferred.await(started.exited))
-          : yield* Deferred.await(started.exited).pipe(Effect.timeoutOption(spec.timeoutMs))
+        const exit = yield* (spec.timeoutMs === undefined
+          ? Effect.asSome(Deferred.await(started.exited))
+          : Deferred.await(started.exited).pipe(Effect.timeoutOption(spec.timeoutMs))).pipe(
+            Effect.withSpan("run", { attributes: { pid: started.pid } })
+          )
         if (Option.isSome(exit)) return exit.value
-        const signal = yield* stopChild(started, killGraceMs)
+        const signal = yield* stopChild(started, killGraceMs).pipe(Effect.withSpan("kill", { attributes: { reason: "timeout" } }))
         final = ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal: signal ?? "SIGTERM" })
         return final
       })

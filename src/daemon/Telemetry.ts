@@ -1,0 +1,60 @@
+/**
+ * Span export: over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+ * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, nothing otherwise. The standard variables are
+ * honoured: `…_ENDPOINT` gets `/v1/traces` appended, `…_TRACES_ENDPOINT` is used as it is,
+ * `OTEL_EXPORTER_OTLP_HEADERS` / `…_TRACES_HEADERS` (`key=value,…`), `OTEL_SERVICE_NAME`
+ * (default `starforge`), `OTEL_BSP_SCHEDULE_DELAY` (ms between exports, default 5000),
+ * `OTEL_SDK_DISABLED=true` and `OTEL_TRACES_EXPORTER=none` turn it off.
+ *
+ * The exporter module is imported only when it is needed.
+ */
+import { Effect, Layer } from "effect"
+import { VERSION } from "../version.js"
+
+export interface ExportSettings {
+  readonly url: string
+  readonly headers: Record<string, string>
+  readonly serviceName: string
+  readonly exportIntervalMs: number
+}
+
+const parseHeaders = (text: string | undefined): Record<string, string> => {
+  const headers: Record<string, string> = {}
+  for (const pair of (text ?? "").split(",")) {
+    const at = pair.indexOf("=")
+    if (at <= 0) continue
+    try {
+      headers[decodeURIComponent(pair.slice(0, at).trim())] = decodeURIComponent(pair.slice(at + 1).trim())
+    } catch {
+      // A malformed escape: the header is skipped, as the OpenTelemetry SDKs do.
+    }
+  }
+  return headers
+}
+
+/** Where and how to export, from `endpoint` (the configured `OTEL_EXPORTER_OTLP_ENDPOINT`) and the environment; undefined: export nothing. */
+export const exportSettings = (
+  endpoint: string,
+  env: Readonly<Record<string, string | undefined>> = process.env
+): ExportSettings | undefined => {
+  if (env["OTEL_SDK_DISABLED"]?.trim().toLowerCase() === "true") return undefined
+  if (env["OTEL_TRACES_EXPORTER"]?.trim().toLowerCase() === "none") return undefined
+  const tracesEndpoint = env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]?.trim()
+  const url = tracesEndpoint ? tracesEndpoint : endpoint ? `${endpoint.replace(/\/+$/, "")}/v1/traces` : undefined
+  if (url === undefined) return undefined
+  const delay = Number(env["OTEL_BSP_SCHEDULE_DELAY"])
+  return {
+    url,
+    headers: { ...parseHeaders(env["OTEL_EXPORTER_OTLP_HEADERS"]), ...parseHeaders(env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"]) },
+    serviceName: env["OTEL_SERVICE_NAME"]?.trim() || "starforge",
+    exportIntervalMs: Number.isFinite(delay) && delay > 0 ? delay : 5_000
+  }
+}
+
+/** The tracer layer for these settings (empty when there is nothing to export). */
+export const layer = (settings: ExportSettings | undefined): Layer.Layer<never> =>
+  settings === undefined
+    ? Layer.empty
+    : Layer.unwrapScoped(
+      Effect.map(Effect.promise(() => import("./otlp.js")), (otlp) => otlp.tracerLayer({ ...settings, serviceVersion: VERSION }))
+    )

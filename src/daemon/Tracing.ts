@@ -1,0 +1,43 @@
+/**
+ * Spans of job attempts. One `starforge.attempt` span per attempt, from the moment its trigger
+ * started waiting (queued, or its retry delay began) to its outcome, with child spans for the
+ * stages: `queue wait`, `spawn`, `run`, `kill` (in AgentProcess) and `archive`. The trigger's
+ * `trace_id` becomes the trace id when it is a valid one (32 hex digits, not all zero); otherwise
+ * each job gets a fresh trace, shared by its attempts. Spans go nowhere unless a tracer is
+ * installed (see `Telemetry`).
+ */
+import * as crypto from "node:crypto"
+import { Context, Effect, Option, Tracer } from "effect"
+
+/** The trace id a trigger's `trace_id` names, if it is a valid W3C/OTel trace id. */
+export const validTraceId = (traceId: string | null | undefined): string | undefined =>
+  traceId && /^[0-9a-f]{32}$/i.test(traceId) && !/^0+$/.test(traceId) ? traceId.toLowerCase() : undefined
+
+const randomHex = (bytes: number) => crypto.randomBytes(bytes).toString("hex")
+
+/** The parent of every span of one job: its trace, from the trigger's `trace_id` where valid. */
+export const jobParent = (traceId: string | null | undefined): Tracer.ExternalSpan =>
+  Tracer.externalSpan({ traceId: validTraceId(traceId) ?? randomHex(16), spanId: randomHex(8), sampled: true })
+
+const nanos = (ms: number) => BigInt(Math.round(ms * 1000)) * 1000n
+
+/**
+ * Runs `effect` inside a span that started at `startMs` (which may be before now, e.g. when the
+ * trigger was queued). Without `parent`, the current span is the parent.
+ */
+export const spanSince = (
+  name: string,
+  startMs: number,
+  options: { readonly attributes?: Record<string, unknown>; readonly parent?: Tracer.AnySpan } = {}
+) =>
+<A, E, R>(effect: (span: Tracer.Span) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    const tracer = yield* Effect.tracer
+    const parent = options.parent ? Option.some(options.parent) : yield* Effect.option(Effect.currentParentSpan)
+    const span = tracer.span(name, parent, Context.empty(), [], nanos(startMs), "internal")
+    for (const [key, value] of Object.entries(options.attributes ?? {})) span.attribute(key, value)
+    return yield* effect(span).pipe(
+      Effect.withParentSpan(span),
+      Effect.onExit((exit) => Effect.sync(() => span.end(nanos(Date.now()), exit)))
+    )
+  })

@@ -1,0 +1,25 @@
+/**
+ * The OTLP/HTTP (JSON) span exporter of `@effect/opentelemetry`, over the built-in `fetch`.
+ * Loaded only when an endpoint is configured (see `Telemetry`), so the CLI never pays for it.
+ */
+import * as OtlpSerialization from "@effect/opentelemetry/OtlpSerialization"
+import * as OtlpTracer from "@effect/opentelemetry/OtlpTracer"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import { Duration, Layer } from "effect"
+
+export interface OtlpOptions {
+  readonly url: string
+  readonly headers: Record<string, string>
+  readonly serviceName: string
+  readonly serviceVersion: string
+  readonly exportIntervalMs: number
+}
+
+export const tracerLayer = (options: OtlpOptions): Layer.Layer<never> =>
+  OtlpTracer.layer({
+    url: options.url,
+    headers: options.headers,
+    resource: { serviceName: options.serviceName, serviceVersion: options.serviceVersion },
+    exportInterval: Duration.millis(options.exportIntervalMs),
+    shutdownTimeout: Duration.seconds(3)
+  }).pipe(Layer.provide(Layer.merge(FetchHttpClient.layer, OtlpSerialization.layerJson)))
