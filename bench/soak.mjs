@@ -9,7 +9,7 @@
 //   npm run soak -- --minutes 3 --seed 7
 //
 // Not part of CI (it runs for half an hour); the figures it wrote last are in bench/SOAK.md.
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -230,7 +230,7 @@ const main = async () => {
   const queued = list(triggers).length + list(triggers, ".processing").length
   if (queued > 0) problems.push(`${queued} files left in the queue`)
   if (leftover.length > 0) problems.push(`processes left: ${leftover.join(", ")}`)
-  if (fdsIdleEnd > fdsIdleStart) problems.push(`open descriptors grew from ${fdsIdleStart} to ${fdsIdleEnd}`)
+  if (last.fds > fdsIdleStart) problems.push(`open descriptors grew from ${fdsIdleStart} to ${last.fds}`)
   if (exit.code !== 0) problems.push(`the daemon exited with ${exit.code ?? exit.signal}`)
 
   // Attempts, from the daemon log (every part: it rotates at 1 MiB).
@@ -257,15 +257,15 @@ const main = async () => {
   const late = warm.slice(-window)
   const rssEarly = median(early.map((s) => s.rssMiB))
   const rssLate = median(late.map((s) => s.rssMiB))
-  const fdsIdleEnd = last.fds
   const peak = Math.max(...samples.map((s) => s.peakMiB))
 
   const cpu = os.cpus().length
   const mem = (os.totalmem() / 2 ** 30).toFixed(0)
+  const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).stdout?.trim() || "unknown"
   const verdict = problems.length === 0 ? "PASS" : "FAIL"
   const report = `# Soak results
 
-Written by \`npm run soak\` (bench/soak.mjs) on ${new Date().toISOString()}: ${cpu} cores, ${mem} GiB,
+Written by \`npm run soak\` (bench/soak.mjs) at commit ${commit} on ${new Date().toISOString()}: ${cpu} cores, ${mem} GiB,
 Node ${process.versions.node}, load average at the end ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}.
 
 The real daemon ran for ${MINUTES} min (seed ${SEED}) with triggers arriving at ~${RATE}/s for ${AGENTS} agents
@@ -281,7 +281,7 @@ The real daemon ran for ${MINUTES} min (seed ${SEED}) with triggers arriving at 
 | retries / dead-lettered | ${attempts.retried} / ${attempts.deadLettered} |
 | daemon RSS after warm-up → at the end (medians of ${window} samples) | ${rssEarly.toFixed(1)} MiB → ${rssLate.toFixed(1)} MiB (${(rssLate - rssEarly >= 0 ? "+" : "") + (rssLate - rssEarly).toFixed(1)} MiB) |
 | daemon peak RSS | ${peak.toFixed(1)} MiB |
-| daemon open fds while idle: at start → after the drain | ${fdsIdleStart} → ${fdsIdleEnd} |
+| daemon open fds while idle: at start → after the drain | ${fdsIdleStart} → ${last.fds} |
 | daemon open fds during the run (min–max) | ${Math.min(...samples.map((s) => s.fds))}–${Math.max(...samples.map((s) => s.fds))} |
 | gzipped log parts | ${gzipped} |
 | processes left after stop | ${leftover.length} |
