@@ -132,7 +132,8 @@ const httpUrl = (text: string) => {
 }
 const commandLine = (text: string) => {
   const words = splitShellWords(text)
-  return Either.isRight(words) && words.right.length > 0 ? words.right : undefined
+  // No argument can carry a NUL byte: such a command could never start (a `.env` can hold one).
+  return Either.isRight(words) && words.right.length > 0 && !text.includes("\0") ? words.right : undefined
 }
 
 const settingsConfig: Config.Config<DaemonSettings> = Config.all({

@@ -345,6 +345,12 @@ describe("DaemonConfig.load", () => {
       expect(error.message).toContain("abc")
     })
 
+    it("an AGENT_COMMAND with a NUL byte from .env (no argument can carry one)", async () => {
+      writeEnv("AGENT_COMMAND=/bin/true a\0b\n")
+      const error = await failure()
+      expect(error.message).toContain(`AGENT_COMMAND="/bin/true a\\u0000b" is not valid`)
+    })
+
     it("a bad value from daemon.conf", async () => {
       writeConf("AGENT_TIMEOUT=-1\n")
       const error = await failure()
