@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Either, Option } from "effect"
+import { Console, Deferred, Duration, Effect, Either, Option, Schedule } from "effect"
 import { load, VARIABLES } from "../config/DaemonConfig.js"
 import * as Daemon from "../daemon/Daemon.js"
 import { isOurDaemon, probeEffect } from "../daemon/DaemonInstance.js"
@@ -317,32 +317,101 @@ export const slotRows = (slots: Record<string, { status: string; pid: string | n
 
 export const SLOT_HEADER = ["AGENT", "STATUS", "PID", "TICKET", "RUNNING FOR", "TRIGGER"]
 
-const status = Command.make("status", { project: projectOption, json: jsonOption }, ({ json, project }) =>
+/** The text of `status`, also each screen of `status --watch` (with more recent events). */
+export const statusText = (paths: ProjectPaths, s: Effect.Effect.Success<ReturnType<typeof readStatus>>, events = 5): string => {
+  const lines: Array<string> = []
+  lines.push(s.running ? `Daemon is running (PID: ${s.pid}), up ${formatDuration(s.uptime_seconds ?? 0)}` : "Daemon is not running")
+  if (s.config_error) lines.push(`Configuration problem: ${s.config_error}`)
+  else lines.push(`Mode: ${s.mode}${s.mode === "parallel" ? ` (max concurrent: ${s.max_concurrent})` : ""}`)
+  const q = s.queue
+  lines.push(
+    `Queue: ${q.pending} pending, ${q.running} running, ${q.done} done, ${q.failed} failed (waiting to retry), ` +
+      `${q.invalid} invalid, ${q.dead_letter} dead-letter`
+  )
+  lines.push(`Last hour: ${s.last_hour.done} done, ${s.last_hour.failed} failed`)
+  const rows = slotRows(s.slots)
+  lines.push(rows.length === 0 ? "Agents: none seen yet" : "\n" + table(SLOT_HEADER, rows))
+  const recent = tailLines(paths.daemonLog, events).map(displayLine)
+  if (recent.length > 0) lines.push(`\n${s.running ? "Recent activity" : "Last activity"}:\n` + recent.map((l) => `  ${l}`).join("\n"))
+  return lines.join("\n")
+}
+
+const watchOption = Options.boolean("watch").pipe(
+  Options.withAlias("w"),
+  Options.withDescription("Refresh every second until q or Ctrl-C (a live screen on a terminal, repeated plain output otherwise).")
+)
+
+const status = Command.make("status", { project: projectOption, json: jsonOption, watch: watchOption }, ({ json, project, watch }) =>
   Effect.gen(function*() {
     const paths = yield* resolveProject(project)
+    if (watch) {
+      if (json) return yield* new UsageError({ message: "--watch and --json cannot be combined: use one of them" })
+      return yield* watchStatus(paths)
+    }
     const s = yield* readStatus(paths)
     if (json) {
       const { config_error: _ignored, ...rest } = s
       yield* printJson(rest)
     } else {
-      yield* Console.log(
-        s.running ? `Daemon is running (PID: ${s.pid}), up ${formatDuration(s.uptime_seconds ?? 0)}` : "Daemon is not running"
-      )
-      if (s.config_error) yield* Console.log(`Configuration problem: ${s.config_error}`)
-      else yield* Console.log(`Mode: ${s.mode}${s.mode === "parallel" ? ` (max concurrent: ${s.max_concurrent})` : ""}`)
-      const q = s.queue
-      yield* Console.log(
-        `Queue: ${q.pending} pending, ${q.running} running, ${q.done} done, ${q.failed} failed (waiting to retry), ` +
-          `${q.invalid} invalid, ${q.dead_letter} dead-letter`
-      )
-      yield* Console.log(`Last hour: ${s.last_hour.done} done, ${s.last_hour.failed} failed`)
-      const rows = slotRows(s.slots)
-      yield* Console.log(rows.length === 0 ? "Agents: none seen yet" : "\n" + table(SLOT_HEADER, rows))
-      const recent = tailLines(paths.daemonLog, 5).map(displayLine)
-      if (recent.length > 0) yield* Console.log(`\n${s.running ? "Recent activity" : "Last activity"}:\n` + recent.map((l) => `  ${l}`).join("\n"))
+      yield* Console.log(statusText(paths, s))
     }
     if (!s.running) return yield* new ExitWith({ code: 1 })
-  })).pipe(Command.withDescription("Show the daemon, the queue counts and the agent slots (exit 1 when not running)."))
+  })).pipe(Command.withDescription("Show the daemon, the queue counts and the agent slots (exit 1 when not running); --watch keeps it live."))
+
+/**
+ * `status --watch`: on a terminal, a full screen redrawn every second (alternate screen, hidden
+ * cursor, keys read raw; a resized terminal is fitted at the next second) until `q` or Ctrl-C,
+ * after which the terminal is as it was; otherwise
+ * the plain status every second, each under a time line, until interrupted.
+ */
+const watchStatus = (paths: ProjectPaths) =>
+  Effect.gen(function*() {
+    const tty = process.stdout.isTTY === true
+    const quit = yield* Deferred.make<void>()
+    if (tty) {
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const onKey = (key: Buffer) => {
+            // q, Q, Ctrl-C (raw mode delivers it as a byte), Ctrl-D.
+            if (key.some((b) => b === 0x71 || b === 0x51 || b === 0x03 || b === 0x04)) Deferred.unsafeDone(quit, Effect.void)
+          }
+          if (process.stdin.isTTY) {
+            process.stdin.setRawMode(true)
+            process.stdin.on("data", onKey)
+            process.stdin.resume()
+          }
+          process.stdout.write("\x1b[?1049h\x1b[?25l")
+          return onKey
+        }),
+        (onKey) =>
+          Effect.sync(() => {
+            if (process.stdin.isTTY) {
+              process.stdin.off("data", onKey)
+              process.stdin.setRawMode(false)
+              process.stdin.pause()
+            }
+            process.stdout.write("\x1b[?25h\x1b[?1049l")
+          })
+      )
+    }
+    const frame = Effect.gen(function*() {
+      const s = yield* readStatus(paths)
+      const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z")
+      if (tty) {
+        const rows = process.stdout.rows ?? 40
+        const body = `starforge: ${paths.root}   ${now}   (q to quit)\n\n` + statusText(paths, s, 10)
+        // Whole screen at once, each line cleared to its end, cut to the terminal's height.
+        const lines = body.split("\n").slice(0, rows - 1).map((l) => l.slice(0, process.stdout.columns ?? 200) + "\x1b[K")
+        process.stdout.write("\x1b[H" + lines.join("\n") + "\n\x1b[J")
+      } else {
+        process.stdout.write(`--- ${now} ---\n${statusText(paths, s)}\n\n`)
+      }
+    })
+    yield* frame.pipe(
+      Effect.repeat(Schedule.spaced(Duration.seconds(1))),
+      Effect.raceFirst(Deferred.await(quit))
+    )
+  }).pipe(Effect.scoped)
 
 /**
  * The newest `C/logs/<agent>-<epoch>[-n].log` (also when maintenance has gzipped it to
