@@ -10,8 +10,9 @@
  *   missed, so a rescan that follows it sees everything (no gap at start-up).
  * - Events are the absolute paths of the entries that changed (created, renamed in or out,
  *   written, removed): a hint to look at that file again, never a verdict.
- * - When the watched directory itself is removed, inotify drops the watch: the stream fails with
- *   `NotFound`, so the caller can watch again once the directory is back.
+ * - When the watched directory itself is removed or renamed, inotify drops (or keeps following)
+ *   the old directory: the stream fails with `NotFound`, even if a new directory already stands
+ *   in its place, so the caller can watch the directory that is there now.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -32,10 +33,14 @@ export const watchDirectory = (
       Effect.try({
         try: () => {
           const self = path.basename(dir)
+          const watched = fs.statSync(dir).ino
           const watcher = fs.watch(dir, (_event, name) => {
             if (!name) return
-            // The directory's own removal is reported under its name.
-            if (name === self && !fs.existsSync(dir)) return lost("NotFound", new Error(`${dir} was removed`))
+            // The directory's own removal (or rename) is reported under its name; by then a new
+            // directory may already stand in its place, which this watch does not see.
+            if (name === self && fs.statSync(dir, { throwIfNoEntry: false })?.ino !== watched) {
+              return lost("NotFound", new Error(`${dir} was removed`))
+            }
             events.unsafeOffer(path.join(dir, name))
           })
           watcher.on("error", (error) => lost("Unknown", error))

@@ -6,7 +6,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { SystemError } from "@effect/platform/Error"
+import { SystemError } from "@effect/platform/Error"
 import { Effect, Either, FiberSet, Layer, Option, Queue, Schedule, Stream } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
@@ -179,12 +179,30 @@ export const make = Effect.gen(function*() {
   const watchFailed = (error: SystemError) => log.event("WARN", `watching ${paths.triggers} failed (${error.message}); retrying`)
   // Registered before the first rescan (in recovery), so no trigger dropped after start-up waits for a rescan.
   const firstWatch = yield* Effect.either(watchDirectory(paths.triggers))
+  /**
+   * Watches the directory again after its watch ended (it was removed, or removed and created
+   * again): created again if it is still missing, watched, then rescanned, so the triggers
+   * written into the new directory before its watch existed run at once, not at the next rescan.
+   */
+  const watchAgain = Effect.scoped(
+    Effect.gen(function*() {
+      if (!fs.existsSync(paths.triggers)) {
+        yield* Effect.try({
+          try: () => fs.mkdirSync(paths.triggers, { recursive: true }),
+          catch: (cause) => new SystemError({ module: "FileSystem", reason: "Unknown", method: "mkdir", pathOrDescriptor: paths.triggers, cause })
+        })
+        yield* log.event("WARN", `${paths.triggers} was removed; created again`)
+      }
+      const events = yield* watchDirectory(paths.triggers)
+      yield* rescan
+      yield* Stream.runForEach(events, onEvent)
+    })
+  )
   yield* Either.match(firstWatch, { onLeft: Effect.fail, onRight: Stream.runForEach(onEvent) }).pipe(
     Effect.catchAll(watchFailed),
-    // Watched again whenever the watch ends (e.g. the directory was removed and is back).
+    // Watched again whenever the watch ends (e.g. the directory was removed).
     Effect.zipRight(
-      Stream.unwrapScoped(watchDirectory(paths.triggers)).pipe(
-        Stream.runForEach(onEvent),
+      watchAgain.pipe(
         Effect.tapError(watchFailed),
         Effect.retry(Schedule.spaced("1 second")),
         Effect.forever
