@@ -16,6 +16,8 @@ import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { readTable } from "../slots/AgentSlots.js"
 import { formatDuration } from "../domain/time.js"
 import { isValidAgentName } from "../domain/Trigger.js"
+import type { Slot } from "../domain/Slot.js"
+import { costLine, limitLines, progressCell, readUsageStatus } from "./progress.js"
 import { logParts, readLogFile } from "../logs/LogFile.js"
 import * as procfs from "../process/procfs.js"
 import { countTriggers, ExitWith, jsonOption, printJson, projectOption, resolveProject, table, tailLines } from "./shared.js"
@@ -301,21 +303,23 @@ export const readStatus = (paths: ProjectPaths) =>
       },
       slots,
       last_hour: recentCounts(paths.historyFile, Date.now()),
+      ...readUsageStatus(paths, Date.now()),
       config_error: Either.isLeft(config) ? config.left.message : undefined
     }
   })
 
-export const slotRows = (slots: Record<string, { status: string; pid: string | null; ticket: string | null; started_at: string | null; trigger?: string | null | undefined }>) =>
+export const slotRows = (slots: Record<string, Slot>) =>
   Object.entries(slots).sort(([a], [b]) => a.localeCompare(b)).map(([agent, s]) => [
     agent,
     s.status,
     s.pid ?? "-",
     s.ticket ?? "-",
     s.status === "busy" && s.started_at ? formatDuration((Date.now() - Date.parse(s.started_at)) / 1000) : "-",
-    s.status === "busy" ? s.trigger ?? "-" : "-"
+    s.status === "busy" ? s.trigger ?? "-" : "-",
+    progressCell(s, Date.now())
   ])
 
-export const SLOT_HEADER = ["AGENT", "STATUS", "PID", "TICKET", "RUNNING FOR", "TRIGGER"]
+export const SLOT_HEADER = ["AGENT", "STATUS", "PID", "TICKET", "RUNNING FOR", "TRIGGER", "PROGRESS"]
 
 /** The text of `status`, also each screen of `status --watch` (with more recent events). */
 export const statusText = (paths: ProjectPaths, s: Effect.Effect.Success<ReturnType<typeof readStatus>>, events = 5): string => {
@@ -329,8 +333,11 @@ export const statusText = (paths: ProjectPaths, s: Effect.Effect.Success<ReturnT
       `${q.invalid} invalid, ${q.dead_letter} dead-letter`
   )
   lines.push(`Last hour: ${s.last_hour.done} done, ${s.last_hour.failed} failed`)
+  lines.push(...limitLines(s, Date.now()))
   const rows = slotRows(s.slots)
   lines.push(rows.length === 0 ? "Agents: none seen yet" : "\n" + table(SLOT_HEADER, rows))
+  const cost = costLine(s)
+  if (cost !== undefined) lines.push("\n" + cost)
   const recent = tailLines(paths.daemonLog, events).map(displayLine)
   if (recent.length > 0) lines.push(`\n${s.running ? "Recent activity" : "Last activity"}:\n` + recent.map((l) => `  ${l}`).join("\n"))
   return lines.join("\n")

@@ -7,6 +7,7 @@ import { idleSlot, type Slot } from "../domain/Slot.js"
 import * as procfs from "../process/procfs.js"
 import { readTable, writeFileAtomic } from "../slots/AgentSlots.js"
 import { SLOT_HEADER, slotRows } from "./daemon.js"
+import { slotDetails } from "./progress.js"
 import { ExitWith, jsonOption, printJson, projectOption, resolveProject, table } from "./shared.js"
 
 const readSlots = (project: string) =>
@@ -29,7 +30,11 @@ const show = Command.make(
       const slot = slots[agent]
       if (json) yield* printJson(slot ?? null)
       else if (!slot) yield* Console.log(`${agent}: no slot (the daemon has not seen this agent)`)
-      else yield* Console.log(table(SLOT_HEADER, slotRows({ [agent]: slot })))
+      else {
+        yield* Console.log(table(SLOT_HEADER, slotRows({ [agent]: slot })))
+        const details = slotDetails(slot)
+        if (details.length > 0) yield* Console.log("\n" + details.join("\n"))
+      }
       if (slot?.status !== "busy") return yield* new ExitWith({ code: 1 })
     })
 ).pipe(Command.withDescription("Show one slot; exit 0 if the agent is busy, 1 if idle or unknown."))

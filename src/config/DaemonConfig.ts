@@ -37,10 +37,28 @@ export interface DaemonSettings {
   readonly logLevel: LogSeverity
   /** `OTEL_EXPORTER_OTLP_ENDPOINT`: where spans go over OTLP/HTTP; empty exports nothing. */
   readonly otlpEndpoint: string
+  /** Silence (no output at all) after which a running agent is stopped as stalled; 0 disables. */
+  readonly agentStallTimeoutMs: number
+  /** Period of the `PROGRESS` log line (and notification) per running agent; 0 disables. */
+  readonly progressIntervalMs: number
+  /** First pause after a usage limit that names no reset time; doubles with each such limit in a row. */
+  readonly usageLimitCooldownMs: number
+  /** Discord webhook for every agent without its own (`DISCORD_WEBHOOK_<AGENT>`); null: none. */
+  readonly discordWebhookUrl: string | null
+  /** Generic webhook: every notification as a plain JSON POST; null: none. */
+  readonly notifyWebhookUrl: string | null
+  /** `DISCORD_WEBHOOK_<AGENT>` URLs by `<AGENT>` (see `agentVariableSuffix`). */
+  readonly discordAgentWebhooks: Readonly<Record<string, string>>
 }
 
 export const LOG_SEVERITIES = ["debug", "info", "warn", "error"] as const
 export type LogSeverity = (typeof LOG_SEVERITIES)[number]
+
+/** `junior-dev-a` → `JUNIOR_DEV_A`: the agent's part of `DISCORD_WEBHOOK_<AGENT>`. */
+export const agentVariableSuffix = (agent: string): string => agent.toUpperCase().replace(/[-.]/g, "_")
+
+/** The prefix of the per-agent Discord webhooks. */
+export const AGENT_WEBHOOK_PREFIX = "DISCORD_WEBHOOK_"
 
 /** The variables, their defaults and the form each takes; the single source for docs and errors. */
 export const VARIABLES = {
@@ -59,7 +77,12 @@ export const VARIABLES = {
   LOG_MAINTENANCE_INTERVAL: { default: "600", form: "a number of seconds of at least 0.001" },
   STARFORGE_LOG_FORMAT: { default: "text", form: "text or json" },
   STARFORGE_LOG_LEVEL: { default: "info", form: "debug, info, warn or error" },
-  OTEL_EXPORTER_OTLP_ENDPOINT: { default: "", form: "an http:// or https:// URL such as http://localhost:4318, or empty" }
+  OTEL_EXPORTER_OTLP_ENDPOINT: { default: "", form: "an http:// or https:// URL such as http://localhost:4318, or empty" },
+  AGENT_STALL_TIMEOUT: { default: "600", form: "a number of seconds, 0 or more (0 disables it)" },
+  PROGRESS_INTERVAL: { default: "300", form: "a number of seconds, 0 or more (0 disables it)" },
+  USAGE_LIMIT_COOLDOWN: { default: "300", form: "a number of seconds of at least 0.001" },
+  DISCORD_WEBHOOK_URL: { default: "", form: "an http:// or https:// URL (or empty for none)" },
+  NOTIFY_WEBHOOK_URL: { default: "", form: "an http:// or https:// URL (or empty for none)" }
 } as const
 export type VariableName = keyof typeof VARIABLES
 
@@ -130,6 +153,11 @@ const httpUrl = (text: string) => {
     return undefined
   }
 }
+/** An http(s) URL; empty is "none" (null). */
+const webhookUrl = (text: string): string | null | undefined => {
+  const url = httpUrl(text)
+  return url === "" ? null : url
+}
 const commandLine = (text: string) => {
   const words = splitShellWords(text)
   // No argument can carry a NUL byte: such a command could never start (a `.env` can hold one).
@@ -152,7 +180,13 @@ const settingsConfig: Config.Config<DaemonSettings> = Config.all({
   logMaintenanceIntervalMs: variable("LOG_MAINTENANCE_INTERVAL", seconds("positive")),
   logFormat: variable("STARFORGE_LOG_FORMAT", oneOf(["text", "json"] as const)),
   logLevel: variable("STARFORGE_LOG_LEVEL", oneOf(LOG_SEVERITIES)),
-  otlpEndpoint: variable("OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl)
+  otlpEndpoint: variable("OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl),
+  agentStallTimeoutMs: variable("AGENT_STALL_TIMEOUT", seconds("zero")),
+  progressIntervalMs: variable("PROGRESS_INTERVAL", seconds("zero")),
+  usageLimitCooldownMs: variable("USAGE_LIMIT_COOLDOWN", seconds("positive")),
+  discordWebhookUrl: variable("DISCORD_WEBHOOK_URL", webhookUrl),
+  notifyWebhookUrl: variable("NOTIFY_WEBHOOK_URL", webhookUrl),
+  discordAgentWebhooks: Config.succeed({})
 })
 
 export const defaultSettings: DaemonSettings = Effect.runSync(
@@ -200,7 +234,28 @@ export const load = Effect.fn("DaemonConfig.load")(function*(options: LoadOption
   const settings = yield* Effect.withConfigProvider(settingsConfig, provider).pipe(
     Effect.mapError((error) => new ConfigInvalid({ message: firstMessage(error) }))
   )
-  return { paths, settings, warnings: [...dotEnv.warnings, ...conf.warnings] } satisfies DaemonConfigShape
+  // `DISCORD_WEBHOOK_<AGENT>` names are open-ended: collected from every source, highest precedence last.
+  const discordAgentWebhooks: Record<string, string> = {}
+  for (const source of [conf.values, dotEnv.values, new Map(Object.entries(env)), new Map(Object.entries(options.flags ?? {}))]) {
+    for (const [key, raw] of source) {
+      if (!key.startsWith(AGENT_WEBHOOK_PREFIX) || key === "DISCORD_WEBHOOK_URL" || raw === undefined) continue
+      const url = webhookUrl(raw.trim())
+      if (url === undefined) {
+        return yield* new ConfigInvalid({
+          message: `${key}=${JSON.stringify(raw)} is not valid: expected an http:// or https:// URL (or empty for none). ` +
+            `Fix it in the environment, .env or .claude/config/daemon.conf`
+        })
+      }
+      const suffix = key.slice(AGENT_WEBHOOK_PREFIX.length)
+      if (url === null) delete discordAgentWebhooks[suffix]
+      else discordAgentWebhooks[suffix] = url
+    }
+  }
+  return {
+    paths,
+    settings: { ...settings, discordAgentWebhooks },
+    warnings: [...dotEnv.warnings, ...conf.warnings]
+  } satisfies DaemonConfigShape
 })
 
 function firstMessage(error: ConfigError.ConfigError): string {

@@ -13,7 +13,7 @@ import { exitCodeOf, signalOf } from "../domain/Outcome.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
 
 /** How an attempt ended: its exit status, or that the daemon stopped it (`interrupted`) or could not log it (`error`). */
-export type HistoryOutcome = "success" | "failed" | "timeout" | "spawn-failed" | "interrupted" | "error"
+export type HistoryOutcome = "success" | "failed" | "timeout" | "stalled" | "agent-error" | "spawn-failed" | "interrupted" | "error"
 
 export interface HistoryEntry {
   /** The trigger's file name, `X.trigger`. */
@@ -42,6 +42,10 @@ export const outcomeOf = (status: ExitStatus): HistoryOutcome => {
       return "timeout"
     case "SpawnFailed":
       return "spawn-failed"
+    case "Stalled":
+      return "stalled"
+    case "ReportedError":
+      return "agent-error"
   }
 }
 

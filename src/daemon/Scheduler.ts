@@ -24,16 +24,19 @@ import { DaemonConfig } from "../config/DaemonConfig.js"
 import type { StorageError } from "../domain/errors.js"
 import {
   describeOutcome,
-  type ExitStatus,
+  ExitStatus,
   exitCodeOf,
+  failureKind,
   formatSeconds,
   isSuccess,
   signalOf
 } from "../domain/Outcome.js"
 import { worktreeOf } from "../domain/ProjectPaths.js"
-import { isoSeconds } from "../domain/time.js"
+import { formatDuration, isoSeconds } from "../domain/time.js"
 import { buildPrompt, compareOrder, ticketOf } from "../domain/Trigger.js"
-import { AgentProcess } from "../process/AgentProcess.js"
+import { AgentProcess, headerText } from "../process/AgentProcess.js"
+import { watchOutput } from "../stream/AgentOutput.js"
+import { describeProgress, formatCost, type LimitSignal, type OutputState, reportedError } from "../stream/StreamJson.js"
 import { freeName } from "../queue/triggerFiles.js"
 import { type ClaimedTrigger, type QueuedTrigger, TriggerQueue } from "../queue/TriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
@@ -41,6 +44,7 @@ import { DaemonLog } from "./DaemonLog.js"
 import { DaemonState } from "./DaemonState.js"
 import { entryOf, History, outcomeOf } from "./History.js"
 import { jobParent, spanSince } from "./Tracing.js"
+import { Usage } from "./Usage.js"
 
 export type JobPhase = "running" | "waiting-retry"
 
@@ -74,6 +78,47 @@ export const retryDelays = (initialMs: number, maxRetries: number): ReadonlyArra
     Effect.runSync(Schedule.run(Schedule.delays(retryPolicy(initialMs, maxRetries)), 0, Array.from({ length: maxRetries - 1 })))
   ).slice(0, maxRetries - 1)
 
+/** How often a running agent's log is read for new output: every 0.5 s, slowing to 4 s while it is quiet. */
+export const OUTPUT_POLL_MS = 500
+export const OUTPUT_MAX_POLL_MS = 4_000
+
+/** The process's exit, corrected by what the agent itself reported in its output. */
+export const reportedOutcome = (status: ExitStatus, output: OutputState): ExitStatus => {
+  const reported = reportedError(output)
+  return reported !== undefined && isSuccess(status) ? ExitStatus.ReportedError({ code: 0, message: reported }) : status
+}
+
+/** The job summary of one attempt, for the `FINISH` line, the DLQ meta and notifications. */
+export interface AttemptSummary {
+  readonly duration_seconds: number
+  readonly turns: number
+  readonly cost_usd: number | null
+  readonly session_id: string | null
+  readonly tokens_in: number
+  readonly tokens_out: number
+  readonly model: string | null
+}
+
+export const summaryOf = (output: OutputState, seconds: number): AttemptSummary => ({
+  duration_seconds: Math.round(seconds * 10) / 10,
+  turns: output.progress.turns,
+  cost_usd: output.progress.cost_usd,
+  session_id: output.progress.session_id,
+  tokens_in: output.progress.tokens_in,
+  tokens_out: output.progress.tokens_out,
+  model: output.progress.model
+})
+
+/** `: 3 turns, $0.0123, session abc` — empty for an agent that wrote no stream-json. */
+const summaryText = (output: OutputState): string => {
+  if (output.jsonLines === 0) return ""
+  const p = output.progress
+  const parts = [`${p.turns} turn${p.turns === 1 ? "" : "s"}`]
+  if (p.cost_usd !== null) parts.push(formatCost(p.cost_usd))
+  if (p.session_id) parts.push(`session ${p.session_id}`)
+  return `: ${parts.join(", ")}`
+}
+
 interface RetryWaiter {
   readonly queued: QueuedTrigger
   readonly attempt: number
@@ -88,10 +133,13 @@ export const make = Effect.gen(function*() {
   const log = yield* DaemonLog
   const state = yield* DaemonState
   const history = yield* History
+  const usage = yield* Usage
 
   const cap = settings.parallel ? settings.maxConcurrent : 1
   const delays = retryDelays(settings.initialRetryDelayMs, settings.maxRetries)
   const [command, ...commandArgs] = settings.agentCommand
+  // Usage limits pause every agent that runs the same command line; today all agents share one.
+  const commandKey = settings.agentCommand.join(" ")
   const wakeups = yield* Queue.sliding<void>(1)
   const wake = Queue.offer(wakeups, undefined).pipe(Effect.asVoid)
   const jobs = yield* FiberSet.make<void, never>()
@@ -126,7 +174,36 @@ export const make = Effect.gen(function*() {
             ticket: ticketOf(trigger) ?? null,
             trace_id: traceId
           }, status, outcome)))
-      const outcome = yield* agentProcess.run({
+      const header = [
+        `Agent: ${agent}`,
+        `Trigger: ${name}.trigger`,
+        `Started: ${isoSeconds(startedMs)}`,
+        `Attempt: ${attempt}/${settings.maxRetries}`
+      ]
+      const watch = yield* watchOutput(logFile, {
+        from: Buffer.byteLength(headerText(header)),
+        pollMs: OUTPUT_POLL_MS,
+        maxPollMs: OUTPUT_MAX_POLL_MS,
+        onChange: (output) => slots.setProgress(agent, output.progress)
+      })
+      if (settings.progressIntervalMs > 0) {
+        yield* Effect.gen(function*() {
+          const output = yield* watch.state
+          const now = yield* Clock.currentTimeMillis
+          const quiet = Math.round((now - (yield* watch.lastActivityMs)) / 1000)
+          yield* log.event(
+            "PROGRESS",
+            `${agent} running ${formatDuration((now - startedMs) / 1000)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}): ` +
+              `${describeProgress(output.progress)}; last output ${quiet}s ago`,
+            { traceId, agent, trigger: name }
+          )
+        }).pipe(
+          Effect.repeat(Schedule.spaced(Duration.millis(settings.progressIntervalMs))),
+          Effect.delay(Duration.millis(settings.progressIntervalMs)),
+          Effect.forkScoped
+        )
+      }
+      const status = yield* agentProcess.run({
         agent,
         command: command!,
         args: [...commandArgs, buildPrompt(trigger, claimed.file)],
@@ -148,12 +225,8 @@ export const make = Effect.gen(function*() {
           exitStatus = status
           onExit(status)
         },
-        header: [
-          `Agent: ${agent}`,
-          `Trigger: ${name}.trigger`,
-          `Started: ${isoSeconds(startedMs)}`,
-          `Attempt: ${attempt}/${settings.maxRetries}`
-        ],
+        header,
+        ...(settings.agentStallTimeoutMs > 0 ? { stallWatch: watch.stalled(settings.agentStallTimeoutMs) } : {}),
         onSpawn: ({ pid, startTime }) =>
           Effect.sync(() => void (spawnedPid = pid)).pipe(
             Effect.zipRight(slots.setProcess(agent, { pid, startTime, log: logFile })),
@@ -170,16 +243,23 @@ export const make = Effect.gen(function*() {
       }).pipe(
         Effect.onExit((exit) =>
           exit._tag === "Success"
-            ? recordAttempt(exit.value)
+            ? Effect.void // recorded below, with what the agent reported
             : Cause.isInterruptedOnly(exit.cause)
             // Stopped by the daemon (its signal is kept), unless the agent had already succeeded.
             ? recordAttempt(exitStatus, exitStatus !== undefined && isSuccess(exitStatus) ? undefined : "interrupted")
             : recordAttempt(exitStatus, "error")
         )
       )
+      // Read to the end and recorded as one step: the attempt's history line is never lost.
+      const { output, outcome } = yield* Effect.uninterruptible(Effect.gen(function*() {
+        const output = yield* watch.finish
+        const outcome = reportedOutcome(status, output)
+        yield* recordAttempt(outcome)
+        return { output, outcome }
+      }))
       const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
-      return { outcome, logFile, startedMs, seconds, pid: spawnedPid }
-    })
+      return { outcome, output, logFile, startedMs, seconds, pid: spawnedPid }
+    }).pipe(Effect.scoped)
 
   /** Waits until the dispatcher hands the agent's slot to this retry. */
   const awaitSlot = (queued: QueuedTrigger, attempt: number) =>
@@ -269,6 +349,7 @@ export const make = Effect.gen(function*() {
       const resumed = carried.get(name)
       carried.delete(name)
       const timestamps: Array<string> = [...(resumed?.timestamps ?? [])]
+      let costs = 0
       const first = resumed?.attempt ?? 1
       const parent = jobParent(traceId)
       const attributes = { agent, trigger: `${name}.trigger`, ticket: ticketOf(trigger) ?? "", trace_id: traceId ?? "" }
@@ -298,8 +379,16 @@ export const make = Effect.gen(function*() {
             span.attribute("signal", signalOf(result.outcome) ?? "")
             timestamps.push(isoSeconds(result.startedMs))
             const took = formatSeconds(Math.round(result.seconds * 10) / 10)
+            costs += result.output.progress.cost_usd ?? 0
+            yield* usage.recordAttempt({
+              agent,
+              costUsd: result.output.progress.cost_usd,
+              tokensIn: result.output.progress.tokens_in,
+              tokensOut: result.output.progress.tokens_out
+            })
             if (isSuccess(result.outcome)) {
-              yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully in ${took} (attempt ${attempt})`, {
+              yield* usage.succeeded(commandKey)
+              yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully in ${took} (attempt ${attempt})${summaryText(result.output)}`, {
                 ...context,
                 attempt,
                 pid: result.pid
@@ -310,8 +399,27 @@ export const make = Effect.gen(function*() {
               ).pipe(Effect.withSpan("archive"))
               return "done" as const
             }
-            const what = `${agent} ${describeOutcome(result.outcome)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}, ${took})`
-            const level = result.outcome._tag === "TimedOut" ? "TIMEOUT" : result.outcome._tag === "SpawnFailed" ? "ERROR" : "FINISH"
+            if (result.output.limit !== null) {
+              // Not counted: the attempt's time goes too.
+              timestamps.pop()
+              const until = yield* complete(
+                pauseForLimit(claimed, attempt, timestamps, result.output.limit),
+                (error) => `${error.message}; putting ${name}.trigger back in the queue is tried again in ${retryIn}`
+              )
+              // Look at the queue again when the pause ends.
+              const waitMs = Math.max(0, Date.parse(until) - (yield* Clock.currentTimeMillis))
+              yield* Effect.sleep(Duration.millis(waitMs)).pipe(Effect.zipRight(wake), Effect.forkIn(scope))
+              return "done" as const
+            }
+            const what = `${agent} ${describeOutcome(result.outcome)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}, ${took})` +
+              summaryText(result.output)
+            const level = result.outcome._tag === "TimedOut"
+              ? "TIMEOUT"
+              : result.outcome._tag === "Stalled"
+              ? "STALLED"
+              : result.outcome._tag === "SpawnFailed"
+              ? "ERROR"
+              : "FINISH"
             yield* log.event(level, what, { ...context, attempt, pid: result.pid })
             yield* setView({ name, agent, attempt, phase: "waiting-retry" })
             const delay = delays[attempt - 1]
@@ -334,7 +442,10 @@ export const make = Effect.gen(function*() {
                     dlq_entry_timestamp: dlqEntryTimestamp,
                     agent,
                     trace_id: traceId,
-                    last_log: result.logFile
+                    last_log: result.logFile,
+                    failure_kind: failureKind(result.outcome),
+                    ...summaryOf(result.output, result.seconds),
+                    total_cost_usd: Math.round(costs * 1e6) / 1e6
                   }
                 })
                 yield* log.event("DLQ", `${name}.trigger moved to ${path.relative(paths.root, moved)}: ${reason}`, { ...context, attempt })
@@ -364,6 +475,33 @@ export const make = Effect.gen(function*() {
     )
   }
 
+  /**
+   * The agent hit its provider's usage limit: the attempt does not count, the trigger goes back
+   * to the queue in its place (with its earlier attempts), and no agent with the same command
+   * starts until the pause ends.
+   */
+  const pauseForLimit = (claimed: ClaimedTrigger, attempt: number, timestamps: ReadonlyArray<string>, limit: LimitSignal) =>
+    Effect.gen(function*() {
+      const { name, agent, trigger } = claimed.queued
+      const pause = yield* usage.limitHit({
+        command: commandKey,
+        agent,
+        trigger: `${name}.trigger`,
+        reason: limit.message,
+        resetsAtMs: limit.resetsAtMs
+      })
+      yield* log.event(
+        "LIMIT",
+        `${agent} hit a usage limit on ${name}.trigger (attempt ${attempt}, not counted): ${limit.message}; ` +
+          `agents running this AGENT_COMMAND wait until ${pause.until} ` +
+          `(${pause.source === "reset" ? "the reset time the agent named" : `cooldown, limit ${pause.consecutive} in a row`})`,
+        { traceId: trigger.trace_id ?? null, agent, trigger: name }
+      )
+      carried.set(name, { attempt, timestamps, notBefore: Date.parse(pause.until) })
+      yield* requeue(claimed, "hit a usage limit (attempt not counted)")
+      return pause.until
+    })
+
   const requeue = (claimed: ClaimedTrigger, why: string) =>
     queue.requeue(claimed).pipe(
       Effect.zipRight(state.finished(`${claimed.queued.name}.trigger`, false)),
@@ -390,6 +528,8 @@ export const make = Effect.gen(function*() {
 
   const dispatch = Effect.gen(function*() {
     if (stopping) return
+    // Paused by a usage limit: nothing with this command starts (a timer wakes us at the end).
+    if ((yield* usage.pausedUntil(commandKey)) !== undefined) return
     const busy = new Set(yield* slots.listBusy)
     let free = cap - busy.size
     if (free <= 0) return

@@ -12,6 +12,10 @@ export type ExitStatus = Data.TaggedEnum<{
   Signaled: { readonly signal: string }
   SpawnFailed: { readonly message: string }
   TimedOut: { readonly afterSeconds: number; readonly signal: string }
+  /** Wrote nothing for `afterSeconds` while running, so it was stopped (`AGENT_STALL_TIMEOUT`). */
+  Stalled: { readonly afterSeconds: number; readonly signal: string }
+  /** Exited with `code` but its own final `result` said the run failed (`is_error: true`). */
+  ReportedError: { readonly code: number; readonly message: string }
 }>
 export const ExitStatus = Data.taggedEnum<ExitStatus>()
 
@@ -27,13 +31,36 @@ export const describeOutcome = (outcome: ExitStatus): string => {
       return `could not be started: ${outcome.message}`
     case "TimedOut":
       return `timed out after ${formatSeconds(outcome.afterSeconds)}`
+    case "Stalled":
+      return `stalled (no output for ${formatSeconds(outcome.afterSeconds)})`
+    case "ReportedError":
+      return `exited with code ${outcome.code} but reported an error (${outcome.message})`
   }
 }
 
-export const exitCodeOf = (outcome: ExitStatus): number | null => (outcome._tag === "Exited" ? outcome.code : null)
+/** One word for the kind of failure, for the DLQ meta and notifications. */
+export const failureKind = (outcome: ExitStatus): "exit" | "signal" | "spawn" | "timeout" | "stalled" | "agent_error" => {
+  switch (outcome._tag) {
+    case "Exited":
+      return "exit"
+    case "Signaled":
+      return "signal"
+    case "SpawnFailed":
+      return "spawn"
+    case "TimedOut":
+      return "timeout"
+    case "Stalled":
+      return "stalled"
+    case "ReportedError":
+      return "agent_error"
+  }
+}
+
+export const exitCodeOf = (outcome: ExitStatus): number | null =>
+  outcome._tag === "Exited" || outcome._tag === "ReportedError" ? outcome.code : null
 
 export const signalOf = (outcome: ExitStatus): string | null =>
-  outcome._tag === "Signaled" || outcome._tag === "TimedOut" ? outcome.signal : null
+  outcome._tag === "Signaled" || outcome._tag === "TimedOut" || outcome._tag === "Stalled" ? outcome.signal : null
 
 export const formatSeconds = (seconds: number): string =>
   Number.isInteger(seconds) ? `${seconds}s` : `${Number(seconds.toFixed(3))}s`

@@ -15,7 +15,17 @@ export const Slot = Schema.Struct({
   log: Schema.optional(Schema.NullOr(Schema.String)),
   attempt: Schema.optional(Schema.NullOr(Schema.Number)),
   pid_start_time: Schema.optional(Schema.NullOr(Schema.String)),
-  trace_id: Schema.optional(Schema.NullOr(Schema.String))
+  trace_id: Schema.optional(Schema.NullOr(Schema.String)),
+  // Live progress read from the agent's stream-json output (see stream/StreamJson.ts).
+  last_event_at: Schema.optional(Schema.NullOr(Schema.String)),
+  turns: Schema.optional(Schema.Number),
+  tool_uses: Schema.optional(Schema.Number),
+  last_tool: Schema.optional(Schema.NullOr(Schema.String)),
+  cost_usd: Schema.optional(Schema.NullOr(Schema.Number)),
+  tokens_in: Schema.optional(Schema.Number),
+  tokens_out: Schema.optional(Schema.Number),
+  session_id: Schema.optional(Schema.NullOr(Schema.String)),
+  model: Schema.optional(Schema.NullOr(Schema.String))
 })
 export type Slot = typeof Slot.Type
 

@@ -50,7 +50,15 @@ export interface AgentRunSpec {
    * the run afterwards can still tell that the agent had finished, and how.
    */
   readonly onExit?: (status: ExitStatus) => void
+  /**
+   * Completes (with the silent time in ms) when the agent has been silent too long: the group is
+   * then stopped like on a timeout and the result is `Stalled`.
+   */
+  readonly stallWatch?: Effect.Effect<number>
 }
+
+/** What the log starts with; the agent's own output follows it. */
+export const headerText = (header: ReadonlyArray<string>): string => header.map(withoutLineBreaks).join("\n") + "\n\n"
 
 /** What happened to a process found in the slot file at start-up. */
 export type OrphanFate = "stopped" | "gone" | "different"
@@ -95,6 +103,10 @@ const footerOf = (status: ExitStatus, now: number): string => {
       return `\nFailed: ${date}\nError: ${status.message}\n`
     case "TimedOut":
       return `\nFailed: ${date}\nTimed out after ${formatSeconds(status.afterSeconds)}\nSignal: ${status.signal}\n`
+    case "Stalled":
+      return `\nFailed: ${date}\nStalled: no output for ${formatSeconds(status.afterSeconds)}\nSignal: ${status.signal}\n`
+    case "ReportedError":
+      return `\nFailed: ${date}\nExit code: ${status.code}\n`
   }
 }
 
@@ -265,6 +277,22 @@ const writeFooter = (log: RotatingLogFile, status: ExitStatus) => {
   }
 }
 
+type RunEnd =
+  | { readonly _tag: "Exit"; readonly status: ExitStatus }
+  | { readonly _tag: "Timeout" }
+  | { readonly _tag: "Stall"; readonly silentMs: number }
+
+/** Waits for the exit, the timeout or the stall watch, whichever comes first. */
+const awaitEnd = (exit: Effect.Effect<ExitStatus>, spec: AgentRunSpec): Effect.Effect<RunEnd> => {
+  const exited = Effect.map(exit, (status): RunEnd => ({ _tag: "Exit", status }))
+  const timed = spec.timeoutMs === undefined ? exited : exited.pipe(
+    Effect.timeoutTo({ duration: spec.timeoutMs, onTimeout: (): RunEnd => ({ _tag: "Timeout" }), onSuccess: (end) => end })
+  )
+  return spec.stallWatch === undefined
+    ? timed
+    : Effect.raceFirst(timed, Effect.map(spec.stallWatch, (silentMs): RunEnd => ({ _tag: "Stall", silentMs })))
+}
+
 /** Real child processes; agent logs rotate at `maxLogBytes` (0: never). */
 export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShape => ({
   run: (spec) =>
@@ -275,7 +303,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShap
             try: () => {
               const log = new RotatingLogFile(spec.logFile, maxLogBytes)
               try {
-                log.write(spec.header.map(withoutLineBreaks).join("\n") + "\n\n")
+                log.write(headerText(spec.header))
               } catch (e) {
                 // Disk full or directory not writable: leave neither an open descriptor nor an empty log.
                 log.close()
@@ -316,14 +344,18 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShap
           return status
         }
         yield* spec.onSpawn({ pid: started.pid, startTime: procfs.startTimeOf(started.pid) ?? null })
-        const exit = yield* (spec.timeoutMs === undefined
-          ? Effect.asSome(Deferred.await(started.exited))
-          : Deferred.await(started.exited).pipe(Effect.timeoutOption(spec.timeoutMs))).pipe(
-            Effect.withSpan("run", { attributes: { pid: started.pid } })
-          )
-        if (Option.isSome(exit)) return exit.value
-        const signal = yield* stopChild(started, killGraceMs).pipe(Effect.withSpan("kill", { attributes: { reason: "timeout" } }))
-        final = ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal: signal ?? "SIGTERM" })
+        const ended = yield* awaitEnd(Deferred.await(started.exited), spec).pipe(
+          Effect.withSpan("run", { attributes: { pid: started.pid } })
+        )
+        if (ended._tag === "Exit") return ended.status
+        // A stop that races the exit reports the exit.
+        const exitedMeanwhile = yield* Deferred.poll(started.exited)
+        if (Option.isSome(exitedMeanwhile)) return yield* exitedMeanwhile.value
+        const reason = ended._tag === "Timeout" ? "timeout" : "stalled"
+        const signal = (yield* stopChild(started, killGraceMs).pipe(Effect.withSpan("kill", { attributes: { reason } }))) ?? "SIGTERM"
+        final = ended._tag === "Timeout"
+          ? ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal })
+          : ExitStatus.Stalled({ afterSeconds: ended.silentMs / 1000, signal })
         return final
       })
     ).pipe(Effect.withSpan("AgentProcess.run", { attributes: { agent: spec.agent } })),
@@ -362,6 +394,11 @@ export interface FakeRun {
   readonly finish: (status: ExitStatus) => Effect.Effect<void>
   /** Completes when the run was interrupted (timeout, shutdown). */
   readonly interrupted: Deferred.Deferred<void>
+  /**
+   * Appends to the run's log as the agent's output (the fake writes the header like the real
+   * layer when the log's directory exists; elsewhere this writes nothing).
+   */
+  readonly output: (text: string) => Effect.Effect<void>
 }
 
 export interface FakeAgentProcess {
@@ -372,6 +409,14 @@ export interface FakeAgentProcess {
   readonly runs: Effect.Effect<ReadonlyArray<FakeRun>>
   /** Orphans the fake was asked to stop, with the answer it gave. */
   readonly orphans: Effect.Effect<ReadonlyArray<{ readonly pid: number; readonly fate: OrphanFate }>>
+}
+
+const writeIfPossible = (file: string, text: string) => {
+  try {
+    fs.appendFileSync(file, text)
+  } catch {
+    // The tests of the fake usually give it no real log directory.
+  }
 }
 
 export const makeFake = (options: {
@@ -395,19 +440,22 @@ export const makeFake = (options: {
             pid: nextPid++,
             finish: (status) =>
               Effect.sync(() => spec.onExit?.(status)).pipe(Effect.zipRight(Deferred.succeed(done, status)), Effect.asVoid),
-            interrupted
+            interrupted,
+            output: (text) => Effect.sync(() => writeIfPossible(spec.logFile, text))
           }
+          writeIfPossible(spec.logFile, headerText(spec.header))
           yield* spec.onSpawn({ pid: run.pid, startTime: "1" })
           yield* Ref.update(runs, (all) => [...all, run])
           yield* Queue.offer(started, run)
-          const exit = yield* Deferred.await(done).pipe(
-            spec.timeoutMs === undefined ? Effect.asSome : Effect.timeoutOption(spec.timeoutMs),
+          const ended = yield* awaitEnd(Deferred.await(done), spec).pipe(
             Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
           )
-          if (Option.isSome(exit)) return exit.value
-          // Timed out: the fake "stops" the run the way the real layer would.
+          if (ended._tag === "Exit") return ended.status
+          // Timed out or stalled: the fake "stops" the run the way the real layer would.
           yield* Deferred.succeed(interrupted, undefined)
-          return ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal: "SIGTERM" })
+          return ended._tag === "Timeout"
+            ? ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal: "SIGTERM" })
+            : ExitStatus.Stalled({ afterSeconds: ended.silentMs / 1000, signal: "SIGTERM" })
         }),
       stopOrphan: (pid, startTime) =>
         Effect.gen(function*() {

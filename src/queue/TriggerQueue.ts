@@ -33,6 +33,18 @@ export interface DeadLetterMeta {
   readonly agent: string
   readonly trace_id: string | null
   readonly last_log: string | null
+  /** exit, signal, spawn, timeout, stalled or agent_error (the last attempt's failure). */
+  readonly failure_kind?: string
+  /** The last attempt's summary, from its stream-json output (zero/null for other agents). */
+  readonly duration_seconds?: number
+  readonly turns?: number
+  readonly cost_usd?: number | null
+  readonly session_id?: string | null
+  readonly tokens_in?: number
+  readonly tokens_out?: number
+  readonly model?: string | null
+  /** What every attempt of the trigger cost together. */
+  readonly total_cost_usd?: number
 }
 
 export type Completion =

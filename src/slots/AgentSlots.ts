@@ -12,6 +12,7 @@ import { Context, Effect, Either, Layer, Ref, Schema } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { type BusyInfo, busySlot, idleSlot, type Slot, SlotTable } from "../domain/Slot.js"
+import type { Progress } from "../stream/StreamJson.js"
 import { archiveStamp } from "../domain/time.js"
 import { freeName } from "../queue/triggerFiles.js"
 
@@ -33,6 +34,8 @@ export interface AgentSlotsShape {
   /** Reserves the agent's slot for a job; its process is recorded later with `setProcess`. */
   readonly markBusy: (agent: string, info: BusyInfo) => Effect.Effect<void>
   readonly setProcess: (agent: string, info: ProcessInfo) => Effect.Effect<void>
+  /** Records the live progress of the agent's running job (ignored when the slot is idle). */
+  readonly setProgress: (agent: string, progress: Progress) => Effect.Effect<void>
   readonly markIdle: (agent: string) => Effect.Effect<void>
   readonly pidOf: (agent: string) => Effect.Effect<string | null>
   readonly ticketOf: (agent: string) => Effect.Effect<string | null>
@@ -75,6 +78,11 @@ export const make = (
             ...t,
             [agent]: { ...slot, pid: String(info.pid), pid_start_time: info.startTime, log: info.log }
           }
+        }),
+      setProgress: (agent, progress) =>
+        change((t) => {
+          const slot = t[agent]
+          return slot?.status === "busy" ? { ...t, [agent]: { ...slot, ...progress } } : t
         }),
       markIdle: (agent) => change((t) => ({ ...t, [agent]: idleSlot })),
       pidOf: (agent) => Effect.map(slotOf(agent), (s) => s?.pid ?? null),

@@ -8,7 +8,7 @@
  * the bytes into bounded lines and folds them into the job's progress. The raw bytes are never touched.
  */
 import * as fs from "node:fs"
-import { Chunk, Clock, Deferred, Duration, Effect, Fiber, Option, Ref, Schedule, type Scope, Stream } from "effect"
+import { Chunk, Clock, Deferred, Duration, Effect, Fiber, Option, Ref, type Scope, Stream } from "effect"
 import { applyLine, emptyOutput, type Line, LineSplitter, MAX_LINE_BYTES, type OutputState } from "./StreamJson.js"
 
 const READ_BYTES = 64 * 1024
@@ -19,10 +19,18 @@ const READ_BYTES = 64 * 1024
  */
 export const tailFile = (
   file: string,
-  options: { readonly from: number; readonly pollMs: number; readonly done: Deferred.Deferred<void> }
+  options: {
+    readonly from: number
+    /** The first wait between reads; it doubles while nothing comes, up to `maxPollMs`. */
+    readonly pollMs: number
+    readonly maxPollMs?: number
+    readonly done: Deferred.Deferred<void>
+    /** Runs each time the reader has caught up, before it waits. */
+    readonly onIdle?: Effect.Effect<void>
+  }
 ): Stream.Stream<Uint8Array> =>
   Stream.acquireRelease(
-    Effect.sync(() => ({ fd: undefined as number | undefined, position: options.from, ended: false })),
+    Effect.sync(() => ({ fd: undefined as number | undefined, position: options.from, ended: false, waitMs: options.pollMs })),
     (h) => Effect.sync(() => h.fd !== undefined && fs.closeSync(h.fd))
   ).pipe(
     Stream.flatMap((h) =>
@@ -32,13 +40,18 @@ export const tailFile = (
           // Asked before reading: a read that follows `done` sees every byte written before it.
           const finished = yield* Deferred.isDone(options.done)
           const bytes = readSome(file, h)
-          if (bytes !== undefined) return Chunk.of(bytes)
+          if (bytes !== undefined) {
+            h.waitMs = options.pollMs
+            return Chunk.of(bytes)
+          }
+          if (options.onIdle) yield* options.onIdle
           if (finished) {
             h.ended = true
             return Chunk.empty<Uint8Array>()
           }
           // Woken early by `done`, so the end of an attempt is read at once.
-          yield* Effect.raceFirst(Effect.sleep(Duration.millis(options.pollMs)), Deferred.await(options.done))
+          yield* Effect.raceFirst(Effect.sleep(Duration.millis(h.waitMs)), Deferred.await(options.done))
+          h.waitMs = Math.min(h.waitMs * 2, options.maxPollMs ?? options.pollMs)
           return Chunk.empty<Uint8Array>()
         })
       )
@@ -95,9 +108,11 @@ export interface OutputWatch {
 export interface WatchOptions {
   /** Where the agent's own output starts (after the header the daemon wrote). */
   readonly from: number
+  /** Reads follow each other by `pollMs`, slowing down to `maxPollMs` while the agent is quiet. */
   readonly pollMs: number
+  readonly maxPollMs?: number
   readonly maxLineBytes?: number
-  /** Called with the new state after a poll that changed it (not per line), and at the end. */
+  /** Called with the new state each time the reader caught up after new output (not per line). */
   readonly onChange?: (state: OutputState) => Effect.Effect<void>
 }
 
@@ -115,7 +130,7 @@ export const watchOutput = (file: string, options: WatchOptions): Effect.Effect<
       published = version
       return Effect.flatMap(Ref.get(state), options.onChange)
     })
-    const reader = tailFile(file, { from: options.from, pollMs: options.pollMs, done }).pipe(
+    const reader = tailFile(file, { from: options.from, pollMs: options.pollMs, maxPollMs: options.maxPollMs, done, onIdle: publish }).pipe(
       Stream.tap(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Ref.set(lastActivity, now))),
       splitLines(options.maxLineBytes),
       Stream.runForEach((line) =>
@@ -126,9 +141,8 @@ export const watchOutput = (file: string, options: WatchOptions): Effect.Effect<
           }))
       )
     )
+    // Progress goes out once the reader has caught up, however many lines arrived.
     const fiber = yield* Effect.forkScoped(reader)
-    // Progress goes out once per poll at most, however many lines arrived.
-    yield* publish.pipe(Effect.repeat(Schedule.spaced(Duration.millis(options.pollMs))), Effect.forkScoped)
     return {
       state: Ref.get(state),
       lastActivityMs: Ref.get(lastActivity),
@@ -144,7 +158,7 @@ export const watchOutput = (file: string, options: WatchOptions): Effect.Effect<
       finish: Effect.gen(function*() {
         yield* Deferred.succeed(done, undefined)
         yield* Fiber.join(fiber)
-        yield* publish
+        yield* publish // the unterminated last line comes after the reader's last idle
         return yield* Ref.get(state)
       })
     } satisfies OutputWatch

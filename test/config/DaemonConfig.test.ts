@@ -76,7 +76,13 @@ describe("DaemonConfig.load", () => {
         logMaintenanceIntervalMs: 600_000,
         logFormat: "text",
         logLevel: "info",
-        otlpEndpoint: ""
+        otlpEndpoint: "",
+        agentStallTimeoutMs: 600_000,
+        progressIntervalMs: 300_000,
+        usageLimitCooldownMs: 300_000,
+        discordWebhookUrl: null,
+        notifyWebhookUrl: null,
+        discordAgentWebhooks: {}
       })
       expect(config.warnings).toEqual([])
     })
@@ -180,7 +186,13 @@ describe("DaemonConfig.load", () => {
           "LOG_MAINTENANCE_INTERVAL=30",
           "STARFORGE_LOG_FORMAT=JSON",
           "STARFORGE_LOG_LEVEL=warn",
-          "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318"
+          "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318",
+          "AGENT_STALL_TIMEOUT=0",
+          "PROGRESS_INTERVAL=60",
+          "USAGE_LIMIT_COOLDOWN=30",
+          "DISCORD_WEBHOOK_URL=https://discord.example/api/webhooks/1/a",
+          "NOTIFY_WEBHOOK_URL=http://127.0.0.1:9/hook",
+          "DISCORD_WEBHOOK_JUNIOR_DEV_A=https://discord.example/api/webhooks/2/b"
         ].join("\n")
       )
       expect((await loaded()).settings).toEqual({
@@ -199,7 +211,13 @@ describe("DaemonConfig.load", () => {
         logMaintenanceIntervalMs: 30_000,
         logFormat: "json",
         logLevel: "warn",
-        otlpEndpoint: "http://127.0.0.1:4318"
+        otlpEndpoint: "http://127.0.0.1:4318",
+        agentStallTimeoutMs: 0,
+        progressIntervalMs: 60_000,
+        usageLimitCooldownMs: 30_000,
+        discordWebhookUrl: "https://discord.example/api/webhooks/1/a",
+        notifyWebhookUrl: "http://127.0.0.1:9/hook",
+        discordAgentWebhooks: { JUNIOR_DEV_A: "https://discord.example/api/webhooks/2/b" }
       })
     })
   })
@@ -321,7 +339,14 @@ describe("DaemonConfig.load", () => {
       ["STARFORGE_LOG_FORMAT", "xml"],
       ["STARFORGE_LOG_LEVEL", "verbose"],
       ["OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318"],
-      ["OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"]
+      ["OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"],
+      ["AGENT_STALL_TIMEOUT", "-1"],
+      ["AGENT_STALL_TIMEOUT", "ten minutes"],
+      ["PROGRESS_INTERVAL", "5m"],
+      ["USAGE_LIMIT_COOLDOWN", "0"],
+      ["DISCORD_WEBHOOK_URL", "discord.com/api/webhooks/1"],
+      ["DISCORD_WEBHOOK_URL", "ftp://example.com/hook"],
+      ["NOTIFY_WEBHOOK_URL", "not a url"]
     ]
 
     it.each(cases)("%s=%j from the environment", async (name, value) => {
@@ -363,6 +388,15 @@ describe("DaemonConfig.load", () => {
       const error = await failure()
       expect(error.message).toContain("AGENT_COMMAND")
       expect(error.message).toContain(`claude \\"--print`)
+    })
+
+    it("a bad DISCORD_WEBHOOK_<AGENT> names the variable; a higher source's empty value removes a lower one", async () => {
+      const error = await failure({ env: { DISCORD_WEBHOOK_JUNIOR_DEV_A: "nope" } })
+      expect(error.message).toContain("DISCORD_WEBHOOK_JUNIOR_DEV_A")
+      expect(error.message).toContain('"nope"')
+      writeConf("DISCORD_WEBHOOK_QA=https://example.com/qa\nDISCORD_WEBHOOK_DEV=https://example.com/dev\n")
+      const settings = (await loaded({ env: { DISCORD_WEBHOOK_QA: "" }, flags: { DISCORD_WEBHOOK_DEV: "https://example.com/dev2" } })).settings
+      expect(settings.discordAgentWebhooks).toEqual({ DEV: "https://example.com/dev2" })
     })
 
     it("several bad values report one of them", async () => {

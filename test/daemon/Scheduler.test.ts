@@ -2,18 +2,23 @@
  * The scheduler against fake layers: an in-memory queue, in-memory slots and a fake process
  * runner whose runs finish when the test says so, all under the TestClock.
  */
-import { describe, expect, it } from "@effect/vitest"
-import { Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Queue, Scope, TestClock } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { Context, Deferred, Duration, Effect, ExecutionStrategy, Exit, Layer, Queue, Scope, TestClock } from "effect"
 import { DaemonConfig, type DaemonSettings } from "../../src/config/DaemonConfig.js"
 import { ExitStatus } from "../../src/domain/Outcome.js"
 import type { Trigger } from "../../src/domain/Trigger.js"
 import { DaemonLog } from "../../src/daemon/DaemonLog.js"
 import { DaemonState } from "../../src/daemon/DaemonState.js"
 import { type HistoryEntry, History } from "../../src/daemon/History.js"
+import { Usage } from "../../src/daemon/Usage.js"
 import * as Scheduler from "../../src/daemon/Scheduler.js"
 import { type FakeRun, makeFake } from "../../src/process/AgentProcess.js"
 import { type DeadLetterMeta, makeMemory } from "../../src/queue/TriggerQueue.js"
 import { AgentSlots } from "../../src/slots/AgentSlots.js"
+import type { SlotTable } from "../../src/domain/Slot.js"
 
 const base: Partial<DaemonSettings> = {
   parallel: true,
@@ -29,7 +34,7 @@ const t = (agent: string, extra: Partial<Trigger> = {}): Trigger => ({ to_agent:
 
 /** Builds the scheduler over fakes; the test body runs with the scheduler's scope open. */
 const withScheduler = <A, E>(
-  settings: Partial<DaemonSettings>,
+  settings: Partial<DaemonSettings> & { readonly project?: string },
   body: (env: {
     readonly add: (name: string, trigger: Trigger) => Effect.Effect<void>
     readonly next: Effect.Effect<FakeRun>
@@ -37,12 +42,14 @@ const withScheduler = <A, E>(
     readonly outcomes: Effect.Effect<ReadonlyArray<{ name: string; completion: { _tag: string; meta?: DeadLetterMeta } }>>
     readonly requeued: Effect.Effect<ReadonlyArray<string>>
     readonly busy: Effect.Effect<ReadonlyArray<string>>
+    readonly slots: Effect.Effect<SlotTable>
     readonly lines: Effect.Effect<ReadonlyArray<string>>
     readonly history: Effect.Effect<ReadonlyArray<HistoryEntry>>
     readonly close: Effect.Effect<void>
   }) => Effect.Effect<A, E>
 ) =>
   Effect.gen(function*() {
+    const { project, ...rest } = settings
     const fake = yield* makeFake()
     const queue = yield* makeMemory
     const log = yield* DaemonLog.memory
@@ -54,7 +61,8 @@ const withScheduler = <A, E>(
       log.layer,
       AgentSlots.memory(),
       DaemonState.memory,
-      DaemonConfig.layerSettings("/nonexistent/project", { ...base, ...settings })
+      Usage.memory(),
+      DaemonConfig.layerSettings(project ?? "/nonexistent/project", { ...base, ...rest })
     )
     const schedulerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     const context = yield* Layer.buildWithScope(Layer.provideMerge(Scheduler.layer, services), schedulerScope)
@@ -66,6 +74,7 @@ const withScheduler = <A, E>(
       outcomes: queue.outcomes as never,
       requeued: queue.requeued,
       busy: slots.listBusy,
+      slots: slots.snapshot,
       lines: log.lines,
       history: history.entries,
       close: Scope.close(schedulerScope, Exit.void)
@@ -320,5 +329,192 @@ describe("Scheduler", () => {
         const meta = (yield* s.outcomes)[0]!.completion.meta!
         expect(meta.failure_reason).toContain("AGENT_COMMAND")
         expect(meta.attempts).toBe(1)
+      })))
+})
+
+describe("Scheduler reading the agent's stream-json output", () => {
+  const dirs: Array<string> = []
+  afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })))
+  /** A project whose log directory exists, so the fake agent's output is really written and read. */
+  const project = () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-sched-"))
+    dirs.push(dir)
+    fs.mkdirSync(path.join(dir, ".claude", "logs"), { recursive: true })
+    return dir
+  }
+  const line = (o: object) => JSON.stringify(o) + "\n"
+  const tool = (id: string, name: string) =>
+    line({ type: "assistant", session_id: "S", message: { id, model: "m-1", content: [{ type: "tool_use", name, input: {} }], usage: { input_tokens: 100, output_tokens: 10 } } })
+  const result = (extra: object = {}) =>
+    line({ type: "result", subtype: "success", is_error: false, num_turns: 2, total_cost_usd: 0.5, session_id: "S", result: "ok", ...extra })
+
+  it.scoped("keeps the live progress in the slot and logs PROGRESS every PROGRESS_INTERVAL while the agent runs", () =>
+    withScheduler({ project: project(), progressIntervalMs: 300_000, agentTimeoutMs: 3_600_000, agentStallTimeoutMs: 0 }, (s) =>
+      Effect.gen(function*() {
+        yield* s.add("a-1", t("a"))
+        const run = yield* s.next
+        yield* run.output(line({ type: "system", subtype: "init", session_id: "S", model: "m-1" }) + tool("m1", "Bash") + tool("m2", "Edit"))
+        yield* TestClock.adjust("1 second")
+        expect((yield* s.slots)["a"]).toMatchObject({
+          status: "busy",
+          turns: 2,
+          tool_uses: 2,
+          last_tool: "Edit",
+          tokens_in: 200,
+          tokens_out: 20,
+          session_id: "S",
+          model: "m-1",
+          cost_usd: null,
+          last_event_at: "1970-01-01T00:00:00Z"
+        })
+        yield* TestClock.adjust("299 seconds")
+        const progress = (yield* s.lines).filter((l) => l.includes("PROGRESS:"))
+        expect(progress).toEqual([
+          "[1970-01-01T00:05:00.000Z] [] PROGRESS: a running 5m 00s on a-1.trigger (attempt 1/3): 2 turns, 2 tool uses (last: Edit), " +
+          "200 in / 20 out tokens, session S; last output 300s ago"
+        ])
+        yield* TestClock.adjust("300 seconds")
+        expect((yield* s.lines).filter((l) => l.includes("PROGRESS:"))).toHaveLength(2)
+        yield* run.output(result())
+        yield* run.finish(ExitStatus.Exited({ code: 0 }))
+        yield* settle
+        expect((yield* s.lines).find((l) => l.includes("FINISH:"))).toContain(
+          "a completed a-1.trigger successfully in 600s (attempt 1): 2 turns, $0.5000, session S"
+        )
+        // No PROGRESS once the agent is done.
+        yield* TestClock.adjust("600 seconds")
+        expect((yield* s.lines).filter((l) => l.includes("PROGRESS:"))).toHaveLength(2)
+      })))
+
+  it.scoped("a result with is_error fails an attempt that exited 0; the DLQ meta carries the summary", () =>
+    withScheduler({ project: project(), maxRetries: 1 }, (s) =>
+      Effect.gen(function*() {
+        yield* s.add("a-1", t("a"))
+        const run = yield* s.next
+        yield* run.output(tool("m1", "Bash") + result({ is_error: true, subtype: "error_during_execution", result: "tool crashed", total_cost_usd: 0.25 }))
+        yield* TestClock.adjust("2 seconds")
+        yield* run.finish(ExitStatus.Exited({ code: 0 }))
+        yield* settle
+        const [outcome] = yield* s.outcomes
+        expect(outcome!.completion._tag).toBe("DeadLetter")
+        expect(outcome!.completion.meta).toMatchObject({
+          failure_reason: "failed 1 time; last attempt exited with code 0 but reported an error (error_during_execution: tool crashed)",
+          failure_kind: "agent_error",
+          exit_code: 0,
+          turns: 2,
+          cost_usd: 0.25,
+          total_cost_usd: 0.25,
+          session_id: "S",
+          duration_seconds: 2
+        })
+      })))
+
+  it.scoped("an agent silent for AGENT_STALL_TIMEOUT is stopped as stalled, not timed out; output keeps it alive", () =>
+    withScheduler({ project: project(), maxRetries: 1, agentStallTimeoutMs: 600_000, agentTimeoutMs: 3_600_000 }, (s) =>
+      Effect.gen(function*() {
+        yield* s.add("a-1", t("a"))
+        const run = yield* s.next
+        yield* TestClock.adjust("500 seconds")
+        yield* run.output("still thinking\n")
+        yield* TestClock.adjust("500 seconds")
+        yield* settle
+        expect(yield* Deferred.isDone(run.interrupted)).toBe(false)
+        // Output is seen at the next read (at most 4 s later while quiet), so the silence counts from there.
+        yield* TestClock.adjust("110 seconds")
+        yield* settle
+        expect(yield* Deferred.isDone(run.interrupted)).toBe(true)
+        const lines = yield* s.lines
+        expect(lines.find((l) => l.includes("STALLED:"))).toMatch(/STALLED: a stalled \(no output for 60\d(\.\d+)?s\) on a-1\.trigger/)
+        expect(lines.some((l) => l.includes("TIMEOUT:"))).toBe(false)
+        const [outcome] = yield* s.outcomes
+        expect(outcome!.completion.meta).toMatchObject({ failure_kind: "stalled", signal: "SIGTERM" })
+      })))
+
+  it.scoped("AGENT_STALL_TIMEOUT=0 never stops a silent agent", () =>
+    withScheduler({ project: project(), agentStallTimeoutMs: 0, agentTimeoutMs: 7_200_000 }, (s) =>
+      Effect.gen(function*() {
+        yield* s.add("a-1", t("a"))
+        const run = yield* s.next
+        yield* TestClock.adjust("20 minutes")
+        yield* settle
+        expect(yield* Deferred.isDone(run.interrupted)).toBe(false)
+      })))
+})
+
+describe("Scheduler on a usage limit", () => {
+  const dirs: Array<string> = []
+  afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })))
+  const project = () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-limit-"))
+    dirs.push(dir)
+    fs.mkdirSync(path.join(dir, ".claude", "logs"), { recursive: true })
+    return dir
+  }
+  const limitResult = (text: string) =>
+    JSON.stringify({ type: "result", subtype: "success", is_error: true, result: text, total_cost_usd: 0 }) + "\n"
+
+  it.scoped("requeues the trigger without counting the attempt and pauses every agent for the cooldown, doubling in a row", () =>
+    withScheduler({ project: project(), usageLimitCooldownMs: 300_000, agentStallTimeoutMs: 0 }, (s) =>
+      Effect.gen(function*() {
+        yield* s.add("a-1", t("a"))
+        const first = yield* s.next
+        yield* first.output(limitResult("You've hit your limit"))
+        yield* TestClock.adjust("1 second")
+        yield* first.finish(ExitStatus.Exited({ code: 1 }))
+        yield* settle
+        expect(yield* s.requeued).toEqual(["a-1"])
+        expect((yield* s.lines).find((l) => l.includes("LIMIT:"))).toContain(
+          "a hit a usage limit on a-1.trigger (attempt 1, not counted): You've hit your limit; agents running this AGENT_COMMAND " +
+            "wait until 1970-01-01T00:05:01Z (cooldown, limit 1 in a row)"
+        )
+        // Another agent's trigger waits too.
+        yield* s.add("b-1", t("b"))
+        yield* TestClock.adjust("299 seconds")
+        yield* settle
+        expect(yield* s.startedCount).toBe(1)
+        yield* TestClock.adjust("1 second")
+        const again = yield* s.next
+        const other = yield* s.next
+        expect([again.spec.agent, other.spec.agent].sort()).toEqual(["a", "b"])
+        const a = again.spec.agent === "a" ? again : other
+        // Attempt 1 again: the limited attempt did not count.
+        expect(a.spec.env["STARFORGE_ATTEMPT"]).toBe("1")
+        yield* a.output(limitResult("Claude AI usage limit reached"))
+        yield* TestClock.adjust("1 second")
+        yield* a.finish(ExitStatus.Exited({ code: 1 }))
+        yield* settle
+        expect((yield* s.lines).filter((l) => l.includes("LIMIT:"))[1]).toContain("wait until 1970-01-01T00:15:02Z (cooldown, limit 2 in a row)")
+        expect(yield* s.outcomes).toEqual([])
+      })))
+
+  it.scoped("pauses until the reset time the agent named", () =>
+    withScheduler({ project: project(), agentStallTimeoutMs: 0 }, (s) =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(Date.parse("2026-11-28T10:00:00Z"))
+        yield* s.add("a-1", t("a"))
+        const run = yield* s.next
+        yield* run.output(limitResult("You've hit your limit · resets 1pm (UTC)"))
+        yield* TestClock.adjust("1 second")
+        yield* run.finish(ExitStatus.Exited({ code: 1 }))
+        yield* settle
+        expect((yield* s.lines).find((l) => l.includes("LIMIT:"))).toContain("wait until 2026-11-28T13:00:00Z (the reset time the agent named)")
+        yield* TestClock.adjust("2 hours")
+        yield* settle
+        expect(yield* s.startedCount).toBe(1)
+        yield* TestClock.adjust("1 hour")
+        expect((yield* s.next).spec.agent).toBe("a")
+      })))
+
+  it.scoped("a limit mentioned by an agent that succeeds changes nothing", () =>
+    withScheduler({ project: project(), agentStallTimeoutMs: 0 }, (s) =>
+      Effect.gen(function*() {
+        yield* s.add("a-1", t("a"))
+        const run = yield* s.next
+        yield* run.output("API Error: 429 rate_limit_error, retrying in 5 seconds\n")
+        yield* TestClock.adjust("1 second")
+        yield* run.finish(ExitStatus.Exited({ code: 0 }))
+        yield* settle
+        expect((yield* s.outcomes).map((o) => o.completion._tag)).toEqual(["Done"])
+        expect((yield* s.lines).some((l) => l.includes("LIMIT:"))).toBe(false)
       })))
 })

@@ -192,7 +192,19 @@ describe("daemon status (S07, S08)", () => {
 
     expect(json.code).toBe(0)
     const s = JSON.parse(json.stdout) as Record<string, any>
-    expect(Object.keys(s).sort()).toEqual(["max_concurrent", "mode", "pid", "queue", "running", "slots", "uptime_seconds"])
+    // The contract's keys, plus the additions of later issues (history counts, usage and cost).
+    expect(Object.keys(s).sort()).toEqual([
+      "cost_today",
+      "last_hour",
+      "max_concurrent",
+      "mode",
+      "pid",
+      "queue",
+      "running",
+      "slots",
+      "uptime_seconds",
+      "usage_limits"
+    ])
     expect(s["running"]).toBe(true)
     expect(s["pid"]).toBe(pid)
     expect(s["mode"]).toBe("parallel")

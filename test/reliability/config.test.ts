@@ -37,7 +37,12 @@ const BAD_VALUES: Record<VariableName, string> = {
   LOG_MAINTENANCE_INTERVAL: "0",
   STARFORGE_LOG_FORMAT: "xml",
   STARFORGE_LOG_LEVEL: "verbose",
-  OTEL_EXPORTER_OTLP_ENDPOINT: "$(touch pwned-otel)"
+  OTEL_EXPORTER_OTLP_ENDPOINT: "$(touch pwned-otel)",
+  AGENT_STALL_TIMEOUT: "-5",
+  PROGRESS_INTERVAL: "5m",
+  USAGE_LIMIT_COOLDOWN: "0",
+  DISCORD_WEBHOOK_URL: "$(touch pwned-discord)",
+  NOTIFY_WEBHOOK_URL: "`touch pwned-notify`"
 }
 
 /** `KEY=VALUE` as a line of `.env` / `daemon.conf` that reads back as exactly `value`. */

@@ -14,6 +14,7 @@ import type { Trigger } from "../../src/domain/Trigger.js"
 import { DaemonLog } from "../../src/daemon/DaemonLog.js"
 import { DaemonState } from "../../src/daemon/DaemonState.js"
 import { History } from "../../src/daemon/History.js"
+import { Usage } from "../../src/daemon/Usage.js"
 import * as Scheduler from "../../src/daemon/Scheduler.js"
 import { AgentProcess, type FakeRun, makeFake } from "../../src/process/AgentProcess.js"
 import { type Completion, makeMemory, TriggerQueue } from "../../src/queue/TriggerQueue.js"
@@ -89,6 +90,7 @@ const withFaultyScheduler = <A, E>(
       history.layer,
       AgentSlots.memory(),
       DaemonState.memory,
+      Usage.memory(),
       DaemonConfig.layerSettings("/nonexistent/project", { ...settings, ...overrides })
     )
     const schedulerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)

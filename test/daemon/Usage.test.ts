@@ -1,0 +1,46 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, TestClock } from "effect"
+import { make, MAX_COOLDOWN_MS, pauseUntil } from "../../src/daemon/Usage.js"
+
+describe("pauseUntil", () => {
+  it("takes a reset time ahead, else a doubling cooldown capped at 6 hours", () => {
+    const now = 1_000_000
+    expect(pauseUntil(now, now + 60_000, 1, 300_000)).toEqual({ untilMs: now + 60_000, source: "reset" })
+    expect(pauseUntil(now, now - 1, 1, 300_000)).toEqual({ untilMs: now + 300_000, source: "cooldown" })
+    expect(pauseUntil(now, now + 30 * 86_400_000, 1, 300_000).source).toBe("cooldown")
+    expect(pauseUntil(now, null, 3, 300_000).untilMs).toBe(now + 1_200_000)
+    expect(pauseUntil(now, null, 20, 300_000).untilMs).toBe(now + MAX_COOLDOWN_MS)
+  })
+})
+
+describe("Usage", () => {
+  it.effect("a pause lasts until its time; a success during another agent's pause ends nothing", () =>
+    Effect.gen(function*() {
+      const usage = yield* make({ limits: {}, days: {} }, 60_000, () => Effect.void)
+      yield* usage.limitHit({ command: "claude", agent: "a", trigger: "x.trigger", reason: "limit", resetsAtMs: null })
+      expect(yield* usage.pausedUntil("claude")).toBe(60_000)
+      expect(yield* usage.pausedUntil("other")).toBeUndefined()
+      yield* usage.succeeded("claude")
+      expect(yield* usage.pausedUntil("claude")).toBe(60_000)
+      yield* TestClock.adjust("60 seconds")
+      expect(yield* usage.pausedUntil("claude")).toBeUndefined()
+      yield* usage.succeeded("claude")
+      // The series ended: the next limit starts from the first cooldown again.
+      const next = yield* usage.limitHit({ command: "claude", agent: "b", trigger: null, reason: "limit", resetsAtMs: null })
+      expect(next).toMatchObject({ consecutive: 1, until: "1970-01-01T00:02:00Z", agent: "b" })
+    }))
+
+  it.effect("adds each attempt's cost to its agent's day", () =>
+    Effect.gen(function*() {
+      const usage = yield* make({ limits: {}, days: {} }, 60_000, () => Effect.void)
+      yield* usage.recordAttempt({ agent: "a", costUsd: 0.1, tokensIn: 10, tokensOut: 1 })
+      yield* usage.recordAttempt({ agent: "a", costUsd: 0.2, tokensIn: 5, tokensOut: 2 })
+      yield* usage.recordAttempt({ agent: "b", costUsd: null, tokensIn: 0, tokensOut: 0 })
+      yield* TestClock.adjust("1 day")
+      yield* usage.recordAttempt({ agent: "a", costUsd: 1, tokensIn: 0, tokensOut: 0 })
+      expect((yield* usage.snapshot).days).toEqual({
+        "1970-01-01": { a: { cost_usd: 0.3, attempts: 2, tokens_in: 15, tokens_out: 3 }, b: { cost_usd: 0, attempts: 1, tokens_in: 0, tokens_out: 0 } },
+        "1970-01-02": { a: { cost_usd: 1, attempts: 1, tokens_in: 0, tokens_out: 0 } }
+      })
+    }))
+})
