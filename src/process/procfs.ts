@@ -67,7 +67,36 @@ export const identify = (pid: number, startTime: string | null | undefined): Ide
 
 export const isAlive = (pid: number): boolean => isLive(readStat(pid))
 
-/** Live (non-zombie) members of a process group. */
+/** Every process group one scan of `/proc` saw, with its live members (none when all were zombies). */
+let lastScan: { readonly at: number; readonly groups: ReadonlyMap<number, ReadonlyArray<ProcStat>> } | undefined
+/** How long a scan answers for the groups it saw (about two polls of a sweep). */
+const SCAN_REUSE_MS = 50
+
+const scanGroups = (): ReadonlyMap<number, ReadonlyArray<ProcStat>> => {
+  const groups = new Map<number, Array<ProcStat>>()
+  for (const entry of fs.readdirSync("/proc")) {
+    const c = entry.charCodeAt(0)
+    if (c < 48 || c > 57) continue
+    const stat = readStat(Number(entry))
+    if (stat === undefined) continue
+    let members = groups.get(stat.pgid)
+    if (members === undefined) groups.set(stat.pgid, members = [])
+    if (isLive(stat)) members.push(stat)
+  }
+  lastScan = { at: performance.now(), groups }
+  return groups
+}
+
+/**
+ * Live (non-zombie) members of a process group.
+ *
+ * A shutdown sweeps every agent's group at the same moment, and a scan of `/proc` per group
+ * (100 agents: 100 reads of every process's stat) was a quarter of the daemon's shutdown (bench
+ * B8). So a scan younger than `SCAN_REUSE_MS` answers for the groups it saw. That is safe: only a
+ * live member can add a process to its group, so a group seen with zombies only stays without
+ * members, and a member that died since only costs the caller one more poll. A group the scan
+ * did not see (created since) gets a fresh scan.
+ */
 export const groupMembers = (pgid: number): ReadonlyArray<ProcStat> => {
   // Cheap check first: no process at all in the group.
   try {
@@ -75,14 +104,8 @@ export const groupMembers = (pgid: number): ReadonlyArray<ProcStat> => {
   } catch {
     return []
   }
-  const members: Array<ProcStat> = []
-  for (const entry of fs.readdirSync("/proc")) {
-    const c = entry.charCodeAt(0)
-    if (c < 48 || c > 57) continue
-    const stat = readStat(Number(entry))
-    if (isLive(stat) && stat.pgid === pgid) members.push(stat)
-  }
-  return members
+  const recent = lastScan !== undefined && performance.now() - lastScan.at < SCAN_REUSE_MS ? lastScan.groups.get(pgid) : undefined
+  return recent ?? scanGroups().get(pgid) ?? []
 }
 
 /** Sends a signal to a whole process group; false when the group no longer exists. */
