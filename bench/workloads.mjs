@@ -205,8 +205,8 @@ const B3 = {
 
 const B4 = {
   id: "B4",
-  title: "2,000 queued triggers, 100 agents, agents exit at once, cap 100: throughput against xargs -P 100",
-  plan: (mode) => ({ runs: mode === "full" ? 3 : 2, triggers: 2000 }),
+  title: "queued triggers (2,000; quick: 500), 100 agents, agents exit at once, cap 100: throughput against xargs -P 100",
+  plan: (mode) => ({ runs: mode === "full" ? 3 : 2, triggers: mode === "full" ? 2000 : 500 }),
   estimateSeconds: ({ runs, triggers }) => runs * (6 + triggers / 150),
   run: async ({ runs, triggers }, say) => {
     const agents = 100
@@ -234,7 +234,7 @@ const B4 = {
     const ratio = median(ours.map((o, i) => o / xargs[i]))
     return {
       rows: [
-        row("throughput / xargs -P 100 (median of per-run ratios)", ratio, {
+        row(`throughput / xargs -P 100, ${triggers} triggers (median of per-run ratios)`, ratio, {
           baseline: `daemon ${ours.map((v) => fmt(v, 0)).join(", ")} jobs/s; xargs ${xargs.map((v) => fmt(v, 0)).join(", ")} jobs/s`,
           target: ">= 0.5",
           targetValue: 0.5,
@@ -260,8 +260,8 @@ const idleNodeRss = async (project) => {
 
 const B5 = {
   id: "B5",
-  title: "500 agents sleeping 30 s at once: daemon peak RSS, daemon CPU while they sleep",
-  plan: (mode) => ({ agents: 500, windowSeconds: mode === "full" ? 15 : 10 }),
+  title: "agents (500; quick: 200) sleeping 30 s at once: daemon peak RSS, daemon CPU while they sleep",
+  plan: (mode) => ({ agents: mode === "full" ? 500 : 200, windowSeconds: mode === "full" ? 15 : 10 }),
   estimateSeconds: ({ windowSeconds }) => 25 + windowSeconds,
   run: async ({ agents, windowSeconds }, say) => {
     const project = makeProject()
@@ -291,7 +291,7 @@ const B5 = {
     say(`all ${agents} started in ${fmt(startedIn, 1)} s; peak RSS ${fmt(peakMiB, 1)} MiB; CPU ${ticks} ticks in ${fmt(wall, 1)} s`)
     return {
       rows: [
-        row("daemon peak RSS (VmHWM)", peakMiB, {
+        row(`daemon peak RSS (VmHWM), ${agents} agents`, peakMiB, {
           unit: " MiB",
           digits: 1,
           baseline: `idle node -e: ${fmt(baseline, 1)} MiB (x${fmt(peakMiB / baseline, 2)}); daemon when ready: ${fmt(readyRss, 1)} MiB`,
@@ -299,7 +299,7 @@ const B5 = {
           targetValue: 150e6 / 2 ** 20,
           kind: "max"
         }),
-        row("daemon CPU while 500 agents sleep", cpu, {
+        row(`daemon CPU while ${agents} agents sleep`, cpu, {
           unit: "% of a core",
           digits: 2,
           baseline: `${ticks} ticks of 1/${TICKS_PER_SECOND} s in ${fmt(wall, 1)} s`,
@@ -318,7 +318,7 @@ const B5 = {
 const B6 = {
   id: "B6",
   title: "daemon idle (empty queue): CPU used",
-  plan: (mode) => ({ windowSeconds: mode === "full" ? 60 : 30 }),
+  plan: () => ({ windowSeconds: 60 }),
   estimateSeconds: ({ windowSeconds }) => windowSeconds + 5,
   run: async ({ windowSeconds }, say) => {
     const project = makeProject()
