@@ -85,7 +85,7 @@ describe("daemon SIGKILLed during a run", () => {
       const roll = random()
       const kind: Kind = roll < 0.08 ? "invalid" : roll < 0.16 ? "dead-letter" : "done"
       // Mostly short jobs; one in eight long enough to outlive a daemon killed under it.
-      const sleep = (random() < 0.125 ? 1 + random() * 1.5 : 0.02 + random() * 0.2).toFixed(2)
+      const sleep = (random() < 0.125 ? 0.8 + random() * 0.8 : 0.02 + random() * 0.15).toFixed(2)
       expected.set(name, kind)
       p.drop(name, kind === "invalid" ? { ...trigger(agent), to_agent: "no such/agent" } : trigger(agent, `${sleep} ${kind === "done" ? 0 : 1}`))
     }
