@@ -30,6 +30,7 @@ import { DaemonLog } from "./DaemonLog.js"
 import { DaemonState } from "./DaemonState.js"
 import { History } from "./History.js"
 import { Usage } from "./Usage.js"
+import { Notifier } from "../notify/Notifier.js"
 import * as Scheduler from "./Scheduler.js"
 import * as Telemetry from "./Telemetry.js"
 
@@ -72,7 +73,7 @@ const directories = Layer.effectDiscard(
 
 /** Every layer of a running daemon for one project. */
 export const layer = (options: DaemonOptions) => {
-  const services = Layer.mergeAll(AgentSlots.layer, AgentProcess.layer, DaemonState.layer, FileTriggerQueue.layer, History.layer, Usage.layer)
+  const services = Layer.mergeAll(AgentSlots.layer, AgentProcess.layer, DaemonState.layer, FileTriggerQueue.layer, History.layer, Usage.layer, Notifier.layer)
   const ready = Layer.effectDiscard(
     Effect.gen(function*() {
       const instance = yield* DaemonInstance

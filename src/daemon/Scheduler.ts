@@ -33,7 +33,7 @@ import {
 } from "../domain/Outcome.js"
 import { worktreeOf } from "../domain/ProjectPaths.js"
 import { formatDuration, isoSeconds } from "../domain/time.js"
-import { buildPrompt, compareOrder, ticketOf } from "../domain/Trigger.js"
+import { buildPrompt, compareOrder, ticketOf, type Trigger } from "../domain/Trigger.js"
 import { AgentProcess, headerText } from "../process/AgentProcess.js"
 import { watchOutput } from "../stream/AgentOutput.js"
 import { describeProgress, formatCost, type LimitSignal, type OutputState, reportedError } from "../stream/StreamJson.js"
@@ -45,6 +45,7 @@ import { DaemonState } from "./DaemonState.js"
 import { entryOf, History, outcomeOf } from "./History.js"
 import { jobParent, spanSince } from "./Tracing.js"
 import { Usage } from "./Usage.js"
+import { Notifier, type NotifyKind } from "../notify/Notifier.js"
 
 export type JobPhase = "running" | "waiting-retry"
 
@@ -119,6 +120,12 @@ const summaryText = (output: OutputState): string => {
   return `: ${parts.join(", ")}`
 }
 
+/** ` (ticket 52)` or nothing. */
+const ticketText = (trigger: Trigger): string => {
+  const ticket = ticketOf(trigger)
+  return ticket ? ` (ticket ${ticket})` : ""
+}
+
 interface RetryWaiter {
   readonly queued: QueuedTrigger
   readonly attempt: number
@@ -134,6 +141,18 @@ export const make = Effect.gen(function*() {
   const state = yield* DaemonState
   const history = yield* History
   const usage = yield* Usage
+  const notifier = yield* Notifier
+  /** The notification of an event of a claimed trigger. */
+  const notify = (claimed: ClaimedTrigger, kind: NotifyKind, attempt: number | null, message: string, details: Record<string, unknown> = {}) =>
+    notifier.notify({
+      kind,
+      agent: claimed.queued.agent,
+      trigger: `${claimed.queued.name}.trigger`,
+      ticket: ticketOf(claimed.queued.trigger) ?? null,
+      attempt,
+      message,
+      details: { trace_id: claimed.queued.trigger.trace_id ?? null, ...details }
+    })
 
   const cap = settings.parallel ? settings.maxConcurrent : 1
   const delays = retryDelays(settings.initialRetryDelayMs, settings.maxRetries)
@@ -191,12 +210,10 @@ export const make = Effect.gen(function*() {
           const output = yield* watch.state
           const now = yield* Clock.currentTimeMillis
           const quiet = Math.round((now - (yield* watch.lastActivityMs)) / 1000)
-          yield* log.event(
-            "PROGRESS",
-            `${agent} running ${formatDuration((now - startedMs) / 1000)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}): ` +
-              `${describeProgress(output.progress)}; last output ${quiet}s ago`,
-            { traceId, agent, trigger: name }
-          )
+          const text = `${agent} running ${formatDuration((now - startedMs) / 1000)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}): ` +
+            `${describeProgress(output.progress)}; last output ${quiet}s ago`
+          yield* log.event("PROGRESS", text, { traceId, agent, trigger: name })
+          yield* notify(claimed, "progress", attempt, text, { running_seconds: Math.round((now - startedMs) / 1000), ...output.progress })
         }).pipe(
           Effect.repeat(Schedule.spaced(Duration.millis(settings.progressIntervalMs))),
           Effect.delay(Duration.millis(settings.progressIntervalMs)),
@@ -238,7 +255,14 @@ export const make = Effect.gen(function*() {
                 pid,
                 attempt
               })
-            )
+            ),
+            Effect.zipRight(notify(
+              claimed,
+              "start",
+              attempt,
+              `${agent} started ${name}.trigger${ticketText(trigger)} (attempt ${attempt}/${settings.maxRetries})`,
+              { pid }
+            ))
           )
       }).pipe(
         Effect.onExit((exit) =>
@@ -388,6 +412,13 @@ export const make = Effect.gen(function*() {
             })
             if (isSuccess(result.outcome)) {
               yield* usage.succeeded(commandKey)
+              yield* notify(
+                claimed,
+                "complete",
+                attempt,
+                `${agent} completed ${name}.trigger${ticketText(trigger)} in ${formatDuration(result.seconds)} (attempt ${attempt})${summaryText(result.output)}`,
+                { ...summaryOf(result.output, result.seconds) }
+              )
               yield* log.event("FINISH", `${agent} completed ${name}.trigger successfully in ${took} (attempt ${attempt})${summaryText(result.output)}`, {
                 ...context,
                 attempt,
@@ -421,6 +452,13 @@ export const make = Effect.gen(function*() {
               ? "ERROR"
               : "FINISH"
             yield* log.event(level, what, { ...context, attempt, pid: result.pid })
+            yield* notify(
+              claimed,
+              result.outcome._tag === "TimedOut" ? "timeout" : result.outcome._tag === "Stalled" ? "stalled" : "failed",
+              attempt,
+              what,
+              { failure_kind: failureKind(result.outcome), ...summaryOf(result.output, result.seconds) }
+            )
             yield* setView({ name, agent, attempt, phase: "waiting-retry" })
             const delay = delays[attempt - 1]
             if (delay !== undefined) {
@@ -449,6 +487,10 @@ export const make = Effect.gen(function*() {
                   }
                 })
                 yield* log.event("DLQ", `${name}.trigger moved to ${path.relative(paths.root, moved)}: ${reason}`, { ...context, attempt })
+                yield* notify(claimed, "dead_letter", attempt, `${name}.trigger${ticketText(trigger)} moved to the dead-letter queue: ${reason}`, {
+                  failure_reason: reason,
+                  total_cost_usd: Math.round(costs * 1e6) / 1e6
+                })
                 yield* state.finished(`${name}.trigger`, false)
               }),
               (error) => `${error.message}; moving ${name}.trigger to the dead-letter queue is tried again in ${retryIn}`
@@ -496,6 +538,13 @@ export const make = Effect.gen(function*() {
           `agents running this AGENT_COMMAND wait until ${pause.until} ` +
           `(${pause.source === "reset" ? "the reset time the agent named" : `cooldown, limit ${pause.consecutive} in a row`})`,
         { traceId: trigger.trace_id ?? null, agent, trigger: name }
+      )
+      yield* notify(
+        claimed,
+        "usage_limit",
+        attempt,
+        `${agent} hit a usage limit on ${name}.trigger; agents running this AGENT_COMMAND wait until ${pause.until}: ${limit.message}`,
+        { until: pause.until, source: pause.source }
       )
       carried.set(name, { attempt, timestamps, notBefore: Date.parse(pause.until) })
       yield* requeue(claimed, "hit a usage limit (attempt not counted)")

@@ -14,6 +14,7 @@ import { DaemonLog } from "../../src/daemon/DaemonLog.js"
 import { DaemonState } from "../../src/daemon/DaemonState.js"
 import { type HistoryEntry, History } from "../../src/daemon/History.js"
 import { Usage } from "../../src/daemon/Usage.js"
+import { Notifier } from "../../src/notify/Notifier.js"
 import * as Scheduler from "../../src/daemon/Scheduler.js"
 import { type FakeRun, makeFake } from "../../src/process/AgentProcess.js"
 import { type DeadLetterMeta, makeMemory } from "../../src/queue/TriggerQueue.js"
@@ -54,6 +55,7 @@ const withScheduler = <A, E>(
     const queue = yield* makeMemory
     const log = yield* DaemonLog.memory
     const history = yield* History.memory
+    const notifier = yield* Notifier.memory
     const services = Layer.mergeAll(
       fake.layer,
       history.layer,
@@ -62,6 +64,7 @@ const withScheduler = <A, E>(
       AgentSlots.memory(),
       DaemonState.memory,
       Usage.memory(),
+      notifier.layer,
       DaemonConfig.layerSettings(project ?? "/nonexistent/project", { ...base, ...rest })
     )
     const schedulerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)

@@ -15,6 +15,7 @@ import { DaemonLog } from "../../src/daemon/DaemonLog.js"
 import { DaemonState } from "../../src/daemon/DaemonState.js"
 import { History } from "../../src/daemon/History.js"
 import { Usage } from "../../src/daemon/Usage.js"
+import { Notifier } from "../../src/notify/Notifier.js"
 import * as Scheduler from "../../src/daemon/Scheduler.js"
 import { AgentProcess, type FakeRun, makeFake } from "../../src/process/AgentProcess.js"
 import { type Completion, makeMemory, TriggerQueue } from "../../src/queue/TriggerQueue.js"
@@ -61,6 +62,7 @@ const withFaultyScheduler = <A, E>(
     const queue = yield* makeMemory
     const log = yield* DaemonLog.memory
     const history = yield* History.memory
+    const notifier = yield* Notifier.memory
     const fail = (key: keyof Faults, operation: string, path: string) =>
       Effect.suspend(() => {
         if (faults[key] <= 0) return Effect.void
@@ -91,6 +93,7 @@ const withFaultyScheduler = <A, E>(
       AgentSlots.memory(),
       DaemonState.memory,
       Usage.memory(),
+      notifier.layer,
       DaemonConfig.layerSettings("/nonexistent/project", { ...settings, ...overrides })
     )
     const schedulerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
