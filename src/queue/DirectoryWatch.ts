@@ -33,12 +33,17 @@ export const watchDirectory = (
       Effect.try({
         try: () => {
           const self = path.basename(dir)
-          const watched = fs.statSync(dir).ino
+          // Inode and birth time: ext4 hands a re-created directory the inode just freed.
+          const identity = (): string | undefined => {
+            const stat = fs.statSync(dir, { bigint: true, throwIfNoEntry: false })
+            return stat === undefined ? undefined : `${stat.ino}:${stat.birthtimeNs}`
+          }
+          const watched = identity()
           const watcher = fs.watch(dir, (_event, name) => {
             if (!name) return
             // The directory's own removal (or rename) is reported under its name; by then a new
             // directory may already stand in its place, which this watch does not see.
-            if (name === self && fs.statSync(dir, { throwIfNoEntry: false })?.ino !== watched) {
+            if (name === self && identity() !== watched) {
               return lost("NotFound", new Error(`${dir} was removed`))
             }
             events.unsafeOffer(path.join(dir, name))
