@@ -14,7 +14,7 @@ import { DaemonLog } from "../../src/daemon/DaemonLog.js"
 import { DaemonState } from "../../src/daemon/DaemonState.js"
 import { type HistoryEntry, History } from "../../src/daemon/History.js"
 import { Usage } from "../../src/daemon/Usage.js"
-import { Notifier } from "../../src/notify/Notifier.js"
+import { Notifier, type NotifyEvent } from "../../src/notify/Notifier.js"
 import * as Scheduler from "../../src/daemon/Scheduler.js"
 import { type FakeRun, makeFake } from "../../src/process/AgentProcess.js"
 import { type DeadLetterMeta, makeMemory } from "../../src/queue/TriggerQueue.js"
@@ -44,6 +44,7 @@ const withScheduler = <A, E>(
     readonly requeued: Effect.Effect<ReadonlyArray<string>>
     readonly busy: Effect.Effect<ReadonlyArray<string>>
     readonly slots: Effect.Effect<SlotTable>
+    readonly notified: Effect.Effect<ReadonlyArray<NotifyEvent>>
     readonly lines: Effect.Effect<ReadonlyArray<string>>
     readonly history: Effect.Effect<ReadonlyArray<HistoryEntry>>
     readonly close: Effect.Effect<void>
@@ -78,6 +79,7 @@ const withScheduler = <A, E>(
       requeued: queue.requeued,
       busy: slots.listBusy,
       slots: slots.snapshot,
+      notified: notifier.events,
       lines: log.lines,
       history: history.entries,
       close: Scope.close(schedulerScope, Exit.void)
@@ -387,6 +389,8 @@ describe("Scheduler reading the agent's stream-json output", () => {
         // No PROGRESS once the agent is done.
         yield* TestClock.adjust("600 seconds")
         expect((yield* s.lines).filter((l) => l.includes("PROGRESS:"))).toHaveLength(2)
+        expect((yield* s.notified).map((n) => n.kind)).toEqual(["start", "progress", "progress", "complete"])
+        expect((yield* s.notified)[3]).toMatchObject({ agent: "a", trigger: "a-1.trigger", attempt: 1, details: { cost_usd: 0.5, turns: 2, session_id: "S" } })
       })))
 
   it.scoped("a result with is_error fails an attempt that exited 0; the DLQ meta carries the summary", () =>
@@ -431,6 +435,7 @@ describe("Scheduler reading the agent's stream-json output", () => {
         expect(lines.some((l) => l.includes("TIMEOUT:"))).toBe(false)
         const [outcome] = yield* s.outcomes
         expect(outcome!.completion.meta).toMatchObject({ failure_kind: "stalled", signal: "SIGTERM" })
+        expect((yield* s.notified).map((n) => n.kind)).toEqual(["start", "progress", "progress", "progress", "stalled", "dead_letter"])
       })))
 
   it.scoped("AGENT_STALL_TIMEOUT=0 never stops a silent agent", () =>

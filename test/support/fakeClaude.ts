@@ -6,8 +6,8 @@
  * - `scenario=is_error`: a `result` with `is_error: true`, then exit 0.
  * - `scenario=limit limit_in=S`: a rejected `rate_limit_event` and an error result
  *   `Claude AI usage limit reached|<epoch>` resetting S seconds from now; exit 1.
- * - `scenario=limit_text`: `You've hit your limit · resets <time> (UTC)` without a machine-readable
- *   time... (the text's time is 2 hours ahead); exit 1.
+ * - `scenario=limit_text`: only the text `You've hit your limit · resets <h>am|pm (UTC)`, two hours
+ *   ahead; exit 1.
  * - `scenario=garbage`: plain text, a broken JSON line, a 1 MiB line, a 3 MiB line, a
  *   `rate_limit_event` cut into another line, then the success events.
  * - `scenario=stall`: init, then silence (`sleep=S`, default 300).
