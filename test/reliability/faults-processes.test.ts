@@ -57,7 +57,7 @@ describe("a pid in the slot file that now belongs to an unrelated process", () =
     const stat = await waitFor(() => statOf(victim.pid!), { what: "the unrelated process to run" })
     expect(stat.pgid).toBe(victim.pid)
     // As a crashed daemon leaves it: the pid reused by a process that started at another time.
-    writeSlots(p, {
+    const reusedPidSlots = {
       "junior-dev-a": {
         status: "busy",
         pid: String(victim.pid),
@@ -65,20 +65,13 @@ describe("a pid in the slot file that now belongs to an unrelated process", () =
         started_at: "2025-10-25T05:00:00Z",
         pid_start_time: String(Number(stat.startTime) - 4242)
       }
-    })
+    }
+    writeSlots(p, reusedPidSlots)
     fs.writeFileSync(path.join(p.triggers, "junior-dev-a-work-1.processing"), JSON.stringify(trigger("junior-dev-a")))
     // Not by `slots cleanup` (no daemon runs yet)…
     const cleanup = await p.cli(["slots", "cleanup"])
     expect(cleanup.stdout).toContain(`Cleaned up orphaned PID ${victim.pid} for junior-dev-a`)
-    writeSlots(p, {
-      "junior-dev-a": {
-        status: "busy",
-        pid: String(victim.pid),
-        ticket: "7",
-        started_at: "2025-10-25T05:00:00Z",
-        pid_start_time: String(Number(stat.startTime) - 4242)
-      }
-    })
+    writeSlots(p, reusedPidSlots)
     // …nor by the daemon's recovery…
     const fg = await startForeground(p)
     expect(daemonLog(p)).toContain(
