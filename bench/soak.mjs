@@ -9,12 +9,12 @@
 //   npm run soak -- --minutes 3 --seed 7
 //
 // Not part of CI (it runs for half an hour); the figures it wrote last are in bench/SOAK.md.
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
-import { BIN, sleep, waitFor } from "./lib/harness.mjs"
+import { cleanupAll, installCleanup, machine, makeProject, memory, ourProcesses, sleep, startDaemon, waitFor } from "./lib/harness.mjs"
 import { median, seededRandom } from "./lib/stats.mjs"
 
 const { values: options } = parseArgs({
@@ -76,50 +76,6 @@ const pickKind = () => {
 
 const seconds = () => (0.1 + random() * 2.9).toFixed(1)
 
-const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "starforge-soak-")))
-const triggers = path.join(root, ".claude", "triggers")
-fs.mkdirSync(path.join(triggers, "staging"), { recursive: true })
-fs.writeFileSync(path.join(root, "agent.sh"), AGENT, { mode: 0o755 })
-
-/** Every process whose command line, environment or cwd mentions the project. */
-const projectProcesses = () => {
-  const found = []
-  for (const entry of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8")
-      if (/^[ZX]/.test(stat.slice(stat.lastIndexOf(")") + 2))) continue
-      const text = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8") + fs.readFileSync(`/proc/${entry}/environ`, "utf8")
-      if (text.includes(root)) found.push(Number(entry))
-    } catch {
-      // Gone, or not ours to read.
-    }
-  }
-  return found
-}
-
-const cleanup = () => {
-  for (const pid of projectProcesses()) {
-    try {
-      process.kill(pid, "SIGKILL")
-    } catch {
-      // Already gone.
-    }
-  }
-  fs.rmSync(root, { recursive: true, force: true })
-}
-for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.once(signal, () => {
-    cleanup()
-    process.exit(130)
-  })
-}
-
-const procStatus = (pid) => {
-  const text = fs.readFileSync(`/proc/${pid}/status`, "utf8")
-  const kib = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(text)?.[1] ?? NaN)
-  return { rssMiB: kib("VmRSS") / 1024, peakMiB: kib("VmHWM") / 1024 }
-}
 const openFds = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length
 
 const list = (dir, suffix = ".trigger") => {
@@ -133,13 +89,9 @@ const list = (dir, suffix = ".trigger") => {
 const nameOf = (archived) => /^(?:\d{8}-\d{6}-)?(soak-\d{6})(-\d+)?\.trigger$/.exec(archived)?.[1] ?? archived
 
 const main = async () => {
-  const env = {
-    PATH: process.env.PATH ?? "/usr/bin:/bin",
-    HOME: process.env.HOME ?? root,
-    AGENT_COMMAND: path.join(root, "agent.sh"),
-    PARALLEL_DAEMON: "true",
+  installCleanup()
+  const project = makeProject({
     MAX_CONCURRENT_AGENTS: String(CAP),
-    ORCHESTRATOR_INTERVAL: "0",
     AGENT_TIMEOUT: "5",
     AGENT_KILL_GRACE: "1",
     MAX_RETRIES: "3",
@@ -147,31 +99,20 @@ const main = async () => {
     PROCESS_MONITOR_INTERVAL: "5",
     // Small, so logs rotate during the soak and a leak of rotated files would show.
     LOG_MAX_SIZE_MB: "1"
-  }
+  })
+  // The soak's own agent in place of the benchmark's.
+  fs.writeFileSync(project.agent, AGENT)
+  const { root, triggers } = project
   console.log(`soak: ${MINUTES} min, seed ${SEED}, ~${RATE} triggers/s for ${AGENTS} agents (cap ${CAP}), project ${root}`)
-  const daemon = spawn(process.execPath, [BIN, "daemon", "start", "--foreground", "--project", root], {
-    cwd: root,
-    env,
-    stdio: ["ignore", "ignore", "pipe"]
-  })
-  let stderr = ""
-  daemon.stderr.on("data", (d) => {
-    // Keep only the tail: the daemon echoes its log here.
-    stderr = (stderr + String(d)).slice(-20_000)
-  })
-  const exited = new Promise((resolve) => daemon.once("exit", (code, signal) => resolve({ code, signal })))
-  await waitFor(() => /^Daemon started \(PID: \d+\)$/m.test(stderr), { timeoutMs: 30_000, what: "the daemon to start" })
+  const daemon = await startDaemon(project)
   const pid = daemon.pid
   // Descriptors while nothing runs, to compare with the same moment after the drain.
   const fdsIdleStart = openFds(pid)
 
   const expected = new Map()
   let counter = 0
-  const produce = (name, action) => {
-    const staged = path.join(triggers, "staging", `${name}.tmp`)
-    fs.writeFileSync(staged, JSON.stringify({ to_agent: `agent-${Math.floor(random() * AGENTS)}`, action, message: `soak ${name}` }))
-    fs.renameSync(staged, path.join(triggers, `${name}.trigger`))
-  }
+  const produce = (name, action) =>
+    project.drop(name, { to_agent: `agent-${Math.floor(random() * AGENTS)}`, action, message: `soak ${name}` })
 
   const samples = []
   const started = Date.now()
@@ -188,7 +129,7 @@ const main = async () => {
       nextTrigger += (-Math.log(1 - random()) / RATE) * 1000
     }
     if (now >= nextSample) {
-      const s = { t: (now - started) / 1000, ...procStatus(pid), fds: openFds(pid) }
+      const s = { t: (now - started) / 1000, ...memory(pid), fds: openFds(pid) }
       samples.push(s)
       console.log(`  ${s.t.toFixed(0).padStart(5)} s  rss ${s.rssMiB.toFixed(1)} MiB  fds ${s.fds}  triggers ${counter}`)
       nextSample += SAMPLE_MS
@@ -201,12 +142,11 @@ const main = async () => {
   const deadLetter = path.join(triggers, "dead-letter")
   const archivedCount = () => list(processed).length + list(deadLetter).length + list(path.join(processed, "invalid")).length
   await waitFor(() => archivedCount() >= expected.size, { timeoutMs: 300_000, intervalMs: 500, what: "the queue to drain" })
-  const last = { t: (Date.now() - started) / 1000, ...procStatus(pid), fds: openFds(pid) }
+  const last = { t: (Date.now() - started) / 1000, ...memory(pid), fds: openFds(pid) }
   samples.push(last)
-  daemon.kill("SIGTERM")
-  const exit = await exited
-  await waitFor(() => projectProcesses().length === 0 || undefined, { timeoutMs: 10_000, what: "every agent process to be gone" }).catch(() => {})
-  const leftover = projectProcesses()
+  const exit = await daemon.stop()
+  await waitFor(() => ourProcesses().length === 0, { timeoutMs: 10_000, what: "every agent process to be gone" }).catch(() => {})
+  const leftover = ourProcesses()
 
   // Where each trigger ended.
   const ended = new Map()
@@ -259,8 +199,7 @@ const main = async () => {
   const rssLate = median(late.map((s) => s.rssMiB))
   const peak = Math.max(...samples.map((s) => s.peakMiB))
 
-  const cpu = os.cpus().length
-  const mem = (os.totalmem() / 2 ** 30).toFixed(0)
+  const { cores: cpu, memoryGiB: mem } = machine()
   const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).stdout?.trim() || "unknown"
   const verdict = problems.length === 0 ? "PASS" : "FAIL"
   const report = `# Soak results
@@ -297,12 +236,11 @@ ${samples.map((s) => `${s.t.toFixed(0).padStart(6)} ${s.rssMiB.toFixed(1).padSta
   fs.writeFileSync(options.out, report)
   console.log(report.split("\n").slice(0, 24).join("\n"))
   console.log(`written to ${options.out}`)
-  cleanup()
+  cleanupAll()
   process.exit(verdict === "PASS" ? 0 : 1)
 }
 
 main().catch((error) => {
   console.error(`soak: ${error instanceof Error ? error.message : String(error)}`)
-  cleanup()
   process.exit(1)
 })
