@@ -236,7 +236,7 @@ export const latestWriter = <A>(
  * asynchronously, since replacing a file by rename can wait for the disk (ext4 flushes the new
  * data first) and the daemon's event loop must not.
  */
-export const writeFileAtomicAsync = (file: string, content: string) =>
+export const writeFileAtomic = (file: string, content: string) =>
   Effect.tryPromise({
     try: async () => {
       await fs.promises.mkdir(path.dirname(file), { recursive: true })
@@ -253,23 +253,6 @@ export const writeFileAtomicAsync = (file: string, content: string) =>
     catch: (cause) => new StorageError({ operation: "writing", path: file, cause })
   })
 
-/** Temp file in the same directory, then rename: readers never see a half-written file. */
-export const writeFileAtomic = (file: string, content: string) =>
-  Effect.try({
-    try: () => {
-      fs.mkdirSync(path.dirname(file), { recursive: true })
-      const tmp = `${file}.${process.pid}.tmp`
-      try {
-        fs.writeFileSync(tmp, content, { mode: 0o644 })
-        fs.renameSync(tmp, file)
-      } catch (e) {
-        // A full disk leaves a partial temporary file: never leave it behind.
-        fs.rmSync(tmp, { force: true })
-        throw e
-      }
-    },
-    catch: (cause) => new StorageError({ operation: "writing", path: file, cause })
-  })
 
 /**
  * Saves a state file atomically; a failed write is reported on stderr once (not at every change,
@@ -278,7 +261,7 @@ export const writeFileAtomic = (file: string, content: string) =>
 export const reportingFailures = <A>(file: string, render: (value: A) => string) => {
   let failing = false
   return (value: A): Effect.Effect<void> =>
-    writeFileAtomicAsync(file, render(value)).pipe(
+    writeFileAtomic(file, render(value)).pipe(
       Effect.matchEffect({
         onFailure: (error) =>
           Effect.sync(() => {
