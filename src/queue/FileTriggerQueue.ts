@@ -16,7 +16,7 @@ import { DaemonLog } from "../daemon/DaemonLog.js"
 import { writeFileAtomic } from "../slots/AgentSlots.js"
 import { type ClaimedTrigger, type QueuedTrigger, sortPending, TriggerQueue, type TriggerQueueShape } from "./TriggerQueue.js"
 import { watchDirectory } from "./DirectoryWatch.js"
-import { fitName, freeName, MAX_TRIGGER_NAME_BYTES, moveNoClobber, readTriggerFile } from "./triggerFiles.js"
+import { fitName, freeName, MAX_TRIGGER_NAME_BYTES, moveNoClobber, type ReadResult, readTriggerFile } from "./triggerFiles.js"
 
 const SUFFIX = ".trigger"
 /** A file that is not complete JSON yet is read again if it changed this recently. */
@@ -65,68 +65,94 @@ export const make = Effect.gen(function*() {
       yield* log.event("INVALID", `${name}${SUFFIX}: ${reason} (moved to ${path.relative(paths.root, moved)})`)
     }).pipe(Effect.catchAll((error) => log.event("ERROR", error.message)))
 
+  /**
+   * What one top-level `X.trigger` holds. Reading and validating is plain synchronous code: the
+   * start-up scan does it for every file in the queue (10,000 and more), and an effect per file
+   * was most of its time.
+   */
+  type Finding =
+    | { readonly _tag: "Gone" }
+    | { readonly _tag: "Queued"; readonly entry: QueuedTrigger }
+    | { readonly _tag: "Invalid"; readonly reason: string }
+    | { readonly _tag: "Incomplete"; readonly modifiedMs: number }
+    | { readonly _tag: "Unreadable"; readonly error: unknown }
+
+  /** `listedAsRegular`: see `readRegularFile`. */
+  const inspect = (name: string, listedAsRegular: boolean): Finding => {
+    const file = path.join(paths.triggers, name + SUFFIX)
+    let read: ReadResult
+    try {
+      const nameBytes = Buffer.byteLength(name)
+      if (nameBytes > MAX_TRIGGER_NAME_BYTES) {
+        // `X.processing` and the archive names would not fit in a directory entry.
+        if (fs.lstatSync(file, { throwIfNoEntry: false }) === undefined) return { _tag: "Gone" }
+        return { _tag: "Invalid", reason: `the file name is ${nameBytes} bytes long before .trigger, over the ${MAX_TRIGGER_NAME_BYTES} byte limit` }
+      }
+      read = readTriggerFile(file, listedAsRegular)
+    } catch (error) {
+      return { _tag: "Unreadable", error }
+    }
+    switch (read._tag) {
+      case "Gone":
+        return read
+      case "NotRegular":
+        return { _tag: "Invalid", reason: `not a regular file: it is ${read.kind}` }
+      case "TooLarge":
+        return { _tag: "Invalid", reason: `the file is ${read.size} bytes, over the 1048576 byte (1 MiB) limit` }
+    }
+    const parsed = parseTrigger(read.bytes)
+    if (Either.isLeft(parsed)) {
+      return parsed.left.incomplete && Date.now() - read.modifiedMs < SETTLE_MS
+        ? { _tag: "Incomplete", modifiedMs: read.modifiedMs }
+        : { _tag: "Invalid", reason: parsed.left.reason }
+    }
+    const trigger = parsed.right
+    const tooLong = promptProblem(trigger, path.join(paths.triggers, name + ".processing"))
+    if (tooLong !== undefined) return { _tag: "Invalid", reason: tooLong }
+    return {
+      _tag: "Queued",
+      entry: { name, agent: trigger.to_agent, trigger, priority: priorityOf(trigger), createdNs: read.createdNs }
+    }
+  }
+
+  /**
+   * Files what `inspect` found in the pending set at once; returns what is left to do (archive an
+   * invalid file, read an incomplete one again later, report an error), or undefined.
+   */
+  const record = (name: string, finding: Finding): Effect.Effect<void> | undefined => {
+    switch (finding._tag) {
+      case "Queued":
+        setPending(name, finding.entry)
+        return undefined
+      case "Unreadable":
+        return log.event("ERROR", `cannot read ${path.join(paths.triggers, name + SUFFIX)}: ${String(finding.error)}; it stays queued`)
+      case "Gone":
+        setPending(name, undefined)
+        return undefined
+      case "Invalid":
+        setPending(name, undefined)
+        return archiveInvalid(name, finding.reason)
+      case "Incomplete":
+        setPending(name, undefined)
+        return readAgainLater(name, finding.modifiedMs)
+    }
+  }
+
+  const logQueued = (entry: QueuedTrigger) =>
+    log.event("QUEUE", `${entry.name}${SUFFIX} queued for ${entry.agent}`, { traceId: entry.trigger.trace_id, agent: entry.agent })
+
   const scanning = yield* Effect.makeSemaphore(1)
 
   /** Reads one top-level `X.trigger` and files it: pending, invalid, or read again later. */
-  const scan = (name: string): Effect.Effect<void> => scanning.withPermits(1)(scanUnlocked(name))
-
-  const scanUnlocked = (name: string): Effect.Effect<void> =>
-    Effect.gen(function*() {
-      if (claimed.has(name)) return
-      const file = path.join(paths.triggers, name + SUFFIX)
-      const nameBytes = Buffer.byteLength(name)
-      if (nameBytes > MAX_TRIGGER_NAME_BYTES) {
-        setPending(name, undefined)
-        // `X.processing` and the archive names would not fit in a directory entry.
-        if (fs.lstatSync(file, { throwIfNoEntry: false }) === undefined) return
-        return yield* archiveInvalid(name, `the file name is ${nameBytes} bytes long before .trigger, over the ${MAX_TRIGGER_NAME_BYTES} byte limit`)
-      }
-      const read = yield* Effect.try(() => readTriggerFile(file)).pipe(
-        Effect.catchAll((error) =>
-          log.event("ERROR", `cannot read ${file}: ${String(error.error)}; it stays queued`).pipe(Effect.as(undefined))
-        )
-      )
-      if (read === undefined) return
-      switch (read._tag) {
-        case "Gone":
-          return setPending(name, undefined)
-        case "NotRegular":
-          setPending(name, undefined)
-          return yield* archiveInvalid(name, `not a regular file: it is ${read.kind}`)
-        case "TooLarge":
-          setPending(name, undefined)
-          return yield* archiveInvalid(name, `the file is ${read.size} bytes, over the 1048576 byte (1 MiB) limit`)
-      }
-      const parsed = parseTrigger(read.bytes)
-      if (Either.isLeft(parsed)) {
-        setPending(name, undefined)
-        if (parsed.left.incomplete && Date.now() - read.modifiedMs < SETTLE_MS) {
-          return yield* readAgainLater(name, read.modifiedMs)
-        }
-        return yield* archiveInvalid(name, parsed.left.reason)
-      }
-      const trigger = parsed.right
-      const tooLong = promptProblem(trigger, path.join(paths.triggers, name + ".processing"))
-      if (tooLong !== undefined) {
-        setPending(name, undefined)
-        return yield* archiveInvalid(name, tooLong)
-      }
-      const known = pending.get(name)
-      setPending(name, {
-        name,
-        agent: trigger.to_agent,
-        trigger,
-        priority: priorityOf(trigger),
-        createdNs: read.createdNs
-      })
-      if (known === undefined) {
-        yield* log.event("QUEUE", `${name}${SUFFIX} queued for ${trigger.to_agent}`, {
-          traceId: trigger.trace_id,
-          agent: trigger.to_agent
-        })
-      }
-      yield* notify
-    })
+  const scan = (name: string): Effect.Effect<void> =>
+    scanning.withPermits(1)(Effect.suspend(() => {
+      if (claimed.has(name)) return Effect.void
+      const known = pending.has(name)
+      const finding = inspect(name, false)
+      const followUp = record(name, finding)
+      if (finding._tag !== "Queued") return followUp ?? Effect.void
+      return known ? notify : Effect.zipRight(logQueued(finding.entry), notify)
+    }))
 
   const readAgainLater = (name: string, modifiedMs: number) =>
     settling.has(name) ? Effect.void : Effect.gen(function*() {
@@ -140,34 +166,52 @@ export const make = Effect.gen(function*() {
       )
     })
 
-  const rescan = Effect.gen(function*() {
-    let entries: Array<Buffer>
+  /** The first rescan (at start-up) logs one line for the whole queue, not one per trigger. */
+  let startUpScan = true
+
+  /**
+   * Lists the directory and reads every `X.trigger` not yet known, in one synchronous pass (no
+   * effect per file); then archives, re-reads and logs what it found.
+   */
+  const rescan = scanning.withPermits(1)(Effect.suspend(() => {
+    let entries: Array<fs.Dirent<Buffer>>
     try {
       // As bytes: a name that is not valid UTF-8 could not be opened through its decoded string.
-      entries = fs.readdirSync(paths.triggers, { encoding: "buffer" })
+      entries = fs.readdirSync(paths.triggers, { encoding: "buffer", withFileTypes: true })
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") {
         fs.mkdirSync(paths.triggers, { recursive: true })
-        yield* log.event("WARN", `${paths.triggers} was missing and has been created again`)
-        return
+        return log.event("WARN", `${paths.triggers} was missing and has been created again`)
       }
-      return yield* log.event("ERROR", `cannot list ${paths.triggers}: ${(e as Error).message}`)
+      return log.event("ERROR", `cannot list ${paths.triggers}: ${(e as Error).message}`)
     }
+    const followUps: Array<Effect.Effect<void>> = []
+    const queued: Array<QueuedTrigger> = []
     const present = new Set<string>()
     for (const entry of entries) {
-      const base = entry.toString("utf8")
+      const base = entry.name.toString("utf8")
       if (!base.endsWith(SUFFIX) || base === SUFFIX) continue
       const name = base.slice(0, -SUFFIX.length)
-      if (!Buffer.from(base, "utf8").equals(entry)) {
-        yield* archiveInvalid(name, "the file name is not valid UTF-8", Buffer.concat([Buffer.from(paths.triggers + path.sep), entry]))
+      if (!Buffer.from(base, "utf8").equals(entry.name)) {
+        followUps.push(
+          archiveInvalid(name, "the file name is not valid UTF-8", Buffer.concat([Buffer.from(paths.triggers + path.sep), entry.name]))
+        )
         continue
       }
       present.add(name)
-      if (!pending.has(name) && !settling.has(name)) yield* scan(name)
+      if (pending.has(name) || settling.has(name) || claimed.has(name)) continue
+      const finding = inspect(name, entry.isFile())
+      const followUp = record(name, finding)
+      if (followUp !== undefined) followUps.push(followUp)
+      if (finding._tag === "Queued") queued.push(finding.entry)
     }
     for (const name of Array.from(pending.keys())) if (!present.has(name)) setPending(name, undefined)
-    yield* notify
-  }).pipe(Effect.withSpan("TriggerQueue.rescan"))
+    const announce = startUpScan
+      ? log.event("QUEUE", `${queued.length} ${queued.length === 1 ? "trigger" : "triggers"} pending at start-up`)
+      : Effect.forEach(queued, logQueued, { discard: true })
+    startUpScan = false
+    return Effect.all([...followUps, announce, notify], { discard: true })
+  })).pipe(Effect.withSpan("TriggerQueue.rescan"))
 
   // Watch events name files; only top-level `*.trigger` files matter.
   const onEvent = (file: string) => {

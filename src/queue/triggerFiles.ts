@@ -88,10 +88,10 @@ export type ReadResult =
 
 /**
  * Reads a trigger file without following a symlink, without blocking on a FIFO and without
- * reading more than the size limit.
+ * reading more than the size limit. `listedAsRegular`: see `readRegularFile`.
  */
-export const readTriggerFile = (file: string): ReadResult => {
-  const read = readRegularFile(file, { maxBytes: MAX_TRIGGER_BYTES, followSymlinks: false })
+export const readTriggerFile = (file: string, listedAsRegular = false): ReadResult => {
+  const read = readRegularFile(file, { maxBytes: MAX_TRIGGER_BYTES, followSymlinks: false, listedAsRegular })
   if (read._tag !== "Read") return read
   const { bytes, stat } = read
   const createdNs = stat.birthtimeNs > 0n ? stat.birthtimeNs : stat.mtimeNs

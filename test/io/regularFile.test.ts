@@ -54,4 +54,21 @@ describe("readRegularFile", () => {
     expect(readRegularFile(at("missing"), strict)).toEqual({ _tag: "Gone" })
     expect(readRegularFile(at("dangling"), { ...strict, followSymlinks: true })).toEqual({ _tag: "Gone" })
   })
+  it("listedAsRegular skips the check before opening; a file swapped since is still caught on the descriptor", () => {
+    const listed = { ...strict, listedAsRegular: true }
+    fs.writeFileSync(at("f"), "data")
+    const read = readRegularFile(at("f"), listed)
+    expect(read._tag === "Read" && Buffer.from(read.bytes).toString()).toBe("data")
+    // What each name was swapped for after the directory listed it as a regular file.
+    fs.writeFileSync(at("target"), "secret")
+    fs.symlinkSync(at("target"), at("link"))
+    execFileSync("mkfifo", [at("fifo")])
+    fs.mkdirSync(at("d"))
+    fs.writeFileSync(at("edge"), "x".repeat(1025))
+    expect(readRegularFile(at("link"), listed)).toEqual({ _tag: "NotRegular", kind: "a symbolic link (never followed)" })
+    expect(readRegularFile(at("fifo"), listed)).toEqual({ _tag: "NotRegular", kind: "a FIFO" })
+    expect(readRegularFile(at("d"), listed)).toEqual({ _tag: "NotRegular", kind: "a directory" })
+    expect(readRegularFile(at("edge"), listed)).toEqual({ _tag: "TooLarge", size: 1025 })
+    expect(readRegularFile(at("missing"), listed)).toEqual({ _tag: "Gone" })
+  })
 })

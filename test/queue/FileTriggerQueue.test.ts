@@ -199,6 +199,27 @@ describe("FileTriggerQueue", { timeout: 15_000 }, () => {
       expect(pending.find((t) => t.name === "one")!.priority).toBe("normal")
     }))
 
+  it.scopedLive("the start-up rescan logs one QUEUE line for the whole queue; a trigger found later gets its own", () =>
+    Effect.gen(function*() {
+      const { paths, queue, lines } = yield* withQueue((p) => {
+        for (const name of ["one", "two", "three"]) drop(p, name, trigger("dev-a", { trace_id: `TRACE-${name}` }))
+        fs.writeFileSync(path.join(p.triggers, "broken.trigger"), "[")
+        fs.utimesSync(path.join(p.triggers, "broken.trigger"), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
+      })
+      yield* queue.rescan
+      const queueLines = (all: ReadonlyArray<string>) => all.filter((l) => l.includes(" QUEUE: "))
+      expect(queueLines(yield* lines).map((l) => l.replace(/^\[[^\]]*\] /, ""))).toEqual(["[] QUEUE: 3 triggers pending at start-up"])
+      // The invalid file is still reported on its own.
+      expect((yield* lines).filter((l) => l.includes("INVALID: broken.trigger"))).toHaveLength(1)
+      drop(paths, "four", trigger("dev-b", { trace_id: "TRACE-four" }))
+      yield* queue.rescan
+      // Found by this rescan or by the watcher: either way one line, with its trace id.
+      expect(queueLines(yield* lines).slice(1).map((l) => l.replace(/^\[[^\]]*\] /, ""))).toEqual([
+        "[TRACE-four] QUEUE: four.trigger queued for dev-b"
+      ])
+      expect((yield* pendingNames(queue)).sort()).toEqual(["four", "one", "three", "two"])
+    }))
+
   it.scopedLive("a file renamed into place is noticed by the watcher, without a rescan", () =>
     Effect.gen(function*() {
       const { paths, queue } = yield* withQueue()
