@@ -48,7 +48,8 @@ export const make = Effect.gen(function*() {
   }
 
   /**
-   * Moves `X.trigger` to `processed/invalid/<stamp>-X.trigger` with its reason beside it. `from`
+   * Moves `X.trigger` to `processed/invalid/<stamp>-X.trigger` with its reason beside it (written
+   * first). `from`
    * is given for a name that is not valid UTF-8 (only its bytes name the file); an over-long
    * name is shortened so the archive and reason names fit in a directory entry.
    */
@@ -56,8 +57,16 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const moved = yield* Effect.try({
         try: () => {
-          const to = moveNoClobber(from, paths.invalid, `${archiveStamp(Date.now())}-${fitName(name)}${SUFFIX}`, [".reason.txt"])
+          fs.mkdirSync(paths.invalid, { recursive: true })
+          const to = freeName(paths.invalid, `${archiveStamp(Date.now())}-${fitName(name)}${SUFFIX}`, [".reason.txt"])
+          // The reason first: a reader never sees an archived file without it.
           fs.writeFileSync(`${to}.reason.txt`, reason + "\n", { mode: 0o644 })
+          try {
+            fs.renameSync(from, to)
+          } catch (e) {
+            fs.rmSync(`${to}.reason.txt`, { force: true })
+            throw e
+          }
           return to
         },
         catch: storage("archiving the invalid trigger", String(from))
