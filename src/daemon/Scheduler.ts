@@ -34,7 +34,7 @@ import {
 import { worktreeOf } from "../domain/ProjectPaths.js"
 import { formatDuration, isoSeconds } from "../domain/time.js"
 import { buildPrompt, compareOrder, ticketOf, type Trigger } from "../domain/Trigger.js"
-import { AgentProcess, headerText } from "../process/AgentProcess.js"
+import { AgentProcess } from "../process/AgentProcess.js"
 import { watchOutput } from "../stream/AgentOutput.js"
 import { describeProgress, formatCost, type LimitSignal, type OutputState, reportedError } from "../stream/StreamJson.js"
 import { freeName } from "../queue/triggerFiles.js"
@@ -78,10 +78,6 @@ export const retryDelays = (initialMs: number, maxRetries: number): ReadonlyArra
   Chunk.toReadonlyArray(
     Effect.runSync(Schedule.run(Schedule.delays(retryPolicy(initialMs, maxRetries)), 0, Array.from({ length: maxRetries - 1 })))
   ).slice(0, maxRetries - 1)
-
-/** How often a running agent's log is read for new output: every 0.5 s, slowing to 4 s while it is quiet. */
-export const OUTPUT_POLL_MS = 500
-export const OUTPUT_MAX_POLL_MS = 4_000
 
 /** The process's exit, corrected by what the agent itself reported in its output. */
 export const reportedOutcome = (status: ExitStatus, output: OutputState): ExitStatus => {
@@ -199,12 +195,8 @@ export const make = Effect.gen(function*() {
         `Started: ${isoSeconds(startedMs)}`,
         `Attempt: ${attempt}/${settings.maxRetries}`
       ]
-      const watch = yield* watchOutput(logFile, {
-        from: Buffer.byteLength(headerText(header)),
-        pollMs: OUTPUT_POLL_MS,
-        maxPollMs: OUTPUT_MAX_POLL_MS,
-        onChange: (output) => slots.setProgress(agent, output.progress)
-      })
+      // Fed by the process layer with the output it logs (`onOutput` below): no log is read back.
+      const watch = yield* watchOutput({ onChange: (output) => slots.setProgress(agent, output.progress) })
       if (settings.progressIntervalMs > 0) {
         yield* Effect.gen(function*() {
           const output = yield* watch.state
@@ -243,6 +235,7 @@ export const make = Effect.gen(function*() {
           onExit(status)
         },
         header,
+        onOutput: watch.push,
         ...(settings.agentStallTimeoutMs > 0 ? { stallWatch: watch.stalled(settings.agentStallTimeoutMs) } : {}),
         onSpawn: ({ pid, startTime }) =>
           Effect.sync(() => void (spawnedPid = pid)).pipe(

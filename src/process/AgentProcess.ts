@@ -5,6 +5,8 @@
  *   spawned (so the output of a child that exits at once is never lost), whole lines at a time,
  *   so a line of stdout and one of stderr never mix. The daemon being the log's only writer is
  *   what lets it rotate the log at `LOG_MAX_SIZE_MB` without losing a byte (`RotatingLogFile`).
+ *   The bytes it logs are handed to `onOutput` as they are written: whoever follows the agent's
+ *   output (progress, stall detection) gets them from memory and never reads the log back.
  * - stdin is closed (`/dev/null`): a CLI that reads stdin sees EOF instead of hanging.
  * - The child leads its own process group (and session). Interruption sends SIGTERM to the
  *   group, SIGKILL after the kill grace; after any exit the group is swept, so background
@@ -55,6 +57,13 @@ export interface AgentRunSpec {
    * then stopped like on a timeout and the result is `Stalled`.
    */
   readonly stallWatch?: Effect.Effect<number>
+  /**
+   * Receives the agent's output, synchronously, as it is logged: exactly the bytes the log gets
+   * after the header and before the footer (whole lines of stdout and stderr as they were
+   * interleaved; a partial line only at the end or when it outgrows the hold-back bound). They
+   * keep coming when the log cannot be written any more.
+   */
+  readonly onOutput?: (bytes: Uint8Array) => void
 }
 
 /** What the log starts with; the agent's own output follows it. */
@@ -133,13 +142,15 @@ const MAX_HELD_BYTES = 64 * 1024
 const DRAIN_MS = 2_000
 
 /**
- * Copies the child's stdout and stderr into the log as they arrive, whole lines at a time.
- * `drained` completes once both pipes are closed; `flush` writes what is held back.
+ * Copies the child's stdout and stderr into the log (and to `onOutput`) as they arrive, whole
+ * lines at a time. `drained` completes once both pipes are closed; `flush` writes what is held back.
  */
-const drainInto = (child: ChildProcess, log: RotatingLogFile) => {
+const drainInto = (child: ChildProcess, log: RotatingLogFile, onOutput?: (bytes: Uint8Array) => void) => {
   let writeFailed = false
   const write = (data: Buffer) => {
-    if (data.length === 0 || writeFailed) return
+    if (data.length === 0) return
+    onOutput?.(data)
+    if (writeFailed) return
     try {
       log.write(data)
     } catch (e) {
@@ -199,7 +210,7 @@ const spawnChild = (spec: AgentRunSpec, log: RotatingLogFile) =>
       resume(Effect.succeed({ failed: spawnMessage(spec.command, e as NodeJS.ErrnoException) }))
       return
     }
-    const drain = drainInto(child, log)
+    const drain = drainInto(child, log, spec.onOutput)
     const exited = Deferred.unsafeMake<ExitStatus>(undefined as never)
     child.once("exit", (code, signal) => {
       const status = code !== null ? ExitStatus.Exited({ code }) : ExitStatus.Signaled({ signal: signal ?? "SIGKILL" })
@@ -395,8 +406,9 @@ export interface FakeRun {
   /** Completes when the run was interrupted (timeout, shutdown). */
   readonly interrupted: Deferred.Deferred<void>
   /**
-   * Appends to the run's log as the agent's output (the fake writes the header like the real
-   * layer when the log's directory exists; elsewhere this writes nothing).
+   * The agent writes `text`: it goes to `onOutput` like the real layer's drained output, and is
+   * appended to the run's log when the log's directory exists (the fake writes the header there
+   * too; elsewhere nothing is written).
    */
   readonly output: (text: string) => Effect.Effect<void>
 }
@@ -441,7 +453,11 @@ export const makeFake = (options: {
             finish: (status) =>
               Effect.sync(() => spec.onExit?.(status)).pipe(Effect.zipRight(Deferred.succeed(done, status)), Effect.asVoid),
             interrupted,
-            output: (text) => Effect.sync(() => writeIfPossible(spec.logFile, text))
+            output: (text) =>
+              Effect.sync(() => {
+                spec.onOutput?.(Buffer.from(text))
+                writeIfPossible(spec.logFile, text)
+              })
           }
           writeIfPossible(spec.logFile, headerText(spec.header))
           yield* spec.onSpawn({ pid: run.pid, startTime: "1" })

@@ -1,165 +1,98 @@
 /**
- * Follows one attempt's output as an Effect `Stream` while the agent keeps writing its log.
+ * Folds one attempt's output into the job's progress, in memory, as the daemon receives it.
  *
- * The daemon drains the agent's stdout/stderr pipes into the log (see AgentProcess) and this
- * reads the log back by offset, so the bytes parsed are exactly the bytes logged. When the log
- * is rotated (renamed, then continued in a new file under the same name), the rest of the old
- * file is read first, then the new file from its start; a truncation starts over at 0. It splits
- * the bytes into bounded lines and folds them into the job's progress. The raw bytes are never touched.
+ * The daemon drains the agent's stdout/stderr pipes itself and writes them to the log (see
+ * AgentProcess); the same bytes, as they are logged, are pushed here (`AgentRunSpec.onOutput`).
+ * Nothing reads the log back: no file polling, no timer per agent, and what is parsed does not
+ * depend on the log's rotation or on the log being readable at all. A quiet agent costs nothing
+ * until it writes again. The bytes are split into bounded lines and folded into an `OutputState`;
+ * they are never changed.
  */
-import * as fs from "node:fs"
-import { Chunk, Clock, Deferred, Duration, Effect, Fiber, Option, Ref, type Scope, Stream } from "effect"
-import { applyLine, emptyOutput, type Line, LineSplitter, MAX_LINE_BYTES, type OutputState } from "./StreamJson.js"
+import { Clock, Duration, Effect, Queue, type Scope } from "effect"
+import { applyLine, emptyOutput, LineSplitter, MAX_LINE_BYTES, type OutputState } from "./StreamJson.js"
 
-const READ_BYTES = 64 * 1024
-
-/**
- * New bytes of a growing file from `from` on, read every `pollMs`. Ends after `done` holds and
- * everything up to that moment was read. A file that does not exist (yet) has no bytes.
- */
-export const tailFile = (
-  file: string,
-  options: {
-    readonly from: number
-    /** The first wait between reads; it doubles while nothing comes, up to `maxPollMs`. */
-    readonly pollMs: number
-    readonly maxPollMs?: number
-    readonly done: Deferred.Deferred<void>
-    /** Runs each time the reader has caught up, before it waits. */
-    readonly onIdle?: Effect.Effect<void>
-  }
-): Stream.Stream<Uint8Array> =>
-  Stream.acquireRelease(
-    Effect.sync(() => ({ fd: undefined as number | undefined, position: options.from, ended: false, waitMs: options.pollMs })),
-    (h) => Effect.sync(() => h.fd !== undefined && fs.closeSync(h.fd))
-  ).pipe(
-    Stream.flatMap((h) =>
-      Stream.repeatEffectChunkOption(
-        Effect.gen(function*() {
-          if (h.ended) return yield* Effect.fail(Option.none())
-          // Asked before reading: a read that follows `done` sees every byte written before it.
-          const finished = yield* Deferred.isDone(options.done)
-          const bytes = readSome(file, h)
-          if (bytes !== undefined) {
-            h.waitMs = options.pollMs
-            return Chunk.of(bytes)
-          }
-          if (options.onIdle) yield* options.onIdle
-          if (finished) {
-            h.ended = true
-            return Chunk.empty<Uint8Array>()
-          }
-          // Woken early by `done`, so the end of an attempt is read at once.
-          yield* Effect.raceFirst(Effect.sleep(Duration.millis(h.waitMs)), Deferred.await(options.done))
-          h.waitMs = Math.min(h.waitMs * 2, options.maxPollMs ?? options.pollMs)
-          return Chunk.empty<Uint8Array>()
-        })
-      )
-    )
-  )
-
-const readSome = (file: string, h: { fd: number | undefined; position: number }): Uint8Array | undefined => {
-  try {
-    h.fd ??= fs.openSync(file, "r")
-    const size = fs.fstatSync(h.fd).size
-    if (size < h.position) h.position = 0 // truncated: start over
-    if (size === h.position) {
-      // All of this file is read. A rotation renames it and the daemon goes on in a new file
-      // under the same name: continue there, from its start.
-      const now = fs.statSync(file, { throwIfNoEntry: false })
-      if (now === undefined || now.ino === fs.fstatSync(h.fd).ino) return undefined
-      fs.closeSync(h.fd)
-      h.fd = undefined
-      h.position = 0
-      return readSome(file, h)
-    }
-    const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, size - h.position))
-    const n = fs.readSync(h.fd, buffer, 0, buffer.length, h.position)
-    if (n <= 0) return undefined
-    h.position += n
-    return buffer.subarray(0, n)
-  } catch {
-    // Not there yet, or gone: no output to read now.
-    return undefined
-  }
-}
-
-/** Bytes to bounded lines (see `LineSplitter`), the unterminated last line included at the end. */
-export const splitLines = (maxLineBytes: number = MAX_LINE_BYTES) => <E, R>(bytes: Stream.Stream<Uint8Array, E, R>): Stream.Stream<Line, E, R> =>
-  Stream.suspend(() => {
-    const splitter = new LineSplitter(maxLineBytes)
-    return bytes.pipe(
-      Stream.mapConcat((chunk) => splitter.push(chunk)),
-      Stream.concat(Stream.suspend(() => Stream.fromIterable(splitter.end())))
-    )
-  })
+/** Progress goes out at most this often per attempt (the first change at once). */
+export const PUBLISH_SPACING_MS = 1_000
 
 export interface OutputWatch {
-  /** What was read so far. */
+  /**
+   * Takes the next bytes of the agent's output (synchronously, from the pipe's handler): the
+   * header the daemon wrote is not part of it.
+   */
+  readonly push: (bytes: Uint8Array) => void
+  /** What was received so far. */
   readonly state: Effect.Effect<OutputState>
   /** When the agent last wrote anything (epoch ms; the watch's start before that). */
   readonly lastActivityMs: Effect.Effect<number>
   /** Completes, with the silent time in ms, once the agent has written nothing for `silentMs`. */
   readonly stalled: (silentMs: number) => Effect.Effect<number>
-  /** Reads what is left (call after the agent exited) and returns the final state. */
+  /** Takes the unterminated last line (call after the output ended), publishes and returns the final state. */
   readonly finish: Effect.Effect<OutputState>
 }
 
 export interface WatchOptions {
-  /** Where the agent's own output starts (after the header the daemon wrote). */
-  readonly from: number
-  /** Reads follow each other by `pollMs`, slowing down to `maxPollMs` while the agent is quiet. */
-  readonly pollMs: number
-  readonly maxPollMs?: number
   readonly maxLineBytes?: number
-  /** Called with the new state each time the reader caught up after new output (not per line). */
+  /**
+   * Called with the new state after new lines, coalesced: at once for the first change, then at
+   * most every `publishSpacingMs`, and never while the previous call runs (so a slow consumer
+   * gets fewer, newer states, never a backlog).
+   */
   readonly onChange?: (state: OutputState) => Effect.Effect<void>
+  readonly publishSpacingMs?: number
 }
 
-/** Starts following `file`; the watch ends with the scope or with `finish`. */
-export const watchOutput = (file: string, options: WatchOptions): Effect.Effect<OutputWatch, never, Scope.Scope> =>
+/** Starts a watch; its publishing ends with the scope. */
+export const watchOutput = (options: WatchOptions = {}): Effect.Effect<OutputWatch, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const startedMs = yield* Clock.currentTimeMillis
-    const state = yield* Ref.make(emptyOutput)
-    const lastActivity = yield* Ref.make(startedMs)
-    const done = yield* Deferred.make<void>()
+    // `push` runs outside any fiber: it reads the clock the watch was made with (a TestClock in tests).
+    const clock = yield* Effect.clock
+    const splitter = new LineSplitter(options.maxLineBytes ?? MAX_LINE_BYTES)
+    let state = emptyOutput
+    let lastActivity = clock.unsafeCurrentTimeMillis()
     let version = 0
     let published = 0
     const publish = Effect.suspend(() => {
       if (published === version || options.onChange === undefined) return Effect.void
       published = version
-      return Effect.flatMap(Ref.get(state), options.onChange)
+      return options.onChange(state)
     })
-    const reader = tailFile(file, { from: options.from, pollMs: options.pollMs, maxPollMs: options.maxPollMs, done, onIdle: publish }).pipe(
-      Stream.tap(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Ref.set(lastActivity, now))),
-      splitLines(options.maxLineBytes),
-      Stream.runForEach((line) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Ref.update(state, (s) => {
-            version++
-            return applyLine(s, line, now)
-          }))
+    // Holds one pending "something changed"; further pushes before it is taken add nothing.
+    const changed = yield* Queue.dropping<void>(1)
+    if (options.onChange !== undefined) {
+      yield* Queue.take(changed).pipe(
+        Effect.zipRight(publish),
+        Effect.zipRight(Effect.sleep(Duration.millis(options.publishSpacingMs ?? PUBLISH_SPACING_MS))),
+        Effect.forever,
+        Effect.forkScoped
       )
-    )
-    // Progress goes out once the reader has caught up, however many lines arrived.
-    const fiber = yield* Effect.forkScoped(reader)
+    }
+    const fold = (lines: ReturnType<LineSplitter["push"]>, now: number) => {
+      if (lines.length === 0) return
+      for (const line of lines) state = applyLine(state, line, now)
+      version++
+      Queue.unsafeOffer(changed, undefined)
+    }
     return {
-      state: Ref.get(state),
-      lastActivityMs: Ref.get(lastActivity),
+      push: (bytes) => {
+        if (bytes.length === 0) return
+        const now = clock.unsafeCurrentTimeMillis()
+        lastActivity = now
+        fold(splitter.push(bytes), now)
+      },
+      state: Effect.sync(() => state),
+      lastActivityMs: Effect.sync(() => lastActivity),
       stalled: (silentMs) =>
         Effect.gen(function*() {
           for (;;) {
-            const now = yield* Clock.currentTimeMillis
-            const silent = now - (yield* Ref.get(lastActivity))
+            const silent = (yield* Clock.currentTimeMillis) - lastActivity
             if (silent >= silentMs) return silent
+            // One wake-up per `silentMs` at most while the agent writes, none in between.
             yield* Effect.sleep(Duration.millis(silentMs - silent))
           }
         }),
-      finish: Effect.gen(function*() {
-        yield* Deferred.succeed(done, undefined)
-        yield* Fiber.join(fiber)
-        yield* publish // the unterminated last line comes after the reader's last idle
-        return yield* Ref.get(state)
+      finish: Effect.suspend(() => {
+        fold(splitter.end(), clock.unsafeCurrentTimeMillis())
+        return Effect.as(publish, state)
       })
     } satisfies OutputWatch
   })

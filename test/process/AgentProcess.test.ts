@@ -413,7 +413,7 @@ describe("AgentProcess (Node)", { timeout: 15_000 }, () => {
       for (const log of logs) expect(readLog(path.join(dir, log))).toMatch(/\nSignal: SIG(TERM|KILL)\n$/)
     }))
 
-  it.live("rotates the log at the size limit while the agent writes: every byte kept in order, no fd leaked", () =>
+  it.live("rotates the log at the size limit while the agent writes: every byte kept in order, no fd leaked; onOutput gets exactly the logged output", () =>
     Effect.gen(function*() {
       const dir = makeTempDir()
       const maxBytes = 64 * 1024
@@ -424,7 +424,8 @@ describe("AgentProcess (Node)", { timeout: 15_000 }, () => {
       // stdout and stderr interleaved, as fast as awk writes (about 0.95 MB).
       const script = `awk 'BEGIN { for (i = 0; i < ${lines}; i++) { printf "out %06d ${"o".repeat(40)}\\n", i; fflush(); ` +
         `printf "err %06d\\n", i > "/dev/stderr"; fflush("/dev/stderr") } }'`
-      const status = yield* rotating.run(shSpec(dir, script))
+      const received: Array<Buffer> = []
+      const status = yield* rotating.run(shSpec(dir, script, { onOutput: (bytes) => received.push(Buffer.from(bytes)) }))
       expect(status).toMatchObject({ _tag: "Exited", code: 0 })
       const parts = logParts(path.join(dir, "agent.log"))
       // Parts are numbered upwards, the live name is last; each part stopped at the limit.
@@ -447,12 +448,38 @@ describe("AgentProcess (Node)", { timeout: 15_000 }, () => {
       expect(errs).toEqual(Array.from({ length: lines }, (_, i) => `err ${String(i).padStart(6, "0")}`))
       expect(body.length).toBe(HEADER.length + 1 + 2 * lines + 3 + 1)
       expect(openFds()).toBe(fdsBefore)
+      // What the parser is fed: the log's bytes between header and footer, whatever the rotation
+      // did, in whole lines (stdout and stderr never cut into each other).
+      const header = HEADER.join("\n") + "\n\n"
+      expect(Buffer.concat(received).toString("utf8")).toBe(all.slice(header.length, all.lastIndexOf("\nCompleted: ")))
+      for (const chunk of received) expect(chunk.at(-1)).toBe(10)
+    }))
+
+  it.live("onOutput keeps getting the output after the log cannot be written any more (its directory removed)", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const logs = path.join(dir, "logs")
+      fs.mkdirSync(logs)
+      const received: Array<string> = []
+      const long = "x".repeat(2_000)
+      // The long line takes the log over its limit: the rotation's rename fails, and so does every later write.
+      const script = `echo first; while [ ! -e go ]; do sleep 0.02; done; echo ${long}; echo '{"type":"result","is_error":true}'`
+      const run = yield* Effect.fork(
+        makeNode(KILL_GRACE_MS, 1_000).run(shSpec(dir, script, { logFile: path.join(logs, "agent.log"), onOutput: (b) => received.push(Buffer.from(b).toString()) }))
+      )
+      yield* waitUntil("the first line", () => received.length > 0)
+      fs.rmSync(logs, { recursive: true })
+      fs.writeFileSync(path.join(dir, "go"), "")
+      expect(yield* Fiber.join(run)).toMatchObject({ _tag: "Exited", code: 0 })
+      expect(received.join("")).toBe(`first\n${long}\n{"type":"result","is_error":true}\n`)
     }))
 
   it.live("a last line without a newline is still written before the footer", () =>
     Effect.gen(function*() {
       const dir = makeTempDir()
-      yield* runner.run(shSpec(dir, "printf 'no newline'; printf 'nor here' >&2"))
+      const received: Array<string> = []
+      yield* runner.run(shSpec(dir, "printf 'no newline'; printf 'nor here' >&2", { onOutput: (bytes) => received.push(Buffer.from(bytes).toString()) }))
+      expect(received.sort()).toEqual(["no newline", "nor here"])
       const log = readLog(path.join(dir, "agent.log"))
       expect(log).toContain("no newline")
       expect(log).toContain("nor here")

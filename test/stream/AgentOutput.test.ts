@@ -1,91 +1,100 @@
 /**
- * The output watch over a real file, under the TestClock: polling, the progress callback, the
- * stall detection and the final drain.
+ * The output watch, fed in memory under the TestClock: the fold of pushed bytes, the coalesced
+ * progress callback, the stall detection and the final partial line. No file is involved.
  */
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
-import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Stream, TestClock } from "effect"
-import { splitLines, watchOutput } from "../../src/stream/AgentOutput.js"
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber, TestClock } from "effect"
+import { watchOutput } from "../../src/stream/AgentOutput.js"
 import type { OutputState } from "../../src/stream/StreamJson.js"
 
-const dirs: Array<string> = []
-afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })))
-const tempFile = () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-output-"))
-  dirs.push(dir)
-  return path.join(dir, "agent.log")
-}
 const tool = (name: string, id: string) =>
   JSON.stringify({ type: "assistant", message: { id, content: [{ type: "tool_use", name, input: {} }] } }) + "\n"
+const bytes = (text: string) => Buffer.from(text, "utf8")
 
 describe("watchOutput", () => {
-  it.scoped("reads only the agent's part, publishes once per poll, and drains the last partial line at the end", () =>
+  it.scoped("publishes the first change at once, then at most every spacing with the newest state, and the last partial line at the end", () =>
     Effect.gen(function*() {
-      const file = tempFile()
-      fs.writeFileSync(file, "Agent: a\nStarted: x\n\n")
-      const from = fs.statSync(file).size
       const published: Array<OutputState> = []
-      const watch = yield* watchOutput(file, { from, pollMs: 500, onChange: (s) => Effect.sync(() => published.push(s)) })
-      fs.appendFileSync(file, tool("Bash", "m1") + tool("Edit", "m2") + "not json\n")
-      yield* TestClock.adjust("500 millis")
+      const watch = yield* watchOutput({ publishSpacingMs: 1_000, onChange: (s) => Effect.sync(() => published.push(s)) })
+      watch.push(bytes(tool("Bash", "m1") + tool("Edit", "m2") + "not json\n"))
       expect((yield* watch.state).progress.tool_uses).toBe(2)
+      yield* TestClock.adjust("1 millis")
+      expect(published.map((s) => s.progress.tool_uses)).toEqual([2])
+      expect(published[0]!.textLines).toBe(1)
+      // Three changes within the spacing: one call, with the last of them.
+      watch.push(bytes(tool("Read", "m3")))
+      watch.push(bytes(tool("Grep", "m4")))
       yield* TestClock.adjust("500 millis")
-      expect(published.length).toBe(1)
-      expect(published[0]!.textLines).toBe(1) // the header was skipped
+      watch.push(bytes(tool("Glob", "m5")))
+      yield* TestClock.adjust("400 millis")
+      expect(published).toHaveLength(1)
+      yield* TestClock.adjust("100 millis")
+      expect(published.map((s) => s.progress.last_tool)).toEqual(["Edit", "Glob"])
       // Nothing new: nothing published.
-      yield* TestClock.adjust("2 seconds")
-      expect(published.length).toBe(1)
-      fs.appendFileSync(file, tool("Read", "m3").trimEnd()) // no newline: the agent died mid-line
+      yield* TestClock.adjust("5 seconds")
+      expect(published).toHaveLength(2)
+      watch.push(bytes(tool("Write", "m6").trimEnd())) // no newline: the agent died mid-line
+      expect((yield* watch.state).progress.tool_uses).toBe(5)
       const final = yield* watch.finish
-      expect(final.progress).toMatchObject({ tool_uses: 3, last_tool: "Read", turns: 3 })
-      expect(published.at(-1)!.progress.tool_uses).toBe(3)
+      expect(final.progress).toMatchObject({ tool_uses: 6, last_tool: "Write", turns: 6 })
+      expect(published.at(-1)!.progress.tool_uses).toBe(6)
+    }))
+
+  it.scoped("a slow consumer gets the newest state once it is done, not a backlog", () =>
+    Effect.gen(function*() {
+      const published: Array<number> = []
+      const release = yield* Deferred.make<void>()
+      const watch = yield* watchOutput({
+        publishSpacingMs: 0,
+        // The first call blocks until released.
+        onChange: (s) => (published.push(s.progress.tool_uses) === 1 ? Deferred.await(release) : Effect.void)
+      })
+      watch.push(bytes(tool("Bash", "m1")))
+      yield* TestClock.adjust("1 millis")
+      for (let i = 2; i <= 20; i++) watch.push(bytes(tool("Read", `m${i}`)))
+      yield* TestClock.adjust("1 millis")
+      expect(published).toEqual([1])
+      yield* Deferred.succeed(release, undefined)
+      yield* TestClock.adjust("1 millis")
+      expect(published).toEqual([1, 20])
+    }))
+
+  it.scoped("lines and characters cut anywhere between pushes are put together again", () =>
+    Effect.gen(function*() {
+      const watch = yield* watchOutput()
+      const all = bytes(tool("Bash", "m1") + "héllo wörld\n" + tool("Edit", "m2"))
+      for (let i = 0; i < all.length; i += 7) watch.push(all.subarray(i, i + 7))
+      const final = yield* watch.finish
+      expect(final).toMatchObject({ jsonLines: 2, textLines: 1, progress: { tool_uses: 2, last_tool: "Edit" } })
+    }))
+
+  it.scoped("a huge line is dropped while the lines around it are kept", () =>
+    Effect.gen(function*() {
+      const watch = yield* watchOutput({ maxLineBytes: 1024 })
+      watch.push(bytes(tool("Bash", "m1")))
+      watch.push(Buffer.alloc(3 * 1024, 120))
+      watch.push(bytes("\n" + tool("Edit", "m2")))
+      const final = yield* watch.finish
+      expect(final).toMatchObject({ oversizedLines: 1, jsonLines: 2, progress: { tool_uses: 2 } })
     }))
 
   it.scoped("stalled completes only after the given silence; any output restarts the count", () =>
     Effect.gen(function*() {
-      const file = tempFile()
-      fs.writeFileSync(file, "")
-      const watch = yield* watchOutput(file, { from: 0, pollMs: 1_000 })
+      const watch = yield* watchOutput()
       const stalled = yield* Effect.fork(watch.stalled(10_000))
       yield* TestClock.adjust("6 seconds")
-      fs.appendFileSync(file, "still working\n")
-      yield* TestClock.adjust("6 seconds")
+      watch.push(bytes("still working, no newline yet"))
+      expect(yield* watch.lastActivityMs).toBe(6_000)
+      yield* TestClock.adjust("9999 millis")
       expect(stalled.unsafePoll()).toBeNull()
-      yield* TestClock.adjust("4 seconds")
-      expect(stalled.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.join(stalled)).toBe(10_000)
+    }))
+
+  it.scoped("no output at all is an empty state, not an error", () =>
+    Effect.gen(function*() {
+      const watch = yield* watchOutput({ onChange: () => Effect.die("nothing to publish") })
       yield* TestClock.adjust("1 second")
-      expect(yield* Fiber.join(stalled)).toBeGreaterThanOrEqual(10_000)
-    }))
-
-  it.scoped("follows a rotation: the rest of the renamed file, then the new file from its start", () =>
-    Effect.gen(function*() {
-      const file = tempFile()
-      fs.writeFileSync(file, "")
-      const watch = yield* watchOutput(file, { from: 0, pollMs: 100 })
-      fs.appendFileSync(file, tool("Bash", "m1"))
-      yield* TestClock.adjust("100 millis")
-      // Written after the last read, then the file is rotated away.
-      fs.appendFileSync(file, tool("Edit", "m2"))
-      fs.renameSync(file, `${file}.1`)
-      fs.writeFileSync(file, tool("Read", "m3"))
-      yield* TestClock.adjust("100 millis")
-      const final = yield* watch.finish
-      expect(final.progress).toMatchObject({ tool_uses: 3, last_tool: "Read" })
-    }))
-
-  it.scoped("a file that never appears is no output, not an error", () =>
-    Effect.gen(function*() {
-      const watch = yield* watchOutput("/nonexistent/dir/agent.log", { from: 0, pollMs: 100 })
-      yield* TestClock.adjust("1 second")
-      expect((yield* watch.finish).jsonLines).toBe(0)
-    }))
-
-  it.effect("a huge line is dropped while the lines around it are kept", () =>
-    Effect.gen(function*() {
-      const chunks = [Buffer.from("a\n"), Buffer.alloc(3 * 1024 * 1024, 120), Buffer.from("\nb\n")]
-      const lines = yield* Stream.fromIterable(chunks).pipe(splitLines(), Stream.runCollect)
-      expect(Array.from(lines).map((l) => (l._tag === "Line" ? l.text : "dropped"))).toEqual(["a", "dropped", "b"])
+      expect(yield* watch.finish).toMatchObject({ jsonLines: 0, textLines: 0 })
     }))
 })
