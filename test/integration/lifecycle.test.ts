@@ -7,6 +7,7 @@ import { execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
+import { DAEMON_NODE_OPTIONS } from "../../src/daemon/nodeOptions.js"
 import {
   archivedTriggers,
   daemonProcesses,
@@ -74,6 +75,8 @@ describe("daemon start (S01–S04)", () => {
     expect(log).toMatch(new RegExp(`^\\[[^\\]]+Z\\] \\[\\] START: Daemon started \\(PID: ${pid}\\)`, "m"))
     expect(log).toMatch(/^\[[^\]]+Z\] \[\] MODE: /m)
     expect(daemonProcesses(p).map((d) => d.pid)).toEqual([pid])
+    // With the daemon's Node options (heap sizing, no idle-time collections).
+    expect(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")).toEqual(expect.arrayContaining([...DAEMON_NODE_OPTIONS]))
   })
 
   it("S02: a second start reports the running daemon, exits 0 and starts nothing", async () => {
