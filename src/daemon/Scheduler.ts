@@ -196,7 +196,7 @@ export const make = Effect.gen(function*() {
         `Attempt: ${attempt}/${settings.maxRetries}`
       ]
       // Fed by the process layer with the output it logs (`onOutput` below): no log is read back.
-      const watch = yield* watchOutput({ onChange: (output) => slots.setProgress(agent, output.progress) })
+      const watch = yield* watchOutput({ onProgress: (progress) => slots.setProgress(agent, progress) })
       if (settings.progressIntervalMs > 0) {
         yield* Effect.gen(function*() {
           const output = yield* watch.state

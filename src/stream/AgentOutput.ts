@@ -9,7 +9,7 @@
  * they are never changed.
  */
 import { Clock, Duration, Effect, Queue, type Scope } from "effect"
-import { applyLine, emptyOutput, LineSplitter, MAX_LINE_BYTES, type OutputState } from "./StreamJson.js"
+import { applyLine, emptyOutput, LineSplitter, MAX_LINE_BYTES, type OutputState, type Progress } from "./StreamJson.js"
 
 /** Progress goes out at most this often per attempt (the first change at once). */
 export const PUBLISH_SPACING_MS = 1_000
@@ -33,11 +33,11 @@ export interface OutputWatch {
 export interface WatchOptions {
   readonly maxLineBytes?: number
   /**
-   * Called with the new state after new lines, coalesced: at once for the first change, then at
-   * most every `publishSpacingMs`, and never while the previous call runs (so a slow consumer
-   * gets fewer, newer states, never a backlog).
+   * Called with the progress when it changed (plain text lines change nothing: no call),
+   * coalesced: at once for the first change, then at most every `publishSpacingMs`, and never
+   * while the previous call runs (so a slow consumer gets fewer, newer values, never a backlog).
    */
-  readonly onChange?: (state: OutputState) => Effect.Effect<void>
+  readonly onProgress?: (progress: Progress) => Effect.Effect<void>
   readonly publishSpacingMs?: number
 }
 
@@ -49,16 +49,16 @@ export const watchOutput = (options: WatchOptions = {}): Effect.Effect<OutputWat
     const splitter = new LineSplitter(options.maxLineBytes ?? MAX_LINE_BYTES)
     let state = emptyOutput
     let lastActivity = clock.unsafeCurrentTimeMillis()
-    let version = 0
-    let published = 0
+    // The fold makes a new progress object for every event that changes it.
+    let published = state.progress
     const publish = Effect.suspend(() => {
-      if (published === version || options.onChange === undefined) return Effect.void
-      published = version
-      return options.onChange(state)
+      if (published === state.progress || options.onProgress === undefined) return Effect.void
+      published = state.progress
+      return options.onProgress(published)
     })
     // Holds one pending "something changed"; further pushes before it is taken add nothing.
     const changed = yield* Queue.dropping<void>(1)
-    if (options.onChange !== undefined) {
+    if (options.onProgress !== undefined) {
       yield* Queue.take(changed).pipe(
         Effect.zipRight(publish),
         Effect.zipRight(Effect.sleep(Duration.millis(options.publishSpacingMs ?? PUBLISH_SPACING_MS))),
@@ -67,10 +67,8 @@ export const watchOutput = (options: WatchOptions = {}): Effect.Effect<OutputWat
       )
     }
     const fold = (lines: ReturnType<LineSplitter["push"]>, now: number) => {
-      if (lines.length === 0) return
       for (const line of lines) state = applyLine(state, line, now)
-      version++
-      Queue.unsafeOffer(changed, undefined)
+      if (state.progress !== published) Queue.unsafeOffer(changed, undefined)
     }
     return {
       push: (bytes) => {

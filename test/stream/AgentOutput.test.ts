@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, TestClock } from "effect"
 import { watchOutput } from "../../src/stream/AgentOutput.js"
-import type { OutputState } from "../../src/stream/StreamJson.js"
+import type { Progress } from "../../src/stream/StreamJson.js"
 
 const tool = (name: string, id: string) =>
   JSON.stringify({ type: "assistant", message: { id, content: [{ type: "tool_use", name, input: {} }] } }) + "\n"
@@ -14,13 +14,12 @@ const bytes = (text: string) => Buffer.from(text, "utf8")
 describe("watchOutput", () => {
   it.scoped("publishes the first change at once, then at most every spacing with the newest state, and the last partial line at the end", () =>
     Effect.gen(function*() {
-      const published: Array<OutputState> = []
-      const watch = yield* watchOutput({ publishSpacingMs: 1_000, onChange: (s) => Effect.sync(() => published.push(s)) })
+      const published: Array<Progress> = []
+      const watch = yield* watchOutput({ publishSpacingMs: 1_000, onProgress: (p) => Effect.sync(() => published.push(p)) })
       watch.push(bytes(tool("Bash", "m1") + tool("Edit", "m2") + "not json\n"))
       expect((yield* watch.state).progress.tool_uses).toBe(2)
       yield* TestClock.adjust("1 millis")
-      expect(published.map((s) => s.progress.tool_uses)).toEqual([2])
-      expect(published[0]!.textLines).toBe(1)
+      expect(published.map((p) => p.tool_uses)).toEqual([2])
       // Three changes within the spacing: one call, with the last of them.
       watch.push(bytes(tool("Read", "m3")))
       watch.push(bytes(tool("Grep", "m4")))
@@ -29,15 +28,17 @@ describe("watchOutput", () => {
       yield* TestClock.adjust("400 millis")
       expect(published).toHaveLength(1)
       yield* TestClock.adjust("100 millis")
-      expect(published.map((s) => s.progress.last_tool)).toEqual(["Edit", "Glob"])
-      // Nothing new: nothing published.
+      expect(published.map((p) => p.last_tool)).toEqual(["Edit", "Glob"])
+      // Nothing new, or only text (no progress): nothing published.
+      yield* TestClock.adjust("5 seconds")
+      watch.push(bytes("plain text\n"))
       yield* TestClock.adjust("5 seconds")
       expect(published).toHaveLength(2)
       watch.push(bytes(tool("Write", "m6").trimEnd())) // no newline: the agent died mid-line
       expect((yield* watch.state).progress.tool_uses).toBe(5)
       const final = yield* watch.finish
       expect(final.progress).toMatchObject({ tool_uses: 6, last_tool: "Write", turns: 6 })
-      expect(published.at(-1)!.progress.tool_uses).toBe(6)
+      expect(published.at(-1)!.tool_uses).toBe(6)
     }))
 
   it.scoped("a slow consumer gets the newest state once it is done, not a backlog", () =>
@@ -47,7 +48,7 @@ describe("watchOutput", () => {
       const watch = yield* watchOutput({
         publishSpacingMs: 0,
         // The first call blocks until released.
-        onChange: (s) => (published.push(s.progress.tool_uses) === 1 ? Deferred.await(release) : Effect.void)
+        onProgress: (p) => (published.push(p.tool_uses) === 1 ? Deferred.await(release) : Effect.void)
       })
       watch.push(bytes(tool("Bash", "m1")))
       yield* TestClock.adjust("1 millis")
@@ -91,10 +92,19 @@ describe("watchOutput", () => {
       expect(yield* Fiber.join(stalled)).toBe(10_000)
     }))
 
-  it.scoped("no output at all is an empty state, not an error", () =>
+  it.scoped("plain text output, or none, publishes no progress (the slot is not written for nothing)", () =>
     Effect.gen(function*() {
-      const watch = yield* watchOutput({ onChange: () => Effect.die("nothing to publish") })
+      const published: Array<Progress> = []
+      const onProgress = (p: Progress) => Effect.sync(() => published.push(p))
+      const quiet = yield* watchOutput({ onProgress })
       yield* TestClock.adjust("1 second")
-      expect(yield* watch.finish).toMatchObject({ jsonLines: 0, textLines: 0 })
+      expect(yield* quiet.finish).toMatchObject({ jsonLines: 0, textLines: 0 })
+      const text = yield* watchOutput({ onProgress })
+      text.push(bytes("agent running\nwarning: something\nno newline"))
+      yield* TestClock.adjust("1 second")
+      expect(yield* text.finish).toMatchObject({ jsonLines: 0, textLines: 3 })
+      text.push(bytes(tool("Bash", "m1")))
+      yield* TestClock.adjust("1 second")
+      expect(published.map((p) => p.tool_uses)).toEqual([1])
     }))
 })
