@@ -14,7 +14,7 @@ import { archiveStamp } from "../domain/time.js"
 import { parseTrigger, priorityOf, promptProblem } from "../domain/Trigger.js"
 import { DaemonLog } from "../daemon/DaemonLog.js"
 import { writeFileAtomic } from "../slots/AgentSlots.js"
-import { type ClaimedTrigger, type QueuedTrigger, sortPending, TriggerQueue, type TriggerQueueShape } from "./TriggerQueue.js"
+import { type ClaimedTrigger, PendingTriggers, type QueuedTrigger, TriggerQueue, type TriggerQueueShape } from "./TriggerQueue.js"
 import { watchDirectory } from "./DirectoryWatch.js"
 import { fitName, freeName, MAX_TRIGGER_NAME_BYTES, moveNoClobber, type ReadResult, readTriggerFile } from "./triggerFiles.js"
 
@@ -29,23 +29,13 @@ export const make = Effect.gen(function*() {
   const log = yield* DaemonLog
   const background = yield* FiberSet.make()
 
-  const pending = new Map<string, QueuedTrigger>()
-  let ordered: ReadonlyArray<QueuedTrigger> | undefined
+  const pending = new PendingTriggers()
   /** Stems renamed to `.processing` by this daemon and not yet archived or requeued. */
   const claimed = new Set<string>()
   /** Stems waiting to be read again because they were incomplete. */
   const settling = new Set<string>()
   const changes = yield* Queue.sliding<void>(1)
   const notify = Queue.offer(changes, undefined)
-
-  const setPending = (name: string, entry: QueuedTrigger | undefined) => {
-    if (entry === undefined) {
-      if (pending.delete(name)) ordered = undefined
-    } else {
-      pending.set(name, entry)
-      ordered = undefined
-    }
-  }
 
   /**
    * Moves `X.trigger` to `processed/invalid/<stamp>-X.trigger` with its reason beside it (written
@@ -131,18 +121,18 @@ export const make = Effect.gen(function*() {
   const record = (name: string, finding: Finding): Effect.Effect<void> | undefined => {
     switch (finding._tag) {
       case "Queued":
-        setPending(name, finding.entry)
+        pending.set(finding.entry)
         return undefined
       case "Unreadable":
         return log.event("ERROR", `cannot read ${path.join(paths.triggers, name + SUFFIX)}: ${String(finding.error)}; it stays queued`)
       case "Gone":
-        setPending(name, undefined)
+        pending.delete(name)
         return undefined
       case "Invalid":
-        setPending(name, undefined)
+        pending.delete(name)
         return archiveInvalid(name, finding.reason)
       case "Incomplete":
-        setPending(name, undefined)
+        pending.delete(name)
         return readAgainLater(name, finding.modifiedMs)
     }
   }
@@ -214,7 +204,7 @@ export const make = Effect.gen(function*() {
       if (followUp !== undefined) followUps.push(followUp)
       if (finding._tag === "Queued") queued.push(finding.entry)
     }
-    for (const name of Array.from(pending.keys())) if (!present.has(name)) setPending(name, undefined)
+    for (const name of pending.names()) if (!present.has(name)) pending.delete(name)
     const announce = startUpScan
       ? log.event("QUEUE", `${queued.length} ${queued.length === 1 ? "trigger" : "triggers"} pending at start-up`)
       : Effect.forEach(queued, logQueued, { discard: true })
@@ -278,14 +268,14 @@ export const make = Effect.gen(function*() {
     })
 
   const service: TriggerQueueShape = {
-    pending: Effect.sync(() => (ordered ??= sortPending(pending.values()))),
+    pending: Effect.sync(() => pending.inOrder()),
     changed: Queue.take(changes),
     claim: (t) =>
       Effect.try({
         try: () => {
           const from = path.join(paths.triggers, t.name + SUFFIX)
           const to = path.join(paths.triggers, t.name + ".processing")
-          setPending(t.name, undefined)
+          pending.delete(t.name)
           if (fs.lstatSync(to, { throwIfNoEntry: false }) !== undefined) return Option.none()
           try {
             fs.renameSync(from, to)
