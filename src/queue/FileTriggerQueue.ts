@@ -76,9 +76,15 @@ export const make = Effect.gen(function*() {
     | { readonly _tag: "Incomplete"; readonly modifiedMs: number }
     | { readonly _tag: "Unreadable"; readonly error: unknown }
 
+  /**
+   * `C/triggers/<file>` for a name of that directory (no separator in it): plain concatenation,
+   * as `path.join` normalises every path it builds (twice per file in a scan).
+   */
+  const inTriggers = (file: string) => paths.triggers + path.sep + file
+
   /** `listedAsRegular`: see `readRegularFile`. */
   const inspect = (name: string, listedAsRegular: boolean): Finding => {
-    const file = path.join(paths.triggers, name + SUFFIX)
+    const file = inTriggers(name + SUFFIX)
     let read: ReadResult
     try {
       const nameBytes = Buffer.byteLength(name)
@@ -106,7 +112,7 @@ export const make = Effect.gen(function*() {
         : { _tag: "Invalid", reason: parsed.left.reason }
     }
     const trigger = parsed.right
-    const tooLong = promptProblem(trigger, path.join(paths.triggers, name + ".processing"))
+    const tooLong = promptProblem(trigger, inTriggers(name + ".processing"))
     if (tooLong !== undefined) return { _tag: "Invalid", reason: tooLong }
     return {
       _tag: "Queued",
