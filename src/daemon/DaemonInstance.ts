@@ -12,7 +12,7 @@ import { Context, Effect, Layer } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { DaemonAlreadyRunning, StorageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
-import { writeFileAtomic } from "../slots/AgentSlots.js"
+import { writeFileAtomic } from "../io/stateFile.js"
 
 export interface Hello {
   readonly pid: number

@@ -7,7 +7,7 @@ import * as path from "node:path"
 import { Clock, Context, Effect, Layer, Ref, Schema } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { isoSeconds } from "../domain/time.js"
-import { keepCorruptCopy, latestWriter, readStateFile, reportingFailures } from "../slots/AgentSlots.js"
+import { keepCorruptCopy, readStateFile, reportingFailures, writeBehind } from "../io/stateFile.js"
 
 export interface StateFile {
   readonly daemon_started: string
@@ -22,7 +22,10 @@ export interface DaemonStateShape {
   /** A trigger left the running set; `succeeded` counts it in the total. */
   readonly finished: (trigger: string, succeeded: boolean) => Effect.Effect<void>
   readonly current: Effect.Effect<StateFile>
-  /** Writes the file again (e.g. after it was deleted under the daemon). */
+  /**
+   * Returns once the file has every change made so far (changes are written behind, soon after
+   * they happen); also writes the file again after it was deleted under the daemon.
+   */
   readonly persist: Effect.Effect<void>
   /** How the file was found at start when it could not be used as it was (logged by recovery). */
   readonly startNote: string | undefined
@@ -75,7 +78,15 @@ export const loadState = (file: string, processed: string, now: number): LoadedS
   }
 }
 
-export const make = (initialTotal: number, save: (state: StateFile) => Effect.Effect<void>, startNote?: string) =>
+/** At most one write of the state file per this many ms while changes keep coming. */
+export const STATE_WRITE_SPACING_MS = 50
+
+export const make = (
+  initialTotal: number,
+  save: (state: StateFile) => Effect.Effect<void>,
+  startNote?: string,
+  spacingMs = STATE_WRITE_SPACING_MS
+) =>
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     const state = yield* Ref.make<Internal>({
@@ -87,16 +98,17 @@ export const make = (initialTotal: number, save: (state: StateFile) => Effect.Ef
       },
       running: []
     })
-    const persist = yield* latestWriter(Effect.map(Ref.get(state), (s) => s.file), save)
+    const file = yield* writeBehind(Effect.map(Ref.get(state), (s) => s.file), save, spacingMs)
+    const persist = file.flush
     const update = (f: (s: Internal, nowIso: string) => Internal) =>
       Clock.currentTimeMillis.pipe(
         Effect.flatMap((ms) => Ref.update(state, (s) => f(s, isoSeconds(ms)))),
-        Effect.zipRight(persist)
+        Effect.zipRight(file.changed)
       )
     yield* persist
-    // At shutdown nothing runs any more.
+    // At shutdown nothing runs any more: saved before the writer stops.
     yield* Effect.addFinalizer(() =>
-      update((s) => ({ running: [], file: { ...s.file, current_trigger: "none" } }))
+      update((s) => ({ running: [], file: { ...s.file, current_trigger: "none" } })).pipe(Effect.zipRight(persist))
     )
     const service: DaemonStateShape = {
       started: (trigger) =>

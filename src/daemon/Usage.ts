@@ -16,7 +16,7 @@ import * as path from "node:path"
 import { Clock, Context, Effect, Layer, Ref, Schema } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { isoSeconds } from "../domain/time.js"
-import { writeFileAtomic } from "../slots/AgentSlots.js"
+import { writeBehind, writeFileAtomic } from "../io/stateFile.js"
 
 export const UsageLimit = Schema.Struct({
   /** No agent with this command starts before this time (UTC ISO). */
@@ -115,7 +115,7 @@ export interface UsageShape {
 
 export class Usage extends Context.Tag("starforge/Usage")<Usage, UsageShape>() {
   /** The project's `C/daemon/usage.json`. */
-  static readonly layer = Layer.effect(
+  static readonly layer = Layer.scoped(
     Usage,
     Effect.gen(function*() {
       const { paths, settings } = yield* DaemonConfig
@@ -129,15 +129,19 @@ export class Usage extends Context.Tag("starforge/Usage")<Usage, UsageShape>() {
 
   /** In memory only, for tests. */
   static readonly memory = (cooldownMs = 300_000, initial: UsageFile = emptyUsage) =>
-    Layer.effect(Usage, make(initial, cooldownMs, () => Effect.void))
+    Layer.scoped(Usage, make(initial, cooldownMs, () => Effect.void))
 }
+
+/** At most one write of `usage.json` per this many ms while attempts keep ending. */
+export const USAGE_WRITE_SPACING_MS = 1_000
 
 export const make = (initial: UsageFile, cooldownMs: number, save: (usage: UsageFile) => Effect.Effect<void>) =>
   Effect.gen(function*() {
     const state = yield* Ref.make(initial)
-    const writes = yield* Effect.makeSemaphore(1)
-    const change = (f: (u: UsageFile) => UsageFile) =>
-      writes.withPermits(1)(Effect.flatMap(Ref.updateAndGet(state, f), save))
+    // Costs are written behind (an attempt's end never waits for the disk); a pause is saved
+    // before it is acted on, so a restart right after it still waits.
+    const file = yield* writeBehind(Ref.get(state), save, USAGE_WRITE_SPACING_MS)
+    const change = (f: (u: UsageFile) => UsageFile) => Effect.zipRight(Ref.update(state, f), file.changed)
     return {
       pausedUntil: (command) =>
         Effect.gen(function*() {
@@ -164,6 +168,7 @@ export const make = (initial: UsageFile, cooldownMs: number, save: (usage: Usage
             consecutive
           }
           yield* change((u) => ({ ...u, limits: { ...u.limits, [hit.command]: limit } }))
+          yield* file.flush
           return limit
         }),
       succeeded: (command) =>

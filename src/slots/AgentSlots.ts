@@ -1,20 +1,18 @@
 /**
- * Per-agent exclusivity. The in-memory table is the truth; every change is persisted to
+ * Per-agent exclusivity. The in-memory table is the truth; changes are persisted to
  * `C/daemon/agent-slots.json` through a temporary file in the same directory and a rename, so
- * the file is always valid JSON (contract §4). Only the daemon writes it.
+ * the file is always valid JSON (contract §4). Only the daemon writes it, behind the changes
+ * (`writeBehind`): a job's start or end never waits for the disk.
  *
  * The API mirrors the original `agent-slots.sh` (`isBusy`, `markBusy`, `markIdle`, `pidOf`,
  * `ticketOf`, `listBusy`, `countBusy`, `cleanupOrphans`).
  */
-import * as fs from "node:fs"
 import * as path from "node:path"
-import { Context, Effect, Either, Layer, Ref, Schema } from "effect"
+import { Context, Effect, Layer, Ref, Schema, type Scope } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
-import { StorageError } from "../domain/errors.js"
 import { type BusyInfo, busySlot, idleSlot, type Slot, SlotTable } from "../domain/Slot.js"
+import { keepCorruptCopy, readStateFile, reportingFailures, writeBehind } from "../io/stateFile.js"
 import type { Progress } from "../stream/StreamJson.js"
-import { archiveStamp } from "../domain/time.js"
-import { freeName } from "../queue/triggerFiles.js"
 
 export interface ProcessInfo {
   readonly pid: number
@@ -48,22 +46,30 @@ export interface AgentSlotsShape {
   readonly cleanupOrphans: <E, R>(
     isOrphan: (agent: string, slot: Slot) => Effect.Effect<boolean, E, R>
   ) => Effect.Effect<ReadonlyArray<ReleasedSlot>, E, R>
-  /** Writes the table again (e.g. after the file was deleted under the daemon). */
+  /**
+   * Returns once the file has every change made so far (changes are written behind, soon after
+   * they happen); also writes the table again after the file was deleted under the daemon.
+   */
   readonly persist: Effect.Effect<void>
   /** How the slot file was found at start when it could not be used as it was (logged by recovery). */
   readonly startNote: string | undefined
 }
 
-/** Builds the service on a table and a function that persists a snapshot. */
+/** At most one write of the slot file per this many ms while changes keep coming. */
+export const SLOTS_WRITE_SPACING_MS = 50
+
+/** Builds the service on a table and a function that persists a snapshot (written behind the changes). */
 export const make = (
   initial: SlotTable,
   save: (table: SlotTable) => Effect.Effect<void>,
-  startNote?: string
-): Effect.Effect<AgentSlotsShape> =>
+  startNote?: string,
+  spacingMs = SLOTS_WRITE_SPACING_MS
+): Effect.Effect<AgentSlotsShape, never, Scope.Scope> =>
   Effect.gen(function*() {
     const table = yield* Ref.make<SlotTable>(initial)
-    const persist = yield* latestWriter(Ref.get(table), save)
-    const change = (f: (t: SlotTable) => SlotTable) => Ref.update(table, f).pipe(Effect.zipRight(persist))
+    const file = yield* writeBehind(Ref.get(table), save, spacingMs)
+    const persist = file.flush
+    const change = (f: (t: SlotTable) => SlotTable) => Ref.update(table, f).pipe(Effect.zipRight(file.changed))
     const slotOf = (agent: string) => Effect.map(Ref.get(table), (t): Slot | undefined => t[agent])
     const busyNames = (t: SlotTable) => Object.keys(t).filter((a) => t[a]!.status === "busy")
     return {
@@ -115,60 +121,10 @@ export const make = (
 
 const decodeTable = Schema.decodeUnknownEither(Schema.parseJson(SlotTable))
 
-/** What reading one of the daemon's JSON state files found. */
-export type ReadStateFile<A> =
-  | { readonly _tag: "Missing" }
-  | { readonly _tag: "Valid"; readonly value: A }
-  /** Empty, truncated, not JSON, or JSON of the wrong shape: `problem` says which. */
-  | { readonly _tag: "Corrupt"; readonly problem: string }
-
-/** One line about a state file that could not be used. */
-const problemOf = (text: string, error: unknown): string => {
-  if (text.trim() === "") return "empty"
-  try {
-    JSON.parse(text)
-  } catch {
-    return "not valid JSON"
-  }
-  const detail = String((error as { message?: unknown })?.message ?? error).split("\n")[0]
-  return `valid JSON of the wrong shape (${detail})`
-}
-
-/** Reads and decodes a state file without changing anything. */
-export const readStateFile = <A>(
-  file: string,
-  decode: (text: string) => Either.Either<A, unknown>
-): ReadStateFile<A> => {
-  let text: string
-  try {
-    text = fs.readFileSync(file, "utf8")
-  } catch {
-    return { _tag: "Missing" }
-  }
-  const decoded = decode(text)
-  return Either.isRight(decoded)
-    ? { _tag: "Valid", value: decoded.right }
-    : { _tag: "Corrupt", problem: problemOf(text, decoded.left) }
-}
-
 /** The slot table as the file holds it (the CLI's view): missing or corrupt is an empty table. */
 export const readTable = (file: string): { readonly table: SlotTable } => {
   const read = readStateFile(file, decodeTable)
   return { table: read._tag === "Valid" ? read.value : {} }
-}
-
-/**
- * Copies a corrupt state file aside as `<file>.corrupt-<yyyymmdd-HHMMSS>` before it is replaced;
- * returns the copy's path, or undefined when it could not be kept.
- */
-export const keepCorruptCopy = (file: string, now: number): string | undefined => {
-  const copy = freeName(path.dirname(file), `${path.basename(file)}.corrupt-${archiveStamp(now)}`)
-  try {
-    fs.copyFileSync(file, copy, fs.constants.COPYFILE_EXCL)
-    return copy
-  } catch {
-    return undefined
-  }
 }
 
 /** What loading the slot file at daemon start found. */
@@ -200,85 +156,12 @@ export const loadTable = (file: string, now: number): LoadedTable => {
   }
 }
 
-/**
- * Persists a changing value with group commit. `persist` returns once a write that read the value
- * after the call has finished, so a caller's change is saved when it returns. Writes run one at a
- * time, always of the latest value (a slow write never lands an old state last), and callers that
- * arrive while a write is in flight share the next one: under load the file is written as often
- * as the disk allows, not once per change.
- */
-export const latestWriter = <A>(
-  read: Effect.Effect<A>,
-  save: (value: A) => Effect.Effect<void>
-): Effect.Effect<Effect.Effect<void>> =>
-  Effect.map(Effect.makeSemaphore(1), (writes) => {
-    let requested = 0
-    let written = 0
-    return Effect.suspend(() => {
-      const mine = ++requested
-      return writes.withPermits(1)(
-        Effect.suspend(() => {
-          if (written >= mine) return Effect.void
-          const covered = requested
-          // Uninterruptible: an abandoned write could still rename an old state over a newer one.
-          return read.pipe(
-            Effect.flatMap(save),
-            Effect.ensuring(Effect.sync(() => (written = Math.max(written, covered)))),
-            Effect.uninterruptible
-          )
-        })
-      )
-    })
-  })
-
-/**
- * Temp file in the same directory, then rename: readers never see a half-written file. Done
- * asynchronously, since replacing a file by rename can wait for the disk (ext4 flushes the new
- * data first) and the daemon's event loop must not.
- */
-export const writeFileAtomic = (file: string, content: string) =>
-  Effect.tryPromise({
-    try: async () => {
-      await fs.promises.mkdir(path.dirname(file), { recursive: true })
-      const tmp = `${file}.${process.pid}.tmp`
-      try {
-        await fs.promises.writeFile(tmp, content, { mode: 0o644 })
-        await fs.promises.rename(tmp, file)
-      } catch (e) {
-        // A full disk leaves a partial temporary file: never leave it behind.
-        await fs.promises.rm(tmp, { force: true })
-        throw e
-      }
-    },
-    catch: (cause) => new StorageError({ operation: "writing", path: file, cause })
-  })
-
-
-/**
- * Saves a state file atomically; a failed write is reported on stderr once (not at every change,
- * a full disk would flood it) and the next change tries again.
- */
-export const reportingFailures = <A>(file: string, render: (value: A) => string) => {
-  let failing = false
-  return (value: A): Effect.Effect<void> =>
-    writeFileAtomic(file, render(value)).pipe(
-      Effect.matchEffect({
-        onFailure: (error) =>
-          Effect.sync(() => {
-            if (!failing) process.stderr.write(`starforge: ${error.message}; retried at the next change\n`)
-            failing = true
-          }),
-        onSuccess: () => Effect.sync(() => void (failing = false))
-      })
-    )
-}
-
 export class AgentSlots extends Context.Tag("starforge/AgentSlots")<AgentSlots, AgentSlotsShape>() {
   /**
    * The slot file of the project. The table found at start is kept as is (busy slots included)
    * for crash recovery; a failed write is reported on stderr and retried with the next change.
    */
-  static readonly layer = Layer.effect(
+  static readonly layer = Layer.scoped(
     AgentSlots,
     Effect.gen(function*() {
       const { paths } = yield* DaemonConfig
@@ -290,5 +173,5 @@ export class AgentSlots extends Context.Tag("starforge/AgentSlots")<AgentSlots, 
   )
 
   /** In memory only, for tests. */
-  static readonly memory = (initial: SlotTable = {}) => Layer.effect(AgentSlots, make(initial, () => Effect.void))
+  static readonly memory = (initial: SlotTable = {}) => Layer.scoped(AgentSlots, make(initial, () => Effect.void))
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, TestClock } from "effect"
+import { Deferred, Effect, Fiber, TestClock } from "effect"
 import { make, MAX_COOLDOWN_MS, pauseUntil } from "../../src/daemon/Usage.js"
 
 describe("pauseUntil", () => {
@@ -14,7 +14,7 @@ describe("pauseUntil", () => {
 })
 
 describe("Usage", () => {
-  it.effect("a pause lasts until its time; a success during another agent's pause ends nothing", () =>
+  it.scoped("a pause lasts until its time; a success during another agent's pause ends nothing", () =>
     Effect.gen(function*() {
       const usage = yield* make({ limits: {}, days: {} }, 60_000, () => Effect.void)
       yield* usage.limitHit({ command: "claude", agent: "a", trigger: "x.trigger", reason: "limit", resetsAtMs: null })
@@ -30,7 +30,7 @@ describe("Usage", () => {
       expect(next).toMatchObject({ consecutive: 1, until: "1970-01-01T00:02:00Z", agent: "b" })
     }))
 
-  it.effect("adds each attempt's cost to its agent's day", () =>
+  it.scoped("adds each attempt's cost to its agent's day", () =>
     Effect.gen(function*() {
       const usage = yield* make({ limits: {}, days: {} }, 60_000, () => Effect.void)
       yield* usage.recordAttempt({ agent: "a", costUsd: 0.1, tokensIn: 10, tokensOut: 1 })
@@ -42,5 +42,23 @@ describe("Usage", () => {
         "1970-01-01": { a: { cost_usd: 0.3, attempts: 2, tokens_in: 15, tokens_out: 3 }, b: { cost_usd: 0, attempts: 1, tokens_in: 0, tokens_out: 0 } },
         "1970-01-02": { a: { cost_usd: 1, attempts: 1, tokens_in: 0, tokens_out: 0 } }
       })
+    }))
+  it.scoped("an attempt's cost never waits for the disk; a limit is saved before it is returned", () =>
+    Effect.gen(function*() {
+      const saved: Array<number> = []
+      const disk = yield* Deferred.make<void>()
+      // A disk that takes its time: every write waits for the test.
+      const usage = yield* make({ limits: {}, days: {} }, 60_000, (u) =>
+        Effect.zipRight(Deferred.await(disk), Effect.sync(() => void saved.push(Object.keys(u.days).length + Object.keys(u.limits).length))))
+      yield* usage.recordAttempt({ agent: "a", costUsd: 0.1, tokensIn: 1, tokensOut: 1 })
+      yield* usage.recordAttempt({ agent: "a", costUsd: 0.1, tokensIn: 1, tokensOut: 1 })
+      expect(saved).toEqual([])
+      const limit = yield* Effect.fork(usage.limitHit({ command: "claude", agent: "a", trigger: null, reason: "limit", resetsAtMs: null }))
+      yield* Effect.yieldNow()
+      expect(limit.unsafePoll()).toBeNull()
+      yield* Deferred.succeed(disk, undefined)
+      yield* Fiber.join(limit)
+      // The last write has the day and the limit.
+      expect(saved[saved.length - 1]).toBe(2)
     }))
 })

@@ -6,11 +6,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Either, Fiber, Layer, Schema } from "effect"
+import { Context, Effect, Either, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
 import { projectPaths } from "../../src/domain/ProjectPaths.js"
 import { type BusyInfo, idleSlot, SlotTable } from "../../src/domain/Slot.js"
-import { AgentSlots, latestWriter, loadTable, make, readTable } from "../../src/slots/AgentSlots.js"
+import { AgentSlots, loadTable, make, readTable } from "../../src/slots/AgentSlots.js"
 
 const info = (ticket: string | null, extra: Partial<BusyInfo> = {}): BusyInfo => ({
   ticket,
@@ -21,12 +21,14 @@ const info = (ticket: string | null, extra: Partial<BusyInfo> = {}): BusyInfo =>
   ...extra
 })
 
-/** `make` with a save function that records every snapshot it is given. */
+/** `make` with a save function that records every snapshot it is given (written behind: `persist` waits for it). */
 const recording = (initial: SlotTable = {}) =>
   Effect.gen(function*() {
     const saves: Array<SlotTable> = []
     const slots = yield* make(initial, (table) => Effect.sync(() => void saves.push(table)))
-    return { slots, saves }
+    /** The last table saved, once every change so far is. */
+    const saved = Effect.map(slots.persist, () => saves[saves.length - 1])
+    return { slots, saves, saved }
   })
 
 const tempProject = Effect.acquireRelease(
@@ -49,16 +51,15 @@ const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(re
 const fileLayer = (root: string) => AgentSlots.layer.pipe(Layer.provide(DaemonConfig.layerSettings(root, {})))
 
 describe("AgentSlots.make", { timeout: 15_000 }, () => {
-  it.effect("markBusy, setProcess and markIdle change the table and save each change", () =>
+  it.scoped("markBusy, setProcess and markIdle change the table, and the saved table follows", () =>
     Effect.gen(function*() {
-      const { slots, saves } = yield* recording()
+      const { slots, saved } = yield* recording()
       expect(yield* slots.isBusy("dev-a")).toBe(false)
       expect(yield* slots.pidOf("dev-a")).toBeNull()
       expect(yield* slots.ticketOf("dev-a")).toBeNull()
 
       yield* slots.markBusy("dev-a", info("52"))
-      expect(saves).toHaveLength(1)
-      expect(saves[0]!["dev-a"]).toEqual({
+      expect((yield* saved)!["dev-a"]).toEqual({
         status: "busy",
         pid: null,
         ticket: "52",
@@ -74,18 +75,16 @@ describe("AgentSlots.make", { timeout: 15_000 }, () => {
       expect(yield* slots.pidOf("dev-a")).toBeNull()
 
       yield* slots.setProcess("dev-a", { pid: 4242, startTime: "987654", log: "/logs/dev-a-1.log" })
-      expect(saves).toHaveLength(2)
       expect(yield* slots.pidOf("dev-a")).toBe("4242")
       const busy = (yield* slots.snapshot)["dev-a"]!
       expect(busy.pid).toBe("4242")
       expect(typeof busy.pid).toBe("string")
       expect(busy.pid_start_time).toBe("987654")
       expect(busy.log).toBe("/logs/dev-a-1.log")
-      expect(saves[1]).toEqual(yield* slots.snapshot)
+      expect(yield* saved).toEqual(yield* slots.snapshot)
 
       yield* slots.markIdle("dev-a")
-      expect(saves).toHaveLength(3)
-      expect(saves[2]).toEqual({ "dev-a": idleSlot })
+      expect(yield* saved).toEqual({ "dev-a": idleSlot })
       expect(yield* slots.isBusy("dev-a")).toBe(false)
       expect(yield* slots.pidOf("dev-a")).toBeNull()
       expect(yield* slots.ticketOf("dev-a")).toBeNull()
@@ -93,17 +92,18 @@ describe("AgentSlots.make", { timeout: 15_000 }, () => {
       expect(Object.keys(yield* slots.snapshot)).toEqual(["dev-a"])
     }))
 
-  it.effect("setProcess on an idle or unknown agent changes nothing", () =>
+  it.scoped("setProcess on an idle or unknown agent changes nothing", () =>
     Effect.gen(function*() {
       const { slots, saves } = yield* recording({ "dev-a": idleSlot })
       yield* slots.setProcess("dev-a", { pid: 1, startTime: null, log: "x" })
       yield* slots.setProcess("ghost", { pid: 2, startTime: null, log: "y" })
+      yield* slots.persist
       expect(yield* slots.snapshot).toEqual({ "dev-a": idleSlot })
       expect(yield* slots.pidOf("dev-a")).toBeNull()
       expect(saves.every((t) => JSON.stringify(t) === JSON.stringify({ "dev-a": idleSlot }))).toBe(true)
     }))
 
-  it.effect("listBusy and countBusy", () =>
+  it.scoped("listBusy and countBusy", () =>
     Effect.gen(function*() {
       const { slots } = yield* recording()
       expect(yield* slots.listBusy).toEqual([])
@@ -117,9 +117,9 @@ describe("AgentSlots.make", { timeout: 15_000 }, () => {
       expect(Object.keys(yield* slots.snapshot).sort()).toEqual(["a", "b", "c"])
     }))
 
-  it.effect("cleanupOrphans releases the busy slots the predicate names, and only those", () =>
+  it.scoped("cleanupOrphans releases the busy slots the predicate names, and only those", () =>
     Effect.gen(function*() {
-      const { slots, saves } = yield* recording()
+      const { slots, saved } = yield* recording()
       yield* slots.markBusy("alive", info("1"))
       yield* slots.setProcess("alive", { pid: 100, startTime: "1", log: "a.log" })
       yield* slots.markBusy("dead", info("2"))
@@ -127,7 +127,6 @@ describe("AgentSlots.make", { timeout: 15_000 }, () => {
       yield* slots.markBusy("idle-later", info(null))
       yield* slots.markIdle("idle-later")
       const asked: Array<string> = []
-      const savesBefore = saves.length
       const released = yield* slots.cleanupOrphans((agent, slot) =>
         Effect.sync(() => {
           asked.push(agent)
@@ -142,16 +141,16 @@ describe("AgentSlots.make", { timeout: 15_000 }, () => {
       expect(yield* slots.isBusy("dead")).toBe(false)
       expect(yield* slots.isBusy("alive")).toBe(true)
       expect(yield* slots.pidOf("alive")).toBe("100")
-      expect(saves.length).toBe(savesBefore + 1)
-      expect(saves[saves.length - 1]!["dead"]).toEqual(idleSlot)
+      expect((yield* saved)!["dead"]).toEqual(idleSlot)
 
-      // Nothing to release: no write.
+      // Nothing to release: nothing changes.
+      const before = yield* slots.snapshot
       const none = yield* slots.cleanupOrphans(() => Effect.succeed(false))
       expect(none).toEqual([])
-      expect(saves.length).toBe(savesBefore + 1)
+      expect(yield* slots.snapshot).toBe(before)
     }))
 
-  it.effect("cleanupOrphans passes the predicate's failure through", () =>
+  it.scoped("cleanupOrphans passes the predicate's failure through", () =>
     Effect.gen(function*() {
       const { slots } = yield* recording()
       yield* slots.markBusy("a", info(null))
@@ -161,59 +160,37 @@ describe("AgentSlots.make", { timeout: 15_000 }, () => {
     }))
 })
 
-describe("latestWriter (group commit)", () => {
-  it.effect("callers during a slow write share the next one; each returns after a write that has its change", () =>
-    Effect.gen(function*() {
-      let value = 0
-      const saved: Array<number> = []
-      const gate = yield* Deferred.make<void>()
-      // The first write waits on the gate, so every later caller arrives while it is in flight.
-      const persist = yield* latestWriter(Effect.sync(() => value), (v) =>
-        Effect.zipRight(saved.length === 0 ? Deferred.await(gate) : Effect.void, Effect.sync(() => void saved.push(v))))
-      const change = (v: number) =>
-        Effect.zipRight(
-          Effect.sync(() => (value = v)),
-          Effect.zipRight(persist, Effect.sync(() => saved[saved.length - 1]!))
-        )
-      const first = yield* Effect.fork(change(1))
-      yield* Effect.yieldNow()
-      const later = yield* Effect.forEach([2, 3, 4, 5, 6], (v) => Effect.fork(change(v)))
-      // Until every later caller waits for the write in flight.
-      const waiting = Effect.map(Effect.forEach(later, (f) => f.status), (all) => all.every((s) => s._tag === "Suspended"))
-      while (!(yield* waiting)) yield* Effect.yieldNow()
-      yield* Deferred.succeed(gate, undefined)
-      expect(yield* Fiber.join(first)).toBe(1)
-      // Each caller saw a save at least as new as its own change, and the five shared one write.
-      expect(yield* Effect.forEach(later, Fiber.join)).toEqual([6, 6, 6, 6, 6])
-      expect(saved).toEqual([1, 6])
-      // A call with nothing in flight writes again.
-      value = 7
-      yield* persist
-      expect(saved).toEqual([1, 6, 7])
-    }))
-})
-
 describe("AgentSlots.layer (the slot file)", { timeout: 15_000 }, () => {
-  it.scopedLive("writes valid JSON after every change; pid is a string", () =>
+  it.scopedLive("the file follows every change, written behind it; valid JSON, pid a string", () =>
     Effect.gen(function*() {
       const paths = yield* tempProject
       const slots = Context.get(yield* Layer.build(fileLayer(paths.root)), AgentSlots)
       // Written at start, even when empty.
       expect(readSlots(paths.slotsFile)).toEqual({})
+      /** Waits (deadline 5 s) until the file, read as a valid table, satisfies `check`. */
+      const fileShows = (check: (table: SlotTable) => boolean) =>
+        Effect.gen(function*() {
+          const deadline = Date.now() + 5_000
+          while (!check(readSlots(paths.slotsFile))) {
+            if (Date.now() > deadline) throw new Error(`the slot file never showed the change: ${fs.readFileSync(paths.slotsFile, "utf8")}`)
+            yield* Effect.sleep("5 millis")
+          }
+        })
 
+      // No `persist`: the writer saves each change by itself, soon after it.
       yield* slots.markBusy("dev-a", info("52"))
-      expect(readSlots(paths.slotsFile)["dev-a"]).toMatchObject({ status: "busy", pid: null, ticket: "52" })
+      yield* fileShows((t) => t["dev-a"]?.status === "busy" && t["dev-a"].pid === null && t["dev-a"].ticket === "52")
 
       yield* slots.setProcess("dev-a", { pid: 12345, startTime: "42", log: "/l.log" })
+      yield* fileShows((t) => t["dev-a"]?.pid === "12345")
       const raw = JSON.parse(fs.readFileSync(paths.slotsFile, "utf8")) as Record<string, Record<string, unknown>>
       expect(raw["dev-a"]!["pid"]).toBe("12345")
       expect(raw["dev-a"]!["started_at"]).toBe("2025-10-25T05:00:00Z")
       expect(raw["dev-a"]!["pid_start_time"]).toBe("42")
 
       yield* slots.markBusy("dev-b", info(null))
-      expect(Object.keys(readSlots(paths.slotsFile)).sort()).toEqual(["dev-a", "dev-b"])
-
       yield* slots.markIdle("dev-a")
+      yield* fileShows((t) => t["dev-b"]?.status === "busy" && t["dev-a"]?.status === "idle")
       expect(readSlots(paths.slotsFile)["dev-a"]).toEqual(idleSlot)
 
       // No temporary file is left next to it.
@@ -223,6 +200,29 @@ describe("AgentSlots.layer (the slot file)", { timeout: 15_000 }, () => {
       fs.rmSync(paths.slotsFile)
       yield* slots.persist
       expect(readSlots(paths.slotsFile)).toEqual(yield* slots.snapshot)
+    }))
+
+  it.scopedLive("a burst of changes costs a few writes, and closing the layer saves the last table", () =>
+    Effect.gen(function*() {
+      const paths = yield* tempProject
+      const scope = yield* Scope.make()
+      const slots = Context.get(yield* Layer.buildWithScope(fileLayer(paths.root), scope), AgentSlots)
+      let writes = 0
+      const watcher = fs.watch(paths.daemonDir, (_event, name) => {
+        if (name === "agent-slots.json") writes++
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => watcher.close()))
+      for (let i = 0; i < 200; i++) {
+        yield* slots.markBusy(`agent-${i}`, info(String(i)))
+        yield* slots.markIdle(`agent-${i}`)
+      }
+      yield* slots.markBusy("last", info("9"))
+      yield* Scope.close(scope, Exit.void)
+      const table = readSlots(paths.slotsFile)
+      expect(Object.keys(table)).toHaveLength(201)
+      expect(table["last"]).toMatchObject({ status: "busy", ticket: "9" })
+      // 401 changes, a handful of renames (each shows up as an event or two).
+      expect(writes).toBeLessThan(40)
     }))
 
   it.scopedLive("a table found at start is kept, busy slots included", () =>
@@ -308,6 +308,7 @@ describe("AgentSlots.layer (the slot file)", { timeout: 15_000 }, () => {
           }),
         { concurrency: "unbounded" }
       )
+      yield* slots.persist
       done = true
       yield* Fiber.join(reader)
       expect(reads).toBeGreaterThan(0)
