@@ -3,6 +3,7 @@
 // the mode: `quick` (under 5 minutes in all) or `full`.
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import {
   alive,
   cpuTicks,
@@ -29,6 +30,8 @@ import {
   seededJobs,
   verdict
 } from "./lib/stats.mjs"
+
+const SPAWN_LOOP = fileURLToPath(new URL("./lib/spawnLoop.mjs", import.meta.url))
 
 /** Queue order is (priority, creation time, name); creation times tie at coarse clock ticks, so names carry the order. */
 const seqName = (i, agent) => `${String(i).padStart(5, "0")}-${agent}`
@@ -203,17 +206,39 @@ const B3 = {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The bare Node spawn loop of `lib/spawnLoop.mjs` on a fresh project, `triggers` runs at `agents`
+ * at a time, its resident size raised by `ballastMiB`: jobs/s and its RSS.
+ */
+const nodeSpawnLoop = async (triggers, agents, ballastMiB) => {
+  const base = makeProject()
+  const loop = spawnTracked(process.execPath, [SPAWN_LOOP, String(triggers), String(agents), String(Math.max(0, Math.round(ballastMiB))), base.agent], {
+    env: base.env,
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  let out = ""
+  loop.child.stdout.on("data", (d) => (out += d))
+  await loop.exited
+  const runs = pairRuns(base.readRecords())
+  base.remove()
+  if (runs.length !== triggers) throw new Error(`the Node spawn loop recorded ${runs.length} runs of ${triggers}`)
+  return { jobsPerSecond: triggers / makespanSeconds(runs), rssMiB: JSON.parse(out).rssMiB }
+}
+
 const B4 = {
   id: "B4",
   title: "queued triggers (2,000; quick: 500), 100 agents, agents exit at once, cap 100: throughput against xargs -P 100",
   plan: (mode) => ({ runs: mode === "full" ? 3 : 2, triggers: mode === "full" ? 2000 : 500 }),
-  estimateSeconds: ({ runs, triggers }) => runs * (6 + triggers / 150),
+  estimateSeconds: ({ runs, triggers }) => runs * (8 + triggers / 100),
   run: async ({ runs, triggers }, say) => {
     const agents = 100
     const ours = []
     const xargs = []
+    const peaks = []
+    const bare = []
+    const sized = []
     for (let r = 0; r < runs; r++) {
-      // The baseline first, then the daemon, in every run: both see the same noise.
+      // The baseline first, then the daemon, then the Node floor, in every run: all see the same noise.
       const base = makeProject()
       const list = path.join(base.base, "list.txt")
       fs.writeFileSync(list, Array.from({ length: triggers }, (_, i) => String(i)).join("\n") + "\n")
@@ -226,12 +251,28 @@ const B4 = {
 
       const project = makeProject({ MAX_CONCURRENT_AGENTS: String(agents) })
       for (let i = 0; i < triggers; i++) project.write(seqName(i, `agent-${i % agents}`), { to_agent: `agent-${i % agents}` })
-      const daemonRuns = await runToCompletion(project, triggers, 300_000)
+      const daemon = await startDaemon(project)
+      await waitFor(() => project.countRecords("end") >= triggers, { timeoutMs: 300_000, intervalMs: 50, what: `${triggers} agent runs to end` })
+      peaks.push(memory(daemon.pid).peakMiB)
+      await daemon.stop()
+      const daemonRuns = pairRuns(project.readRecords())
+      if (daemonRuns.length !== triggers) throw new Error(`expected ${triggers} agent runs, recorded ${daemonRuns.length}`)
+      if (!agentsNeverOverlap(daemonRuns)) throw new Error("an agent ran two jobs at once")
       project.remove()
       ours.push(triggers / makespanSeconds(daemonRuns))
-      say(`run ${r + 1}/${runs}: daemon ${fmt(ours[r], 0)} jobs/s, xargs ${fmt(xargs[r], 0)} jobs/s`)
+
+      // The floor for any Node daemon: a bare spawn loop, at its own size and at the daemon's.
+      const small = await nodeSpawnLoop(triggers, agents, 0)
+      bare.push(small)
+      sized.push(await nodeSpawnLoop(triggers, agents, peaks[r] - small.rssMiB))
+      say(
+        `run ${r + 1}/${runs}: daemon ${fmt(ours[r], 0)} jobs/s (peak RSS ${fmt(peaks[r], 0)} MiB), xargs ${fmt(xargs[r], 0)} jobs/s; ` +
+          `bare Node spawn loop ${fmt(small.jobsPerSecond, 0)} jobs/s at ${fmt(small.rssMiB, 0)} MiB, ${fmt(sized[r].jobsPerSecond, 0)} jobs/s at ${fmt(sized[r].rssMiB, 0)} MiB`
+      )
     }
     const ratio = median(ours.map((o, i) => o / xargs[i]))
+    const bareRatio = median(bare.map((b, i) => b.jobsPerSecond / xargs[i]))
+    const sizedRatio = median(sized.map((b, i) => b.jobsPerSecond / xargs[i]))
     return {
       rows: [
         row(`throughput / xargs -P 100, ${triggers} triggers (median of per-run ratios)`, ratio, {
@@ -239,9 +280,17 @@ const B4 = {
           target: ">= 0.5",
           targetValue: 0.5,
           kind: "min"
+        }),
+        row("floor: a bare Node spawn loop / xargs, at the daemon's peak RSS (at its own)", sizedRatio, {
+          baseline: `${sized.map((b) => `${fmt(b.jobsPerSecond, 0)} jobs/s at ${fmt(b.rssMiB, 0)} MiB`).join(", ")} ` +
+            `(${bare.map((b) => `${fmt(b.jobsPerSecond, 0)} jobs/s at ${fmt(b.rssMiB, 0)} MiB`).join(", ")}: ${fmt(bareRatio)} of xargs)`,
+          target: "—"
         })
       ],
-      notes: []
+      notes: [
+        `B4: the daemon reaches ${fmt(ratio / sizedRatio)} of what a bare Node process of its size reaches. Node's child_process forks, and a fork ` +
+          "copies the parent's page tables: the larger the process, the slower each spawn. No Node daemon of this size can do better than the floor row."
+      ]
     }
   }
 }

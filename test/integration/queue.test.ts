@@ -99,8 +99,8 @@ describe("a valid trigger (S14)", () => {
       trigger("junior-dev-a", "sleep=1", { action: "implement", trace_id: traceId, context: { ticket: 52 }, extra_field: [1] })
     )
     await waitFor(() => startsOf(p, "junior-dev-a-implement-1").length === 1, { what: "the agent to start" })
-    // While it runs, the state names it.
-    expect(readState(p)["current_trigger"]).toBe("junior-dev-a-implement-1.trigger")
+    // While it runs, the state names it (written behind the start, within moments).
+    await waitFor(() => readState(p)["current_trigger"] === "junior-dev-a-implement-1.trigger", { what: "the state to name the running trigger" })
     expect(fs.existsSync(path.join(p.triggers, "junior-dev-a-implement-1.processing"))).toBe(true)
 
     const archived = await waitFor(() => archivedAs(p, "junior-dev-a-implement-1"), { what: "the trigger to be archived" })

@@ -78,6 +78,8 @@ describe("a pid in the slot file that now belongs to an unrelated process", () =
       `RECOVERY: Cleaned up orphaned PID ${victim.pid} for junior-dev-a (the pid now belongs to another process, which was left alone)`
     )
     await waitFor(() => archivedTriggers(p).length === 1, { what: "the interrupted trigger to run again" })
+    // The slot file is written behind the change, within moments.
+    await waitFor(() => readSlots(p)!["junior-dev-a"]?.status === "idle", { what: "the slot to be idle in the file" })
     expect(readSlots(p)!["junior-dev-a"]).toMatchObject({ status: "idle", pid: null })
     // …nor at shutdown.
     fg.child.kill("SIGTERM")

@@ -1,0 +1,34 @@
+// The floor of B4: a bare Node process (no Effect, no trigger files, no logs) that starts the
+// agent `count` times, `concurrency` at a time, the way the daemon starts agents (own process
+// group, stdin closed, stdout and stderr pipes drained). Node's child_process forks (libuv 1.46
+// on Linux), and a fork copies the page tables of the parent's anonymous memory, so its cost grows
+// with the parent's resident size: `ballastMiB` of touched memory makes this process as large as
+// the daemon was. Prints one JSON line: { rssMiB } (its resident size while spawning).
+//
+//   node spawnLoop.mjs <count> <concurrency> <ballastMiB> <agent>
+import { spawn } from "node:child_process"
+
+const [count, concurrency, ballastMiB] = process.argv.slice(2, 5).map(Number)
+const agent = process.argv[5]
+const ballast = []
+for (let i = 0; i < ballastMiB; i++) ballast.push(Buffer.alloc(1 << 20, 1))
+let started = 0
+let ended = 0
+let rss = 0
+await new Promise((resolve, reject) => {
+  const next = () => {
+    if (started >= count) return
+    started++
+    const child = spawn(agent, [], { detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    child.stdout.on("data", () => {})
+    child.stderr.on("data", () => {})
+    child.once("error", reject)
+    child.once("exit", () => {
+      rss = Math.max(rss, process.memoryUsage.rss())
+      if (++ended === count) resolve()
+      else next()
+    })
+  }
+  for (let i = 0; i < concurrency; i++) next()
+})
+console.log(JSON.stringify({ rssMiB: rss / 2 ** 20, ballastMiB: ballast.length }))
