@@ -153,6 +153,26 @@ const shellFloor = async (project, count) => {
   return latencies
 }
 
+/**
+ * The bare Node spawn loop of `lib/spawnLoop.mjs` on a fresh project, `triggers` runs at `agents`
+ * at a time, its resident size raised by `ballastMiB`: jobs/s and its RSS.
+ */
+const nodeSpawnLoop = async (triggers, agents, ballastMiB) => {
+  const base = makeProject()
+  const loop = spawnTracked(process.execPath, [SPAWN_LOOP, String(triggers), String(agents), String(Math.max(0, Math.round(ballastMiB))), base.agent], {
+    env: base.env,
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  let out = ""
+  loop.child.stdout.on("data", (d) => (out += d))
+  await loop.exited
+  const runs = pairRuns(base.readRecords())
+  base.remove()
+  if (runs.length !== triggers) throw new Error(`the Node spawn loop recorded ${runs.length} runs of ${triggers}`)
+  const { rssMiB, spawnMs } = JSON.parse(out)
+  return { jobsPerSecond: triggers / makespanSeconds(runs), rssMiB, spawnMs }
+}
+
 const B3 = {
   id: "B3",
   title: "triggers dropped one at a time into an idle daemon: dispatch latency (renamed into place -> agent started)",
@@ -172,9 +192,13 @@ const B3 = {
       // Idle again before the next one (the daemon has archived it; let it settle).
       await sleep(10 + (i % 5) * 5)
     }
+    const daemonRss = memory(daemon.pid).rssMiB
     await daemon.stop()
     floor.push(...(await shellFloor(project, Math.floor(drops / 2))))
     project.remove()
+    // What one spawn() costs any Node process of the daemon's size (Node forks; see B4).
+    const small = await nodeSpawnLoop(40, 1, 0)
+    const sized = await nodeSpawnLoop(40, 1, daemonRss - small.rssMiB)
     const p50 = percentile(latencies, 50)
     const p99 = percentile(latencies, 99)
     const f50 = percentile(floor, 50)
@@ -199,31 +223,16 @@ const B3 = {
           kind: "max"
         })
       ],
-      notes: []
+      notes: [
+        `B3: one spawn() call (fork, and the wait for the child's exec) takes ${fmt(sized.spawnMs, 2)} ms (median) in a bare Node process ` +
+          `of the daemon's size (${fmt(sized.rssMiB, 0)} MiB), ${fmt(small.spawnMs, 2)} ms at ${fmt(small.rssMiB, 0)} MiB: ` +
+          `that much of the daemon's latency is the price of starting a process from Node`
+      ]
     }
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-
-/**
- * The bare Node spawn loop of `lib/spawnLoop.mjs` on a fresh project, `triggers` runs at `agents`
- * at a time, its resident size raised by `ballastMiB`: jobs/s and its RSS.
- */
-const nodeSpawnLoop = async (triggers, agents, ballastMiB) => {
-  const base = makeProject()
-  const loop = spawnTracked(process.execPath, [SPAWN_LOOP, String(triggers), String(agents), String(Math.max(0, Math.round(ballastMiB))), base.agent], {
-    env: base.env,
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  let out = ""
-  loop.child.stdout.on("data", (d) => (out += d))
-  await loop.exited
-  const runs = pairRuns(base.readRecords())
-  base.remove()
-  if (runs.length !== triggers) throw new Error(`the Node spawn loop recorded ${runs.length} runs of ${triggers}`)
-  return { jobsPerSecond: triggers / makespanSeconds(runs), rssMiB: JSON.parse(out).rssMiB }
-}
 
 const B4 = {
   id: "B4",

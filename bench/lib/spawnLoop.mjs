@@ -3,7 +3,8 @@
 // group, stdin closed, stdout and stderr pipes drained). Node's child_process forks (libuv 1.46
 // on Linux), and a fork copies the page tables of the parent's anonymous memory, so its cost grows
 // with the parent's resident size: `ballastMiB` of touched memory makes this process as large as
-// the daemon was. Prints one JSON line: { rssMiB } (its resident size while spawning).
+// the daemon was. Prints one JSON line: { rssMiB, spawnMs } (its resident size while spawning,
+// and the median time of one synchronous spawn() call: the fork, and the wait for the child's exec).
 //
 //   node spawnLoop.mjs <count> <concurrency> <ballastMiB> <agent>
 import { spawn } from "node:child_process"
@@ -15,11 +16,14 @@ for (let i = 0; i < ballastMiB; i++) ballast.push(Buffer.alloc(1 << 20, 1))
 let started = 0
 let ended = 0
 let rss = 0
+const spawnMs = []
 await new Promise((resolve, reject) => {
   const next = () => {
     if (started >= count) return
     started++
+    const t0 = performance.now()
     const child = spawn(agent, [], { detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    spawnMs.push(performance.now() - t0)
     child.stdout.on("data", () => {})
     child.stderr.on("data", () => {})
     child.once("error", reject)
@@ -31,4 +35,5 @@ await new Promise((resolve, reject) => {
   }
   for (let i = 0; i < concurrency; i++) next()
 })
-console.log(JSON.stringify({ rssMiB: rss / 2 ** 20, ballastMiB: ballast.length }))
+spawnMs.sort((a, b) => a - b)
+console.log(JSON.stringify({ rssMiB: rss / 2 ** 20, spawnMs: spawnMs[Math.floor(spawnMs.length / 2)], ballastMiB: ballast.length }))

@@ -14,8 +14,8 @@
  * - pid and start time are reported as soon as the child runs, so a later start can tell the
  *   agent from a process that reused its pid.
  */
-import { spawn, type ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
+import type { Readable } from "node:stream"
 import { Context, Deferred, Effect, Layer, Option, Queue, Ref } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
@@ -24,6 +24,10 @@ import { withoutLineBreaks } from "../domain/text.js"
 import { isoSeconds } from "../domain/time.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
 import * as procfs from "./procfs.js"
+import { type SpawnedAgent, type SpawnFailure, type SpawnRequest, spawnDirect, startSpawnHelper } from "./SpawnHelper.js"
+
+/** How an agent's process is started: by the spawn helper, or directly (see `SpawnHelper`). */
+export type SpawnAgent = (request: SpawnRequest) => Promise<SpawnedAgent | SpawnFailure>
 
 export interface SpawnInfo {
   readonly pid: number
@@ -90,10 +94,20 @@ export interface AgentProcessShape {
 }
 
 export class AgentProcess extends Context.Tag("starforge/AgentProcess")<AgentProcess, AgentProcessShape>() {
-  /** Real child processes; the kill grace comes from `AGENT_KILL_GRACE`. */
-  static readonly layer = Layer.effect(
+  /**
+   * Real child processes, started by a spawn helper process that lives as long as the layer; the
+   * kill grace comes from `AGENT_KILL_GRACE`.
+   */
+  static readonly layer = Layer.scoped(
     AgentProcess,
-    Effect.map(DaemonConfig, (config) => makeNode(config.settings.killGraceMs, config.settings.logMaxBytes))
+    Effect.gen(function*() {
+      const config = yield* DaemonConfig
+      const helper = yield* Effect.acquireRelease(
+        Effect.sync(() => startSpawnHelper(procfs.isAlive)),
+        (helper) => Effect.sync(() => helper.close())
+      )
+      return makeNode(config.settings.killGraceMs, config.settings.logMaxBytes, helper.spawn)
+    })
   )
 }
 
@@ -120,12 +134,11 @@ const footerOf = (status: ExitStatus, now: number): string => {
 }
 
 interface Started {
-  readonly child: ChildProcess
   readonly pid: number
   readonly exited: Deferred.Deferred<ExitStatus>
 }
 
-const spawnMessage = (command: string, error: NodeJS.ErrnoException): string => {
+const spawnMessage = (command: string, error: { readonly code?: string | undefined; readonly message: string }): string => {
   switch (error.code) {
     case "ENOENT":
       return `command not found: ${command} (install it or set AGENT_COMMAND)`
@@ -145,7 +158,11 @@ const DRAIN_MS = 2_000
  * Copies the child's stdout and stderr into the log (and to `onOutput`) as they arrive, whole
  * lines at a time. `drained` completes once both pipes are closed; `flush` writes what is held back.
  */
-const drainInto = (child: ChildProcess, log: RotatingLogFile, onOutput?: (bytes: Uint8Array) => void) => {
+const drainInto = (
+  child: { readonly stdout: Readable | null; readonly stderr: Readable | null },
+  log: RotatingLogFile,
+  onOutput?: (bytes: Uint8Array) => void
+) => {
   let writeFailed = false
   const write = (data: Buffer) => {
     if (data.length === 0) return
@@ -176,11 +193,23 @@ const drainInto = (child: ChildProcess, log: RotatingLogFile, onOutput?: (bytes:
         held[index] = Buffer.alloc(0)
       }
     })
-    stream.once("close", () => {
+    // The end of the data is what counts ('end'; 'close' if it broke first): a pipe end handed
+    // over by the spawn helper is a two-way socket whose 'close' may wait on a shutdown of its
+    // (unused) writing side.
+    let ended = false
+    const finish = () => {
+      if (ended) return
+      ended = true
       write(held[index]!)
       held[index] = Buffer.alloc(0)
+      stream.destroy()
       if (--open === 0) Deferred.unsafeDone(drained, Effect.void)
-    })
+    }
+    stream.once("end", finish)
+    stream.once("close", finish)
+    // A pipe end handed over by the spawn helper may have ended (an agent with no output) before
+    // it got here: its 'end' was emitted already.
+    if (stream.readableEnded || stream.closed) finish()
   }
   if (open === 0) Deferred.unsafeDone(drained, Effect.void)
   return {
@@ -196,33 +225,21 @@ const drainInto = (child: ChildProcess, log: RotatingLogFile, onOutput?: (bytes:
   }
 }
 
-const spawnChild = (spec: AgentRunSpec, log: RotatingLogFile) =>
+const spawnChild = (spawnAgent: SpawnAgent, spec: AgentRunSpec, log: RotatingLogFile) =>
   Effect.async<(Started & { readonly drain: ReturnType<typeof drainInto> }) | { readonly failed: string }>((resume) => {
-    let child: ChildProcess
-    try {
-      child = spawn(spec.command, [...spec.args], {
-        cwd: spec.cwd,
-        env: spec.env,
-        detached: true,
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-    } catch (e) {
-      resume(Effect.succeed({ failed: spawnMessage(spec.command, e as NodeJS.ErrnoException) }))
-      return
-    }
-    const drain = drainInto(child, log, spec.onOutput)
-    const exited = Deferred.unsafeMake<ExitStatus>(undefined as never)
-    child.once("exit", (code, signal) => {
-      const status = code !== null ? ExitStatus.Exited({ code }) : ExitStatus.Signaled({ signal: signal ?? "SIGKILL" })
-      spec.onExit?.(status)
-      Deferred.unsafeDone(exited, Effect.succeed(status))
-    })
-    child.once("spawn", () => resume(Effect.succeed({ child, pid: child.pid!, exited, drain })))
-    child.once("error", (error) => {
-      if (child.pid === undefined) {
-        drain.flush()
-        resume(Effect.succeed({ failed: spawnMessage(spec.command, error) }))
+    spawnAgent({ command: spec.command, args: spec.args, cwd: spec.cwd, env: spec.env }).then((spawned) => {
+      if ("failed" in spawned) {
+        resume(Effect.succeed({ failed: spawnMessage(spec.command, spawned.failed) }))
+        return
       }
+      const drain = drainInto(spawned, log, spec.onOutput)
+      const exited = Deferred.unsafeMake<ExitStatus>(undefined as never)
+      spawned.onExit((code, signal) => {
+        const status = code !== null ? ExitStatus.Exited({ code }) : ExitStatus.Signaled({ signal: signal ?? "SIGKILL" })
+        spec.onExit?.(status)
+        Deferred.unsafeDone(exited, Effect.succeed(status))
+      })
+      resume(Effect.succeed({ pid: spawned.pid, exited, drain }))
     })
   })
 
@@ -305,7 +322,7 @@ const awaitEnd = (exit: Effect.Effect<ExitStatus>, spec: AgentRunSpec): Effect.E
 }
 
 /** Real child processes; agent logs rotate at `maxLogBytes` (0: never). */
-export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShape => ({
+export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: SpawnAgent = spawnDirect): AgentProcessShape => ({
   run: (spec) =>
     Effect.scoped(
       Effect.gen(function*() {
@@ -333,7 +350,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0): AgentProcessShap
           return status
         }
         let final: ExitStatus | undefined
-        const started = yield* Effect.acquireRelease(spawnChild(spec, log).pipe(Effect.withSpan("spawn")), (started) =>
+        const started = yield* Effect.acquireRelease(spawnChild(spawnAgent, spec, log).pipe(Effect.withSpan("spawn")), (started) =>
           "failed" in started
             ? Effect.void
             : stopChild(started, killGraceMs).pipe(

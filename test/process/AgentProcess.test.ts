@@ -9,11 +9,13 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { afterEach, describe, expect, it } from "@effect/vitest"
+import { afterAll, afterEach, describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
 import type { ExitStatus } from "../../src/domain/Outcome.js"
 import { logParts, readLogFile } from "../../src/logs/LogFile.js"
 import { type AgentRunSpec, makeNode, type SpawnInfo } from "../../src/process/AgentProcess.js"
+import * as procfs from "../../src/process/procfs.js"
+import { spawnDirect, startSpawnHelper } from "../../src/process/SpawnHelper.js"
 
 const KILL_GRACE_MS = 1_000
 
@@ -140,7 +142,10 @@ const expectHeader = (log: string) => {
 
 const ISO = "\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z"
 
-const runner = makeNode(KILL_GRACE_MS)
+/** The daemon starts agents through a spawn helper process; the direct way is its fallback. Both are tested. */
+const helper = startSpawnHelper(procfs.isAlive)
+afterAll(() => helper.close())
+const ways = [["spawned directly", spawnDirect], ["spawned by the helper process", helper.spawn]] as const
 
 /** Starts a detached `sh -c script` of our own (its own group), recorded for clean-up. */
 const startDetached = (script: string) =>
@@ -158,7 +163,8 @@ const startDetached = (script: string) =>
 // Tests
 // ---------------------------------------------------------------------------------------------
 
-describe("AgentProcess (Node)", { timeout: 15_000 }, () => {
+for (const [how, spawnAgent] of ways) describe(`AgentProcess (Node), agents ${how}`, { timeout: 15_000 }, () => {
+  const runner = makeNode(KILL_GRACE_MS, 0, spawnAgent)
   it.live("never loses the output of a fast-exiting child (30 runs)", () =>
     Effect.gen(function*() {
       const dir = makeTempDir()
@@ -417,7 +423,7 @@ describe("AgentProcess (Node)", { timeout: 15_000 }, () => {
     Effect.gen(function*() {
       const dir = makeTempDir()
       const maxBytes = 64 * 1024
-      const rotating = makeNode(KILL_GRACE_MS, maxBytes)
+      const rotating = makeNode(KILL_GRACE_MS, maxBytes, spawnAgent)
       const lines = 15_000
       const openFds = () => fs.readdirSync("/proc/self/fd").length
       const fdsBefore = openFds()

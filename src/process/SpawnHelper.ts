@@ -1,0 +1,247 @@
+/**
+ * Starts agents from a small helper process instead of from the daemon itself.
+ *
+ * Why: Node's `child_process.spawn` forks (libuv 1.46 on Linux), and a fork copies the page
+ * tables of the parent's memory; the parent waits until the child has run `exec`. From the
+ * daemon (80–130 MiB resident) one `spawn()` held its event loop for 9–20 ms; from a bare Node
+ * process of 45 MiB it takes 2–3 ms (bench B3 and B4 measure both). The helper is such a bare
+ * process, started once: it spawns each agent exactly as the daemon did (its own process group
+ * and session, stdin closed, stdout and stderr pipes), hands the two pipe ends to the daemon over
+ * its IPC channel, and reports the exit. The daemon drains the pipes and signals the process
+ * group itself, as before; the helper holds nothing else.
+ *
+ * The helper lives in a process group of its own and ignores SIGINT/SIGTERM/SIGHUP (a Ctrl-C in
+ * the daemon's terminal must not take it before the daemon has stopped its agents); it exits
+ * when the daemon closes the channel or dies. If it cannot be started or dies, agents are
+ * spawned by the daemon directly, and an agent whose helper died is followed through `/proc`
+ * until it is gone (its exit status is then unknown and reported as such).
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import type { Readable } from "node:stream"
+
+/** One agent started by the helper (or directly). */
+export interface SpawnedAgent {
+  readonly pid: number
+  /** The pipes; one handed over by the helper may have ended already (`readableEnded`) when it arrives. */
+  readonly stdout: Readable
+  readonly stderr: Readable
+  /** Called once with the exit, as `ChildProcess`'s `exit` event gives it. */
+  readonly onExit: (listener: (code: number | null, signal: string | null) => void) => void
+}
+
+export interface SpawnRequest {
+  readonly command: string
+  readonly args: ReadonlyArray<string>
+  readonly cwd: string
+  readonly env: Readonly<Record<string, string>>
+}
+
+/** An `ErrnoException`-like failure to start the command (ENOENT, EACCES, ...). */
+export interface SpawnFailure {
+  readonly failed: { readonly code?: string | undefined; readonly message: string }
+}
+
+/**
+ * The helper's program, run with `node -e`. Self-contained: it is sent as source text, so it
+ * refers to nothing outside itself.
+ */
+const helperMain = () => {
+  const { spawn } = process.getBuiltinModule("node:child_process") as typeof import("node:child_process")
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => {})
+  process.on("disconnect", () => process.exit(0))
+  const send = (message: unknown, handle?: import("node:net").Socket) =>
+    process.connected && process.send!(message, handle as never, { keepOpen: false } as never)
+  process.on("message", (request: { id: number; command: string; args: Array<string>; cwd: string; env: Record<string, string> }) => {
+    const { id } = request
+    let child: import("node:child_process").ChildProcess
+    try {
+      child = spawn(request.command, request.args, { cwd: request.cwd, env: request.env, detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    } catch (e) {
+      send({ id, op: "failed", code: (e as NodeJS.ErrnoException).code, message: (e as Error).message })
+      return
+    }
+    // Node's sockets for the pipes start reading at once; what they read here would be lost when
+    // the pipe ends go to the daemon. Stopped now, before the event loop can deliver any byte:
+    // the agent's output waits in the pipe for the daemon.
+    for (const stream of [child.stdout, child.stderr]) {
+      ;(stream as unknown as { _handle?: { readStop?: () => void; reading?: boolean } })?._handle?.readStop?.()
+      stream?.pause()
+    }
+    child.once("error", (error: NodeJS.ErrnoException) => {
+      if (child.pid === undefined) send({ id, op: "failed", code: error.code, message: error.message })
+    })
+    child.once("spawn", () => {
+      // In order: the pid with stdout, then stderr, then (later) the exit.
+      send({ id, op: "stdout", pid: child.pid }, child.stdout as never)
+      send({ id, op: "stderr" }, child.stderr as never)
+    })
+    child.once("exit", (code, signal) => send({ id, op: "exit", code, signal }))
+  })
+}
+
+interface Pending {
+  readonly resolve: (result: SpawnedAgent | SpawnFailure) => void
+  pid?: number
+  stdout?: Readable
+  exitListener?: (code: number | null, signal: string | null) => void
+  exited?: { code: number | null; signal: string | null }
+  started: boolean
+}
+
+/** How often an agent whose helper died is looked for in `/proc`. */
+const ORPHAN_POLL_MS = 100
+
+/** Spawns directly from this process: the fallback, and the behaviour before the helper. */
+export const spawnDirect = (request: SpawnRequest): Promise<SpawnedAgent | SpawnFailure> =>
+  new Promise((resolve) => {
+    let child: ChildProcess
+    try {
+      child = spawn(request.command, [...request.args], { cwd: request.cwd, env: request.env, detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    } catch (e) {
+      resolve({ failed: { code: (e as NodeJS.ErrnoException).code, message: (e as Error).message } })
+      return
+    }
+    let exited: { code: number | null; signal: string | null } | undefined
+    let listener: ((code: number | null, signal: string | null) => void) | undefined
+    child.once("exit", (code, signal) => {
+      exited = { code, signal }
+      listener?.(code, signal)
+    })
+    child.once("error", (error: NodeJS.ErrnoException) => {
+      if (child.pid === undefined) {
+        child.stdout?.destroy()
+        child.stderr?.destroy()
+        resolve({ failed: { code: error.code, message: error.message } })
+      }
+    })
+    child.once("spawn", () =>
+      resolve({
+        pid: child.pid!,
+        stdout: child.stdout!,
+        stderr: child.stderr!,
+        onExit: (l) => {
+          if (exited) l(exited.code, exited.signal)
+          else listener = l
+        }
+      }))
+  })
+
+export interface SpawnHelper {
+  readonly spawn: (request: SpawnRequest) => Promise<SpawnedAgent | SpawnFailure>
+  /** Closes the channel; the helper exits. Agents still running are not touched. */
+  readonly close: () => void
+  /** The helper's pid while it runs (for diagnostics and tests). */
+  readonly pid: () => number | undefined
+}
+
+/**
+ * A helper process started now (in the background: the first spawn waits for it only as long as
+ * it takes Node to start). `isAlive(pid)` tells whether an agent whose helper died still runs.
+ */
+export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper => {
+  let helper: ChildProcess | undefined
+  let nextId = 1
+  const pending = new Map<number, Pending>()
+  let closed = false
+
+  /** The helper is gone: fail what waits for it, and follow its agents through /proc. */
+  const orphanAll = () => {
+    for (const [id, p] of pending) {
+      pending.delete(id)
+      if (!p.started) {
+        p.resolve({ failed: { message: "the spawn helper process died" } })
+        continue
+      }
+      const pid = p.pid!
+      const poll = setInterval(() => {
+        if (isAlive(pid)) return
+        clearInterval(poll)
+        const end = { code: null, signal: "unknown (the spawn helper process died)" }
+        p.exited = end
+        p.exitListener?.(end.code, end.signal)
+      }, ORPHAN_POLL_MS)
+    }
+  }
+
+  const start = (): ChildProcess | undefined => {
+    if (closed) return undefined
+    let child: ChildProcess
+    try {
+      child = spawn(process.execPath, ["-e", `(${helperMain.toString()})()`], {
+        detached: true,
+        stdio: ["ignore", "ignore", "inherit", "ipc"],
+        env: process.env
+      })
+    } catch {
+      return undefined
+    }
+    child.on("message", (message: { id: number; op: string; pid?: number; code?: number | null; signal?: string | null; message?: string }, handle?: Readable) => {
+      const p = pending.get(message.id)
+      if (p === undefined) {
+        handle?.destroy()
+        return
+      }
+      switch (message.op) {
+        case "failed":
+          pending.delete(message.id)
+          p.resolve({ failed: { code: message.code as string | undefined, message: message.message ?? "cannot start" } })
+          break
+        case "stdout":
+          p.pid = message.pid!
+          p.stdout = handle
+          break
+        case "stderr": {
+          p.started = true
+          p.resolve({
+            pid: p.pid!,
+            stdout: p.stdout!,
+            stderr: handle!,
+            onExit: (listener) => {
+              if (p.exited) listener(p.exited.code, p.exited.signal)
+              else p.exitListener = listener
+            }
+          })
+          break
+        }
+        case "exit":
+          pending.delete(message.id)
+          p.exited = { code: message.code ?? null, signal: message.signal ?? null }
+          p.exitListener?.(p.exited.code, p.exited.signal)
+          break
+      }
+    })
+    child.once("exit", () => {
+      if (helper === child) helper = undefined
+      orphanAll()
+    })
+    child.once("error", () => {
+      if (helper === child) helper = undefined
+      orphanAll()
+    })
+    return child
+  }
+
+  helper = start()
+  return {
+    spawn: (request) => {
+      helper ??= start()
+      const current = helper
+      if (current === undefined || !current.connected) return spawnDirect(request)
+      return new Promise((resolve) => {
+        const id = nextId++
+        pending.set(id, { resolve, started: false })
+        current.send({ id, command: request.command, args: request.args, cwd: request.cwd, env: request.env }, (error: Error | null) => {
+          if (error === null) return
+          // The channel broke before the request went out: start it directly instead.
+          if (pending.delete(id)) spawnDirect(request).then(resolve)
+        })
+      })
+    },
+    close: () => {
+      closed = true
+      if (helper?.connected) helper.disconnect()
+      helper = undefined
+    },
+    pid: () => helper?.pid
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * The spawn helper process: what happens to it under signals, its death and its closing. The
+ * agents it starts are tested like the direct ones in AgentProcess.test.ts.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+import * as procfs from "../../src/process/procfs.js"
+import { type SpawnedAgent, type SpawnFailure, type SpawnHelper, startSpawnHelper } from "../../src/process/SpawnHelper.js"
+
+const helpers: Array<SpawnHelper> = []
+const pids = new Set<number>()
+afterEach(async () => {
+  for (const helper of helpers.splice(0)) {
+    const pid = helper.pid()
+    helper.close()
+    if (pid !== undefined) pids.add(pid)
+  }
+  for (const pid of pids) procfs.signalGroup(pid, "SIGKILL")
+  await until(() => [...pids].every((pid) => !procfs.isAlive(pid)), "every process of the test to be gone")
+  pids.clear()
+})
+
+const until = async (check: () => boolean, what: string, ms = 10_000) => {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+const started = (result: SpawnedAgent | SpawnFailure): SpawnedAgent => {
+  if ("failed" in result) throw new Error(`could not start: ${result.failed.message}`)
+  pids.add(result.pid)
+  return result
+}
+
+const run = (helper: SpawnHelper, script: string) =>
+  helper.spawn({ command: "/bin/sh", args: ["-c", script], cwd: os.tmpdir(), env: { PATH: process.env["PATH"]! } }).then(started)
+
+/** Everything a pipe gives until its end (which may have come already: a handed-over pipe). */
+const readAll = (stream: NodeJS.ReadableStream & { readableEnded: boolean }) =>
+  new Promise<string>((resolve) => {
+    let out = ""
+    if (stream.readableEnded) return resolve(out)
+    stream.on("data", (d) => (out += d))
+    stream.once("end", () => resolve(out))
+  })
+
+/** Everything the agent wrote on stdout, and its exit. */
+const outcome = (agent: SpawnedAgent) =>
+  Promise.all([
+    readAll(agent.stdout),
+    new Promise<[number | null, string | null]>((resolve) => agent.onExit((code, signal) => resolve([code, signal]))),
+    readAll(agent.stderr)
+  ])
+
+const newHelper = () => {
+  const helper = startSpawnHelper(procfs.isAlive)
+  helpers.push(helper)
+  return helper
+}
+
+describe("spawn helper", { timeout: 20_000 }, () => {
+  it("starts agents in groups of their own and reports their exit; a missing command is a failure with its errno code", async () => {
+    const helper = newHelper()
+    const agent = await run(helper, "echo $$; exit 7")
+    const [out, exit] = await outcome(agent)
+    expect(out.trim()).toBe(String(agent.pid))
+    expect(exit).toEqual([7, null])
+    const missing = await helper.spawn({ command: "/nonexistent/agent", args: [], cwd: os.tmpdir(), env: {} })
+    expect("failed" in missing && missing.failed.code).toBe("ENOENT")
+  })
+
+  it("ignores SIGINT, SIGTERM and SIGHUP (a Ctrl-C in the daemon's terminal) and keeps working", async () => {
+    const helper = newHelper()
+    await outcome(await run(helper, "true"))
+    const pid = helper.pid()!
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.kill(pid, signal)
+    const [out] = await outcome(await run(helper, "echo still here"))
+    expect(out).toBe("still here\n")
+    expect(helper.pid()).toBe(pid)
+  })
+
+  it("dies: a running agent's exit is still reported (status unknown), and the next agent gets a new helper", async () => {
+    const helper = newHelper()
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-helper-"))
+    const agent = await run(helper, `echo started; while [ ! -e ${dir}/go ]; do sleep 0.05; done; echo done`)
+    const ended = outcome(agent)
+    const first = helper.pid()!
+    process.kill(first, "SIGKILL")
+    await until(() => !procfs.isAlive(first), "the helper to die")
+    // The agent still runs; its output still reaches us.
+    expect(procfs.isAlive(agent.pid)).toBe(true)
+    fs.writeFileSync(path.join(dir, "go"), "")
+    const [out, exit] = await ended
+    expect(out).toBe("started\ndone\n")
+    expect(exit).toEqual([null, "unknown (the spawn helper process died)"])
+    const [again] = await outcome(await run(helper, "echo again"))
+    expect(again).toBe("again\n")
+    expect(helper.pid()).not.toBe(first)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it("close: the helper exits, and agents still running are left alone", async () => {
+    const helper = newHelper()
+    const agent = await run(helper, "sleep 30")
+    const pid = helper.pid()!
+    helper.close()
+    await until(() => !procfs.isAlive(pid), "the helper to exit")
+    expect(procfs.isAlive(agent.pid)).toBe(true)
+  })
+})
