@@ -36,6 +36,18 @@ const cacheFile = (() => {
   }
 })()
 
+/** Caches kept: each build, Node version and set of Node options (the daemon's, the commands') has its own. */
+const KEEP_CACHES = 4
+
+/** Old builds' caches would pile up (about 2 MB each): only the most recently written ones are kept. */
+const pruneCaches = (dir) => {
+  const caches = fs.readdirSync(dir)
+    .filter((name) => /^cli-[0-9a-f]{32}\.v8cache$/.test(name))
+    .map((name) => ({ file: path.join(dir, name), mtime: fs.statSync(path.join(dir, name)).mtimeMs }))
+    .sort((a, b) => b.mtime - a.mtime)
+  for (const { file } of caches.slice(KEEP_CACHES)) fs.rmSync(file, { force: true })
+}
+
 const readCache = () => {
   if (cacheFile === undefined) return undefined
   try {
@@ -63,6 +75,7 @@ if (cacheFile !== undefined && (cachedData === undefined || script.cachedDataRej
       const tmp = `${cacheFile}.${process.pid}.tmp`
       fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 })
       fs.renameSync(tmp, cacheFile)
+      pruneCaches(path.dirname(cacheFile))
     } catch {
       // Next time, then.
     }
