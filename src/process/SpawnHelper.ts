@@ -46,6 +46,8 @@ export interface SpawnFailure {
  * refers to nothing outside itself.
  */
 const helperMain = () => {
+  // What `ps` shows instead of this program's source.
+  process.title = "starforge-spawn-helper"
   const { spawn } = process.getBuiltinModule("node:child_process") as typeof import("node:child_process")
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => {})
   process.on("disconnect", () => process.exit(0))
