@@ -13,8 +13,11 @@
  * The helper lives in a process group of its own and ignores SIGINT/SIGTERM/SIGHUP (a Ctrl-C in
  * the daemon's terminal must not take it before the daemon has stopped its agents); it exits
  * when the daemon closes the channel or dies. If it cannot be started or dies, agents are
- * spawned by the daemon directly, and an agent whose helper died is followed through `/proc`
- * until it is gone (its exit status is then unknown and reported as such).
+ * spawned by the daemon directly (a request it had not answered too), and an agent whose helper
+ * died is followed through `/proc` until it is gone (its exit status is then unknown and reported
+ * as such). One window is left: a helper killed after starting an agent but before naming it; the
+ * agent is then started again directly, and the first copy is only found (by its environment)
+ * at the daemon's next start.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import type { Readable } from "node:stream"
@@ -82,6 +85,7 @@ const helperMain = () => {
 }
 
 interface Pending {
+  readonly request: SpawnRequest
   readonly resolve: (result: SpawnedAgent | SpawnFailure) => void
   pid?: number
   stdout?: Readable
@@ -151,7 +155,10 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
     for (const [id, p] of pending) {
       pending.delete(id)
       if (!p.started) {
-        p.resolve({ failed: { message: "the spawn helper process died" } })
+        // Not started (or not known to have started) by the helper: start it here instead. A
+        // helper killed between its spawn and its answer leaves that one agent to the sweep of
+        // its process group by the daemon's next start.
+        spawnDirect(p.request).then(p.resolve)
         continue
       }
       const pid = p.pid!
@@ -231,7 +238,7 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
       if (current === undefined || !current.connected) return spawnDirect(request)
       return new Promise((resolve) => {
         const id = nextId++
-        pending.set(id, { resolve, started: false })
+        pending.set(id, { request, resolve, started: false })
         current.send({ id, command: request.command, args: request.args, cwd: request.cwd, env: request.env }, (error: Error | null) => {
           if (error === null) return
           // The channel broke before the request went out: start it directly instead.

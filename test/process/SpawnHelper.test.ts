@@ -103,6 +103,23 @@ describe("spawn helper", { timeout: 20_000 }, () => {
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
+  it("dies with a request unanswered: the agent is started directly instead, once", async () => {
+    const helper = newHelper()
+    await outcome(await run(helper, "true"))
+    const pid = helper.pid()!
+    // Stopped, it cannot take the request; then it dies.
+    process.kill(pid, "SIGSTOP")
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-helper-"))
+    // Whether the request is still being sent or waits in the channel, the answer is the same.
+    const request = run(helper, `echo once >> ${dir}/runs; echo direct`)
+    process.kill(pid, "SIGKILL")
+    const [out, exit] = await outcome(await request)
+    expect(out).toBe("direct\n")
+    expect(exit).toEqual([0, null])
+    expect(fs.readFileSync(path.join(dir, "runs"), "utf8")).toBe("once\n")
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
   it("close: the helper exits, and agents still running are left alone", async () => {
     const helper = newHelper()
     const agent = await run(helper, "sleep 30")
