@@ -314,7 +314,7 @@ const B4 = {
       notes: [
         `B4: the daemon reaches ${fmt(ratio / bareRatio)} of a bare Node spawn loop. Node's child_process forks, and a fork copies the parent's page ` +
           "tables, so the cost of each spawn grows with the size of the process: that is why the daemon starts agents from a small helper process. " +
-          "No Node process gets above the ceiling row; xargs, a small C program, forks a process of a few hundred KiB."
+          "The ceiling row is a Node process that does nothing but start the agents (one process, like the helper); xargs, a small C program, forks a process of a few hundred KiB."
       ]
     }
   }
