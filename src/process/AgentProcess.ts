@@ -13,6 +13,8 @@
  *   grandchildren never outlive their attempt.
  * - pid and start time are reported as soon as the child runs, so a later start can tell the
  *   agent from a process that reused its pid.
+ * - The daemon's layer has the child started by a small helper process (`SpawnHelper`): a fork
+ *   from the daemon itself copies the daemon's page tables and holds it up for every agent.
  */
 import * as fs from "node:fs"
 import type { Readable } from "node:stream"
@@ -24,10 +26,7 @@ import { withoutLineBreaks } from "../domain/text.js"
 import { isoSeconds } from "../domain/time.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
 import * as procfs from "./procfs.js"
-import { type SpawnedAgent, type SpawnFailure, type SpawnRequest, spawnDirect, startSpawnHelper } from "./SpawnHelper.js"
-
-/** How an agent's process is started: by the spawn helper, or directly (see `SpawnHelper`). */
-export type SpawnAgent = (request: SpawnRequest) => Promise<SpawnedAgent | SpawnFailure>
+import { type SpawnAgent, spawnDirect, startSpawnHelper } from "./SpawnHelper.js"
 
 export interface SpawnInfo {
   readonly pid: number

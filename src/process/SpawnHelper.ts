@@ -44,6 +44,9 @@ export interface SpawnFailure {
   readonly failed: { readonly code?: string | undefined; readonly message: string }
 }
 
+/** How an agent's process is started: by the helper, or directly. */
+export type SpawnAgent = (request: SpawnRequest) => Promise<SpawnedAgent | SpawnFailure>
+
 /**
  * The helper's program, run with `node -e`. Self-contained: it is sent as source text, so it
  * refers to nothing outside itself.
@@ -98,7 +101,7 @@ interface Pending {
 const ORPHAN_POLL_MS = 100
 
 /** Spawns directly from this process: the fallback, and the behaviour before the helper. */
-export const spawnDirect = (request: SpawnRequest): Promise<SpawnedAgent | SpawnFailure> =>
+export const spawnDirect: SpawnAgent = (request) =>
   new Promise((resolve) => {
     let child: ChildProcess
     try {
@@ -133,7 +136,7 @@ export const spawnDirect = (request: SpawnRequest): Promise<SpawnedAgent | Spawn
   })
 
 export interface SpawnHelper {
-  readonly spawn: (request: SpawnRequest) => Promise<SpawnedAgent | SpawnFailure>
+  readonly spawn: SpawnAgent
   /** Closes the channel; the helper exits. Agents still running are not touched. */
   readonly close: () => void
   /** The helper's pid while it runs (for diagnostics and tests). */
