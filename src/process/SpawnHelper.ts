@@ -87,13 +87,31 @@ const helperMain = () => {
   })
 }
 
+/**
+ * An agent's exit, kept until someone listens: it may come before `onExit` is called (an agent
+ * that exits at once) or after.
+ */
+const exitLatch = () => {
+  let exited: { readonly code: number | null; readonly signal: string | null } | undefined
+  let listener: ((code: number | null, signal: string | null) => void) | undefined
+  return {
+    report: (code: number | null, signal: string | null) => {
+      exited = { code, signal }
+      listener?.(code, signal)
+    },
+    onExit: (l: (code: number | null, signal: string | null) => void) => {
+      if (exited) l(exited.code, exited.signal)
+      else listener = l
+    }
+  }
+}
+
 interface Pending {
   readonly request: SpawnRequest
   readonly resolve: (result: SpawnedAgent | SpawnFailure) => void
+  readonly exit: ReturnType<typeof exitLatch>
   pid?: number
   stdout?: Readable
-  exitListener?: (code: number | null, signal: string | null) => void
-  exited?: { code: number | null; signal: string | null }
   started: boolean
 }
 
@@ -110,12 +128,8 @@ export const spawnDirect: SpawnAgent = (request) =>
       resolve({ failed: { code: (e as NodeJS.ErrnoException).code, message: (e as Error).message } })
       return
     }
-    let exited: { code: number | null; signal: string | null } | undefined
-    let listener: ((code: number | null, signal: string | null) => void) | undefined
-    child.once("exit", (code, signal) => {
-      exited = { code, signal }
-      listener?.(code, signal)
-    })
+    const exit = exitLatch()
+    child.once("exit", exit.report)
     child.once("error", (error: NodeJS.ErrnoException) => {
       if (child.pid === undefined) {
         child.stdout?.destroy()
@@ -128,10 +142,7 @@ export const spawnDirect: SpawnAgent = (request) =>
         pid: child.pid!,
         stdout: child.stdout!,
         stderr: child.stderr!,
-        onExit: (l) => {
-          if (exited) l(exited.code, exited.signal)
-          else listener = l
-        }
+        onExit: exit.onExit
       }))
   })
 
@@ -153,14 +164,13 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
   const pending = new Map<number, Pending>()
   let closed = false
 
-  /** The helper is gone: fail what waits for it, and follow its agents through /proc. */
+  /** The helper is gone: start what it had not started, and follow its agents through /proc. */
   const orphanAll = () => {
     for (const [id, p] of pending) {
       pending.delete(id)
       if (!p.started) {
-        // Not started (or not known to have started) by the helper: start it here instead. A
-        // helper killed between its spawn and its answer leaves that one agent to the sweep of
-        // its process group by the daemon's next start.
+        // Not started (or not known to have started) by the helper: start it here instead (the
+        // window this leaves is in the module comment).
         spawnDirect(p.request).then(p.resolve)
         continue
       }
@@ -168,9 +178,7 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
       const poll = setInterval(() => {
         if (isAlive(pid)) return
         clearInterval(poll)
-        const end = { code: null, signal: "unknown (the spawn helper process died)" }
-        p.exited = end
-        p.exitListener?.(end.code, end.signal)
+        p.exit.report(null, "unknown (the spawn helper process died)")
       }, ORPHAN_POLL_MS)
     }
   }
@@ -208,28 +216,22 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
             pid: p.pid!,
             stdout: p.stdout!,
             stderr: handle!,
-            onExit: (listener) => {
-              if (p.exited) listener(p.exited.code, p.exited.signal)
-              else p.exitListener = listener
-            }
+            onExit: p.exit.onExit
           })
           break
         }
         case "exit":
           pending.delete(message.id)
-          p.exited = { code: message.code ?? null, signal: message.signal ?? null }
-          p.exitListener?.(p.exited.code, p.exited.signal)
+          p.exit.report(message.code ?? null, message.signal ?? null)
           break
       }
     })
-    child.once("exit", () => {
+    const gone = () => {
       if (helper === child) helper = undefined
       orphanAll()
-    })
-    child.once("error", () => {
-      if (helper === child) helper = undefined
-      orphanAll()
-    })
+    }
+    child.once("exit", gone)
+    child.once("error", gone)
     return child
   }
 
@@ -241,7 +243,7 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
       if (current === undefined || !current.connected) return spawnDirect(request)
       return new Promise((resolve) => {
         const id = nextId++
-        pending.set(id, { request, resolve, started: false })
+        pending.set(id, { request, resolve, exit: exitLatch(), started: false })
         current.send({ id, command: request.command, args: request.args, cwd: request.cwd, env: request.env }, (error: Error | null) => {
           if (error === null) return
           // The channel broke before the request went out: start it directly instead.
