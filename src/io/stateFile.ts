@@ -5,9 +5,10 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Duration, Effect, Either, Queue, type Scope } from "effect"
+import { Effect, Either, type Scope } from "effect"
 import { StorageError } from "../domain/errors.js"
 import { archiveStamp } from "../domain/time.js"
+import { coalesced } from "./coalesced.js"
 import { freeName } from "../queue/triggerFiles.js"
 
 /** What reading one of the daemon's JSON state files found. */
@@ -157,14 +158,8 @@ export const writeBehind = <A>(
 ): Effect.Effect<WriteBehind, never, Scope.Scope> =>
   Effect.gen(function*() {
     const flush = yield* latestWriter(read, save)
-    const dirty = yield* Queue.sliding<void>(1)
-    yield* Queue.take(dirty).pipe(
-      Effect.zipRight(flush),
-      Effect.zipRight(spacingMs > 0 ? Effect.sleep(Duration.millis(spacingMs)) : Effect.yieldNow()),
-      Effect.forever,
-      Effect.forkScoped
-    )
+    const writer = yield* coalesced(flush, spacingMs)
     // Registered after the writer's fiber, so it runs before that fiber is interrupted.
     yield* Effect.addFinalizer(() => flush)
-    return { changed: Effect.asVoid(Queue.offer(dirty, undefined)), flush }
+    return { changed: Effect.sync(writer.signal), flush }
   })

@@ -8,7 +8,8 @@
  * until it writes again. The bytes are split into bounded lines and folded into an `OutputState`;
  * they are never changed.
  */
-import { Clock, Duration, Effect, Queue, type Scope } from "effect"
+import { Clock, Duration, Effect, type Scope } from "effect"
+import { coalesced } from "../io/coalesced.js"
 import { applyLine, emptyOutput, LineSplitter, MAX_LINE_BYTES, type OutputState, type Progress } from "./StreamJson.js"
 
 /** Progress goes out at most this often per attempt (the first change at once). */
@@ -56,19 +57,12 @@ export const watchOutput = (options: WatchOptions = {}): Effect.Effect<OutputWat
       published = state.progress
       return options.onProgress(published)
     })
-    // Holds one pending "something changed"; further pushes before it is taken add nothing.
-    const changed = yield* Queue.dropping<void>(1)
-    if (options.onProgress !== undefined) {
-      yield* Queue.take(changed).pipe(
-        Effect.zipRight(publish),
-        Effect.zipRight(Effect.sleep(Duration.millis(options.publishSpacingMs ?? PUBLISH_SPACING_MS))),
-        Effect.forever,
-        Effect.forkScoped
-      )
-    }
+    const publisher = options.onProgress === undefined
+      ? undefined
+      : yield* coalesced(publish, options.publishSpacingMs ?? PUBLISH_SPACING_MS)
     const fold = (lines: ReturnType<LineSplitter["push"]>, now: number) => {
       for (const line of lines) state = applyLine(state, line, now)
-      if (state.progress !== published) Queue.unsafeOffer(changed, undefined)
+      if (state.progress !== published) publisher?.signal()
     }
     return {
       push: (bytes) => {
