@@ -176,7 +176,11 @@ describe("orphaned slots at start (S37)", () => {
     const log = daemonLog(p)
     expect(log).toContain(`Cleaned up orphaned PID ${wrongStart.pid} for junior-dev-a`)
     expect(log).toContain(`Cleaned up orphaned PID ${noStart.pid} for junior-dev-b`)
-    const slots = readSlots(p)!
+    // The slot file is written behind the release, within moments.
+    const slots = await waitFor(() => {
+      const s = readSlots(p)
+      return s?.["junior-dev-a"]?.status === "idle" && s["junior-dev-b"]?.status === "idle" ? s : undefined
+    }, { what: "both released slots in the slot file" })
     expect(slots["junior-dev-a"]).toMatchObject({ status: "idle", pid: null })
     expect(slots["junior-dev-b"]).toMatchObject({ status: "idle", pid: null })
     // Never signalled: still running, and the daemon keeps working.
