@@ -18,7 +18,7 @@
  */
 import * as fs from "node:fs"
 import type { Readable } from "node:stream"
-import { Context, Deferred, Effect, Layer, Option, Queue, Ref } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Option, Queue, Ref } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
@@ -296,9 +296,9 @@ const stopChild = (started: Started, graceMs: number) =>
   })
 
 /** Writes the footer; a log that cannot be written any more is reported, never fatal here. */
-const writeFooter = (log: RotatingLogFile, status: ExitStatus) => {
+const writeFooter = (log: RotatingLogFile, status: ExitStatus | "not started") => {
   try {
-    log.write(footerOf(status, Date.now()))
+    log.write(status === "not started" ? `\nStopped: ${isoSeconds(Date.now())}\nNot started: the run was stopped first\n` : footerOf(status, Date.now()))
   } catch (e) {
     process.stderr.write(`starforge: cannot write ${log.file}: ${(e as Error).message}\n`)
   }
@@ -325,10 +325,12 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
   run: (spec) =>
     Effect.scoped(
       Effect.gen(function*() {
+        // Whether the log has its footer (or will have it: the spawned child's release writes it).
+        let footed = false
         const log = yield* Effect.acquireRelease(
-          Effect.try({
-            try: () => {
-              const log = new RotatingLogFile(spec.logFile, maxLogBytes)
+          Effect.tryPromise({
+            try: async () => {
+              const log = await RotatingLogFile.open(spec.logFile, maxLogBytes)
               try {
                 log.write(headerText(spec.header))
               } catch (e) {
@@ -341,15 +343,31 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
             },
             catch: (cause) => new StorageError({ operation: "writing the agent log", path: spec.logFile, cause })
           }),
-          (log) => Effect.sync(() => log.close())
+          (log, exit) =>
+            Effect.sync(() => {
+              // Stopped between the log's open and the spawn: the log says so instead of ending at its header.
+              if (!footed && Exit.isFailure(exit)) writeFooter(log, "not started")
+              log.close()
+            })
         )
         if (!fs.existsSync(spec.cwd)) {
           const status = ExitStatus.SpawnFailed({ message: `working directory ${spec.cwd} does not exist` })
+          footed = true
           writeFooter(log, status)
           return status
         }
         let final: ExitStatus | undefined
-        const started = yield* Effect.acquireRelease(spawnChild(spawnAgent, spec, log).pipe(Effect.withSpan("spawn")), (started) =>
+        const spawn = spawnChild(spawnAgent, spec, log).pipe(
+          Effect.withSpan("spawn"),
+          // In the acquisition, which cannot be interrupted: from here the log gets its footer.
+          Effect.tap((started) =>
+            Effect.sync(() => {
+              footed = true
+              if ("failed" in started) writeFooter(log, ExitStatus.SpawnFailed({ message: started.failed }))
+            })
+          )
+        )
+        const started = yield* Effect.acquireRelease(spawn, (started) =>
           "failed" in started
             ? Effect.void
             : stopChild(started, killGraceMs).pipe(
@@ -365,11 +383,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
               ),
               Effect.catchAllDefect(() => Effect.void)
             ))
-        if ("failed" in started) {
-          const status = ExitStatus.SpawnFailed({ message: started.failed })
-          writeFooter(log, status)
-          return status
-        }
+        if ("failed" in started) return ExitStatus.SpawnFailed({ message: started.failed })
         yield* spec.onSpawn({ pid: started.pid, startTime: procfs.startTimeOf(started.pid) ?? null })
         const ended = yield* awaitEnd(Deferred.await(started.exited), spec).pipe(
           Effect.withSpan("run", { attributes: { pid: started.pid } })
