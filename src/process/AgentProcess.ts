@@ -298,7 +298,7 @@ const stopChild = (started: Started, graceMs: number) =>
 /** Writes the footer; a log that cannot be written any more is reported, never fatal here. */
 const writeFooter = (log: RotatingLogFile, status: ExitStatus | "not started") => {
   try {
-    log.write(status === "not started" ? `\nStopped: ${isoSeconds(Date.now())}\nNot started: the run was stopped first\n` : footerOf(status, Date.now()))
+    log.write(footerOf(status === "not started" ? ExitStatus.SpawnFailed({ message: "not started: the run was stopped first" }) : status, Date.now()))
   } catch (e) {
     process.stderr.write(`starforge: cannot write ${log.file}: ${(e as Error).message}\n`)
   }

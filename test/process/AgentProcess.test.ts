@@ -423,7 +423,7 @@ for (const [how, spawnAgent] of ways) describe(`AgentProcess (Node), agents ${ho
       // after its log was opened but before the spawn says so in its footer.
       const logs = fs.readdirSync(dir).filter((n) => n.endsWith(".log")).map((log) => readLog(path.join(dir, log)))
       expect(logs.some((log) => /\nSignal: SIG(TERM|KILL)\n$/.test(log))).toBe(true)
-      for (const log of logs) expect(log).toMatch(/\n(Signal: SIG(TERM|KILL)|Not started: the run was stopped first)\n$/)
+      for (const log of logs) expect(log).toMatch(/\n(Signal: SIG(TERM|KILL)|Error: not started: the run was stopped first)\n$/)
     }))
 
   it.live("rotates the log at the size limit while the agent writes: every byte kept in order, no fd leaked; onOutput gets exactly the logged output", () =>
