@@ -62,13 +62,17 @@ const readCache = () => {
   }
 }
 
-const cachedData = readCache()
+let cachedData = readCache()
 const script = new vm.Script(Module.wrap(source), {
   filename: bundle,
   cachedData,
   importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER
 })
-if (cacheFile !== undefined && (cachedData === undefined || script.cachedDataRejected)) {
+const cacheUsable = cachedData !== undefined && !script.cachedDataRejected
+// V8 keeps its own (wrapped) copy of the source; ours and the cache's bytes would be held for the
+// life of the process (a daemon's: days) for nothing.
+source = cachedData = undefined
+if (cacheFile !== undefined && !cacheUsable) {
   // At exit the cache also holds every function the command compiled on the way.
   process.once("exit", () => {
     try {

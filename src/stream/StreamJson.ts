@@ -239,7 +239,7 @@ export interface LimitSignal {
 /** Wordings of a provider's usage or rate limit (old and new CLI versions, raw API errors). */
 const LIMIT_PATTERNS: ReadonlyArray<RegExp> = [
   /usage limit reached/i,
-  /you[’']?ve hit your (?:\w+ )?limit/i,
+  /you[\u2019']?ve hit your (?:\w+ )?limit/i,
   /out of extra usage/i,
   /(?:usage|rate|session|weekly) limit (?:exceeded|reached|hit)/i,
   /limit will reset/i,
@@ -259,7 +259,7 @@ export const mentionsLimit = (text: string): boolean =>
  */
 export const isLimitMessage = (text: string): boolean =>
   text.length <= MAX_LIMIT_TEXT &&
-  /^\s*(?:claude ai usage limit reached|you[’']?ve hit your (?:\w+ )?limit|(?:api error: )?429\b)/i.test(text)
+  /^\s*(?:claude ai usage limit reached|you[\u2019']?ve hit your (?:\w+ )?limit|(?:api error: )?429\b)/i.test(text)
 
 const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 
