@@ -201,7 +201,7 @@ export const make = Effect.gen(function*() {
         yield* Effect.gen(function*() {
           const output = yield* watch.state
           const now = yield* Clock.currentTimeMillis
-          const quiet = Math.round((now - (yield* watch.lastActivityMs)) / 1000)
+          const quiet = Math.round((now - watch.lastActivityMs()) / 1000)
           const text = `${agent} running ${formatDuration((now - startedMs) / 1000)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}): ` +
             `${describeProgress(output.progress)}; last output ${quiet}s ago`
           yield* log.event("PROGRESS", text, { traceId, agent, trigger: name })
@@ -236,7 +236,7 @@ export const make = Effect.gen(function*() {
         },
         header,
         onOutput: watch.push,
-        ...(settings.agentStallTimeoutMs > 0 ? { stallWatch: watch.stalled(settings.agentStallTimeoutMs) } : {}),
+        ...(settings.agentStallTimeoutMs > 0 ? { stall: { afterMs: settings.agentStallTimeoutMs, lastActivityMs: watch.lastActivityMs } } : {}),
         onSpawn: ({ pid, startTime }) =>
           Effect.sync(() => void (spawnedPid = pid)).pipe(
             Effect.zipRight(slots.setProcess(agent, { pid, startTime, log: logFile })),

@@ -18,7 +18,7 @@
  */
 import * as fs from "node:fs"
 import type { Readable } from "node:stream"
-import { Context, Deferred, Effect, Exit, Layer, Option, Queue, Ref } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Ref } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
@@ -56,10 +56,10 @@ export interface AgentRunSpec {
    */
   readonly onExit?: (status: ExitStatus) => void
   /**
-   * Completes (with the silent time in ms) when the agent has been silent too long: the group is
-   * then stopped like on a timeout and the result is `Stalled`.
+   * An agent silent for `afterMs` (no output since `lastActivityMs()`, epoch ms on the Effect
+   * clock) is stopped like on a timeout and the result is `Stalled`.
    */
-  readonly stallWatch?: Effect.Effect<number>
+  readonly stall?: { readonly afterMs: number; readonly lastActivityMs: () => number }
   /**
    * Receives the agent's output, synchronously, as it is logged: exactly the bytes the log gets
    * after the header and before the footer (whole lines of stdout and stderr as they were
@@ -135,6 +135,8 @@ const footerOf = (status: ExitStatus, now: number): string => {
 interface Started {
   readonly pid: number
   readonly exited: Deferred.Deferred<ExitStatus>
+  /** Completed with the exit too, and by the watchdog (`awaitEnd`) on a timeout or stall. */
+  readonly ended: Deferred.Deferred<RunEnd>
 }
 
 const spawnMessage = (command: string, error: { readonly code?: string | undefined; readonly message: string }): string => {
@@ -233,12 +235,14 @@ const spawnChild = (spawnAgent: SpawnAgent, spec: AgentRunSpec, log: RotatingLog
       }
       const drain = drainInto(spawned, log, spec.onOutput)
       const exited = Deferred.unsafeMake<ExitStatus>(undefined as never)
+      const ended = Deferred.unsafeMake<RunEnd>(undefined as never)
       spawned.onExit((code, signal) => {
         const status = code !== null ? ExitStatus.Exited({ code }) : ExitStatus.Signaled({ signal: signal ?? "SIGKILL" })
         spec.onExit?.(status)
         Deferred.unsafeDone(exited, Effect.succeed(status))
+        Deferred.unsafeDone(ended, Effect.succeed<RunEnd>({ _tag: "Exit", status }))
       })
-      resume(Effect.succeed({ pid: spawned.pid, exited, drain }))
+      resume(Effect.succeed({ pid: spawned.pid, exited, ended, drain }))
     })
   })
 
@@ -309,15 +313,45 @@ type RunEnd =
   | { readonly _tag: "Timeout" }
   | { readonly _tag: "Stall"; readonly silentMs: number }
 
-/** Waits for the exit, the timeout or the stall watch, whichever comes first. */
-const awaitEnd = (exit: Effect.Effect<ExitStatus>, spec: AgentRunSpec): Effect.Effect<RunEnd> => {
-  const exited = Effect.map(exit, (status): RunEnd => ({ _tag: "Exit", status }))
-  const timed = spec.timeoutMs === undefined ? exited : exited.pipe(
-    Effect.timeoutTo({ duration: spec.timeoutMs, onTimeout: (): RunEnd => ({ _tag: "Timeout" }), onSuccess: (end) => end })
+/**
+ * Sleeps until the attempt's timeout or its stall, whichever comes first (undefined: neither is
+ * set). One sleep at a time, until the nearest deadline: while the agent writes, the stall
+ * deadline moves and the watchdog wakes once per `stall.afterMs` at most.
+ */
+const watchdog = (spec: AgentRunSpec): Effect.Effect<RunEnd> | undefined => {
+  const { stall, timeoutMs } = spec
+  if (timeoutMs === undefined && stall === undefined) return undefined
+  return Effect.gen(function*() {
+    const startMs = yield* Clock.currentTimeMillis
+    for (;;) {
+      const now = yield* Clock.currentTimeMillis
+      let wait = Infinity
+      if (timeoutMs !== undefined) {
+        if (now - startMs >= timeoutMs) return { _tag: "Timeout" } as const
+        wait = startMs + timeoutMs - now
+      }
+      if (stall !== undefined) {
+        const silentMs = now - stall.lastActivityMs()
+        if (silentMs >= stall.afterMs) return { _tag: "Stall", silentMs } as const
+        wait = Math.min(wait, stall.afterMs - silentMs)
+      }
+      yield* Effect.sleep(Duration.millis(wait))
+    }
+  })
+}
+
+/**
+ * Waits for the end of the run: `ended` completed by the exit, or by the watchdog on a timeout
+ * or stall. One fiber besides the run's own (the watchdog, stopped with the wait), not a race of
+ * four per agent: a daemon with hundreds of agents holds them all the time.
+ */
+const awaitEnd = (ended: Deferred.Deferred<RunEnd>, spec: AgentRunSpec): Effect.Effect<RunEnd> => {
+  const watch = watchdog(spec)
+  if (watch === undefined) return Deferred.await(ended)
+  return Effect.flatMap(
+    Effect.fork(Effect.flatMap(watch, (end) => Deferred.succeed(ended, end))),
+    (watching) => Deferred.await(ended).pipe(Effect.ensuring(Fiber.interruptFork(watching)))
   )
-  return spec.stallWatch === undefined
-    ? timed
-    : Effect.raceFirst(timed, Effect.map(spec.stallWatch, (silentMs): RunEnd => ({ _tag: "Stall", silentMs })))
 }
 
 /** Real child processes; agent logs rotate at `maxLogBytes` (0: never). */
@@ -385,7 +419,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
             ))
         if ("failed" in started) return ExitStatus.SpawnFailed({ message: started.failed })
         yield* spec.onSpawn({ pid: started.pid, startTime: procfs.startTimeOf(started.pid) ?? null })
-        const ended = yield* awaitEnd(Deferred.await(started.exited), spec).pipe(
+        const ended = yield* awaitEnd(started.ended, spec).pipe(
           Effect.withSpan("run", { attributes: { pid: started.pid } })
         )
         if (ended._tag === "Exit") return ended.status
@@ -475,13 +509,13 @@ export const makeFake = (options: {
     const service: AgentProcessShape = {
       run: (spec) =>
         Effect.gen(function*() {
-          const done = yield* Deferred.make<ExitStatus>()
+          const ended = yield* Deferred.make<RunEnd>()
           const interrupted = yield* Deferred.make<void>()
           const run: FakeRun = {
             spec,
             pid: nextPid++,
             finish: (status) =>
-              Effect.sync(() => spec.onExit?.(status)).pipe(Effect.zipRight(Deferred.succeed(done, status)), Effect.asVoid),
+              Effect.sync(() => spec.onExit?.(status)).pipe(Effect.zipRight(Deferred.succeed(ended, { _tag: "Exit", status })), Effect.asVoid),
             interrupted,
             output: (text) =>
               Effect.sync(() => {
@@ -493,15 +527,15 @@ export const makeFake = (options: {
           yield* spec.onSpawn({ pid: run.pid, startTime: "1" })
           yield* Ref.update(runs, (all) => [...all, run])
           yield* Queue.offer(started, run)
-          const ended = yield* awaitEnd(Deferred.await(done), spec).pipe(
+          const end = yield* awaitEnd(ended, spec).pipe(
             Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
           )
-          if (ended._tag === "Exit") return ended.status
+          if (end._tag === "Exit") return end.status
           // Timed out or stalled: the fake "stops" the run the way the real layer would.
           yield* Deferred.succeed(interrupted, undefined)
-          return ended._tag === "Timeout"
+          return end._tag === "Timeout"
             ? ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal: "SIGTERM" })
-            : ExitStatus.Stalled({ afterSeconds: ended.silentMs / 1000, signal: "SIGTERM" })
+            : ExitStatus.Stalled({ afterSeconds: end.silentMs / 1000, signal: "SIGTERM" })
         }),
       stopOrphan: (pid, startTime) =>
         Effect.gen(function*() {

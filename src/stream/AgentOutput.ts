@@ -8,7 +8,7 @@
  * until it writes again. The bytes are split into bounded lines and folded into an `OutputState`;
  * they are never changed.
  */
-import { Clock, Duration, Effect, type Scope } from "effect"
+import { Effect, type Scope } from "effect"
 import { coalesced } from "../io/coalesced.js"
 import { applyLine, emptyOutput, LineSplitter, MAX_LINE_BYTES, type OutputState, type Progress } from "./StreamJson.js"
 
@@ -23,10 +23,8 @@ export interface OutputWatch {
   readonly push: (bytes: Uint8Array) => void
   /** What was received so far. */
   readonly state: Effect.Effect<OutputState>
-  /** When the agent last wrote anything (epoch ms; the watch's start before that). */
-  readonly lastActivityMs: Effect.Effect<number>
-  /** Completes, with the silent time in ms, once the agent has written nothing for `silentMs`. */
-  readonly stalled: (silentMs: number) => Effect.Effect<number>
+  /** When the agent last wrote anything (epoch ms on the watch's clock; the watch's start before that). */
+  readonly lastActivityMs: () => number
   /** Takes the unterminated last line (call after the output ended), publishes and returns the final state. */
   readonly finish: Effect.Effect<OutputState>
 }
@@ -72,16 +70,7 @@ export const watchOutput = (options: WatchOptions = {}): Effect.Effect<OutputWat
         fold(splitter.push(bytes), now)
       },
       state: Effect.sync(() => state),
-      lastActivityMs: Effect.sync(() => lastActivity),
-      stalled: (silentMs) =>
-        Effect.gen(function*() {
-          for (;;) {
-            const silent = (yield* Clock.currentTimeMillis) - lastActivity
-            if (silent >= silentMs) return silent
-            // One wake-up per `silentMs` at most while the agent writes, none in between.
-            yield* Effect.sleep(Duration.millis(silentMs - silent))
-          }
-        }),
+      lastActivityMs: () => lastActivity,
       finish: Effect.suspend(() => {
         fold(splitter.end(), clock.unsafeCurrentTimeMillis())
         return Effect.as(publish, state)

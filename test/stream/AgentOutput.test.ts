@@ -3,7 +3,7 @@
  * progress callback, the stall detection and the final partial line. No file is involved.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, TestClock } from "effect"
+import { Deferred, Effect, TestClock } from "effect"
 import { watchOutput } from "../../src/stream/AgentOutput.js"
 import type { Progress } from "../../src/stream/StreamJson.js"
 
@@ -79,17 +79,16 @@ describe("watchOutput", () => {
       expect(final).toMatchObject({ oversizedLines: 1, jsonLines: 2, progress: { tool_uses: 2 } })
     }))
 
-  it.scoped("stalled completes only after the given silence; any output restarts the count", () =>
+  it.scoped("lastActivityMs is the watch's start, then the time of the last bytes, partial lines included", () =>
     Effect.gen(function*() {
       const watch = yield* watchOutput()
-      const stalled = yield* Effect.fork(watch.stalled(10_000))
+      expect(watch.lastActivityMs()).toBe(0)
       yield* TestClock.adjust("6 seconds")
       watch.push(bytes("still working, no newline yet"))
-      expect(yield* watch.lastActivityMs).toBe(6_000)
-      yield* TestClock.adjust("9999 millis")
-      expect(stalled.unsafePoll()).toBeNull()
-      yield* TestClock.adjust("1 millis")
-      expect(yield* Fiber.join(stalled)).toBe(10_000)
+      yield* TestClock.adjust("3 seconds")
+      expect(watch.lastActivityMs()).toBe(6_000)
+      watch.push(bytes(""))
+      expect(watch.lastActivityMs()).toBe(6_000)
     }))
 
   it.scoped("plain text output, or none, publishes no progress (the slot is not written for nothing)", () =>
