@@ -3,7 +3,7 @@
 // exit as soon as they start, memory slots/state/usage, no-op log and history). Prints one JSON
 // line: { cpuMsPerJob } (user + system CPU of this process per job, start-up excluded).
 //
-//   node --optimize-for-size schedulerOnly.mjs <jobs> <agents>
+//   node <the daemon's Node options> schedulerOnly.mjs <jobs> <agents>
 import { Effect, ExecutionStrategy, Layer, Queue, Scope } from "effect"
 import { DaemonConfig } from "../../dist/config/DaemonConfig.js"
 import { DaemonLog } from "../../dist/daemon/DaemonLog.js"
