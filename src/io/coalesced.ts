@@ -3,7 +3,7 @@
  * behind their changes (`writeBehind`) and an agent's progress published to its slot
  * (`watchOutput`).
  */
-import { Duration, Effect, Queue, type Scope } from "effect"
+import { Duration, Effect, Fiber, Runtime, type Scope } from "effect"
 
 export interface Coalesced {
   /** Asks for a run; returns at once, from inside a fiber or outside any (a pipe's handler). */
@@ -13,17 +13,44 @@ export interface Coalesced {
 /**
  * Runs `action` when signalled, at most once per `spacingMs`: the first signal after a quiet
  * spell runs it at once; signals that come while it runs, or within `spacingMs` after, share its
- * next run. The runner lives as long as the scope.
+ * next run. A fiber exists only while there is something to run (a daemon holds one runner per
+ * running agent, most of them never signalled); it is stopped with the scope, and signals after
+ * that start nothing.
  */
 export const coalesced = (action: Effect.Effect<void>, spacingMs: number): Effect.Effect<Coalesced, never, Scope.Scope> =>
   Effect.gen(function*() {
-    // Holds one pending signal; further signals before it is taken add nothing.
-    const pending = yield* Queue.dropping<void>(1)
-    yield* Queue.take(pending).pipe(
-      Effect.zipRight(action),
-      Effect.zipRight(spacingMs > 0 ? Effect.sleep(Duration.millis(spacingMs)) : Effect.yieldNow()),
-      Effect.forever,
-      Effect.forkScoped
+    const runtime = yield* Effect.runtime<never>()
+    let wanted = false
+    let active = false
+    let closed = false
+    let fiber: Fiber.RuntimeFiber<void> | undefined
+    // Decided in one synchronous step with `active`: a signal either sees the runner still
+    // active (and is taken by its next round) or starts a new one.
+    const again = Effect.sync(() => {
+      if (wanted && !closed) return true
+      active = false
+      return false
+    })
+    const rounds: Effect.Effect<void> = Effect.suspend(() => {
+      wanted = false
+      return action.pipe(
+        Effect.zipRight(spacingMs > 0 ? Effect.sleep(Duration.millis(spacingMs)) : Effect.yieldNow()),
+        Effect.zipRight(again),
+        Effect.flatMap((more) => (more ? rounds : Effect.void))
+      )
+    })
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closed = true
+        return active && fiber !== undefined ? Fiber.interrupt(fiber) : Effect.void
+      })
     )
-    return { signal: () => void Queue.unsafeOffer(pending, undefined) }
+    return {
+      signal: () => {
+        wanted = true
+        if (active || closed) return
+        active = true
+        fiber = Runtime.runFork(runtime)(rounds)
+      }
+    }
   })
