@@ -197,21 +197,15 @@ export const make = Effect.gen(function*() {
       ]
       // Fed by the process layer with the output it logs (`onOutput` below): no log is read back.
       const watch = yield* watchOutput({ onProgress: (progress) => slots.setProgress(agent, progress) })
-      if (settings.progressIntervalMs > 0) {
-        yield* Effect.gen(function*() {
-          const output = yield* watch.state
-          const now = yield* Clock.currentTimeMillis
-          const quiet = Math.round((now - watch.lastActivityMs()) / 1000)
-          const text = `${agent} running ${formatDuration((now - startedMs) / 1000)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}): ` +
-            `${describeProgress(output.progress)}; last output ${quiet}s ago`
-          yield* log.event("PROGRESS", text, { traceId, agent, trigger: name })
-          yield* notify(claimed, "progress", attempt, text, { running_seconds: Math.round((now - startedMs) / 1000), ...output.progress })
-        }).pipe(
-          Effect.repeat(Schedule.spaced(Duration.millis(settings.progressIntervalMs))),
-          Effect.delay(Duration.millis(settings.progressIntervalMs)),
-          Effect.forkScoped
-        )
-      }
+      const progress = Effect.gen(function*() {
+        const output = yield* watch.state
+        const now = yield* Clock.currentTimeMillis
+        const quiet = Math.round((now - watch.lastActivityMs()) / 1000)
+        const text = `${agent} running ${formatDuration((now - startedMs) / 1000)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}): ` +
+          `${describeProgress(output.progress)}; last output ${quiet}s ago`
+        yield* log.event("PROGRESS", text, { traceId, agent, trigger: name })
+        yield* notify(claimed, "progress", attempt, text, { running_seconds: Math.round((now - startedMs) / 1000), ...output.progress })
+      })
       const status = yield* agentProcess.run({
         agent,
         command: command!,
@@ -237,6 +231,7 @@ export const make = Effect.gen(function*() {
         header,
         onOutput: watch.push,
         ...(settings.agentStallTimeoutMs > 0 ? { stall: { afterMs: settings.agentStallTimeoutMs, lastActivityMs: watch.lastActivityMs } } : {}),
+        ...(settings.progressIntervalMs > 0 ? { tick: { everyMs: settings.progressIntervalMs, run: progress } } : {}),
         onSpawn: ({ pid, startTime }) =>
           Effect.sync(() => void (spawnedPid = pid)).pipe(
             Effect.zipRight(slots.setProcess(agent, { pid, startTime, log: logFile })),

@@ -61,6 +61,11 @@ export interface AgentRunSpec {
    */
   readonly stall?: { readonly afterMs: number; readonly lastActivityMs: () => number }
   /**
+   * Work repeated while the agent runs (the daemon's `PROGRESS` line): first `everyMs` after the
+   * start, then `everyMs` after each run of it ended. It runs on the run's own watchdog fiber.
+   */
+  readonly tick?: { readonly everyMs: number; readonly run: Effect.Effect<void> }
+  /**
    * Receives the agent's output, synchronously, as it is logged: exactly the bytes the log gets
    * after the header and before the footer (whole lines of stdout and stderr as they were
    * interleaved; a partial line only at the end or when it outgrows the hold-back bound). They
@@ -314,36 +319,41 @@ type RunEnd =
   | { readonly _tag: "Stall"; readonly silentMs: number }
 
 /**
- * Sleeps until the attempt's timeout or its stall, whichever comes first (undefined: neither is
- * set). One sleep at a time, until the nearest deadline: while the agent writes, the stall
- * deadline moves and the watchdog wakes once per `stall.afterMs` at most.
+ * Sleeps until the nearest of the attempt's deadlines: its timeout, its stall (the stall deadline
+ * moves while the agent writes; it is looked at again once per `stall.afterMs` at most) and its
+ * next tick, which it runs. Completes with the timeout or the stall; undefined: none of the three
+ * is set.
  */
 const watchdog = (spec: AgentRunSpec): Effect.Effect<RunEnd> | undefined => {
-  const { stall, timeoutMs } = spec
-  if (timeoutMs === undefined && stall === undefined) return undefined
+  const { stall, tick, timeoutMs } = spec
+  if (timeoutMs === undefined && stall === undefined && tick === undefined) return undefined
   return Effect.gen(function*() {
     const startMs = yield* Clock.currentTimeMillis
+    let nextTickMs = tick === undefined ? Infinity : startMs + tick.everyMs
     for (;;) {
-      const now = yield* Clock.currentTimeMillis
-      let wait = Infinity
-      if (timeoutMs !== undefined) {
-        if (now - startMs >= timeoutMs) return { _tag: "Timeout" } as const
-        wait = startMs + timeoutMs - now
+      let now = yield* Clock.currentTimeMillis
+      if (timeoutMs !== undefined && now - startMs >= timeoutMs) return { _tag: "Timeout" } as const
+      const silentMs = stall === undefined ? 0 : now - stall.lastActivityMs()
+      if (stall !== undefined && silentMs >= stall.afterMs) return { _tag: "Stall", silentMs } as const
+      if (tick !== undefined && now >= nextTickMs) {
+        yield* tick.run
+        now = yield* Clock.currentTimeMillis
+        nextTickMs = now + tick.everyMs
       }
-      if (stall !== undefined) {
-        const silentMs = now - stall.lastActivityMs()
-        if (silentMs >= stall.afterMs) return { _tag: "Stall", silentMs } as const
-        wait = Math.min(wait, stall.afterMs - silentMs)
-      }
-      yield* Effect.sleep(Duration.millis(wait))
+      const wait = Math.min(
+        timeoutMs === undefined ? Infinity : startMs + timeoutMs - now,
+        stall === undefined ? Infinity : stall.afterMs - (now - stall.lastActivityMs()),
+        nextTickMs - now
+      )
+      yield* Effect.sleep(Duration.millis(Math.max(0, wait)))
     }
   })
 }
 
 /**
  * Waits for the end of the run: `ended` completed by the exit, or by the watchdog on a timeout
- * or stall. One fiber besides the run's own (the watchdog, stopped with the wait), not a race of
- * four per agent: a daemon with hundreds of agents holds them all the time.
+ * or stall. One fiber besides the run's own (the watchdog, stopped with the wait), instead of a
+ * race of four and a ticker: a daemon with hundreds of agents holds them all the time.
  */
 const awaitEnd = (ended: Deferred.Deferred<RunEnd>, spec: AgentRunSpec): Effect.Effect<RunEnd> => {
   const watch = watchdog(spec)
