@@ -7,7 +7,7 @@ import { Args, Command, Options } from "@effect/cli"
 import { Console, Deferred, Duration, Effect, Either, Option, Schedule } from "effect"
 import { load, VARIABLES } from "../config/DaemonConfig.js"
 import * as Daemon from "../daemon/Daemon.js"
-import { isOurDaemon, probeEffect } from "../daemon/DaemonInstance.js"
+import { isOurDaemon, probe, probeEffect } from "../daemon/DaemonInstance.js"
 import { displayLine } from "../daemon/DaemonLog.js"
 import { recentCounts } from "../daemon/History.js"
 import { daemonExecArgv } from "../daemon/nodeOptions.js"
@@ -20,7 +20,7 @@ import type { Slot } from "../domain/Slot.js"
 import { costLine, limitLines, progressCell, readUsageStatus } from "./progress.js"
 import { logParts, readLogFile } from "../logs/LogFile.js"
 import * as procfs from "../process/procfs.js"
-import { countTriggers, ExitWith, jsonOption, printJson, projectOption, resolveProject, table, tailLines } from "./shared.js"
+import { countBySuffix, countTriggers, ExitWith, jsonOption, printJson, projectOption, resolveProject, table, tailLines } from "./shared.js"
 
 /** This program, to start the background daemon with (the bundle and the tsc build alike). */
 const bin = () => fs.realpathSync(process.argv[1] ?? fileURLToPath(import.meta.url))
@@ -276,12 +276,15 @@ const restart = Command.make(
 /** What `status` shows; read from the files, so it works whether or not a daemon runs. */
 export const readStatus = (paths: ProjectPaths) =>
   Effect.gen(function*() {
-    const hello = yield* probeEffect(paths)
+    // The daemon answers while the files are read.
+    const answer = probe(paths)
     const config = yield* Effect.either(load({ project: paths.root }))
     const settings = Either.isRight(config) ? config.right.settings : undefined
     const slots = readTable(paths.slotsFile).table
     const busy = Object.values(slots).filter((s) => s.status === "busy").length
-    const processing = countTriggers(paths.triggers, ".processing")
+    // One read of the queue's directory for both (10,000 pending triggers: about 12 ms a read).
+    const [pending, processing] = countBySuffix(paths.triggers, [".trigger", ".processing"]) as [number, number]
+    const hello = yield* Effect.promise(() => answer)
     const running = hello ? Math.min(busy, processing) : 0
     // Without a daemon, claimed triggers go back to the queue at the next start.
     const interrupted = hello ? 0 : processing
@@ -294,7 +297,7 @@ export const readStatus = (paths: ProjectPaths) =>
       max_concurrent: hello ? hello.settings.max_concurrent : settings ? (settings.parallel ? settings.maxConcurrent : 1) : null,
       uptime_seconds: hello ? Math.max(0, Math.floor((Date.now() - Date.parse(hello.started)) / 1000)) : null,
       queue: {
-        pending: countTriggers(paths.triggers) + interrupted,
+        pending: pending + interrupted,
         running,
         done: countTriggers(paths.processed),
         failed: processing - running - interrupted,

@@ -33,14 +33,20 @@ export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<Readonl
 }
 
 /** Counts `*.trigger` entries of a directory (0 when it does not exist). */
-export const countTriggers = (dir: string, suffix = ".trigger"): number => {
+export const countTriggers = (dir: string, suffix = ".trigger"): number => countBySuffix(dir, [suffix])[0]!
+
+/** How many names in `dir` end with each of `suffixes`, in one read of the directory (0s when it cannot be read). */
+export const countBySuffix = (dir: string, suffixes: ReadonlyArray<string>): Array<number> => {
+  const counts = suffixes.map(() => 0)
   try {
-    let n = 0
-    for (const name of fs.readdirSync(dir)) if (name.endsWith(suffix)) n++
-    return n
+    for (const name of fs.readdirSync(dir)) {
+      const i = suffixes.findIndex((suffix) => name.endsWith(suffix))
+      if (i >= 0) counts[i]!++
+    }
   } catch {
-    return 0
+    // No directory: nothing of either kind.
   }
+  return counts
 }
 
 /** The last `n` lines of a text file. */
