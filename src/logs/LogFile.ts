@@ -75,34 +75,11 @@ export class RotatingLogFile {
   private size: number
   private closed = false
 
-  /**
-   * Opens (creating or appending to) `file`, or takes `fd`, a descriptor of it opened for
-   * appending; `maxBytes` 0 never rotates. Throws when it cannot.
-   */
-  constructor(readonly file: string, private readonly maxBytes: number, fd?: number) {
-    this.fd = fd ?? fs.openSync(file, "a", 0o644)
+  /** Opens (creating or appending to) `file`; `maxBytes` 0 never rotates. Throws when it cannot. */
+  constructor(readonly file: string, private readonly maxBytes: number) {
+    this.fd = fs.openSync(file, "a", 0o644)
     this.size = fs.fstatSync(this.fd).size
     openForWriting.set(file, (openForWriting.get(file) ?? 0) + 1)
-  }
-
-  /**
-   * Like the constructor, with the open on libuv's thread pool. Creating a file can hold the
-   * calling thread for milliseconds (ext4 without a journal walks its inode bitmap past every
-   * inode deleted in the last minutes: 1.7 ms of CPU per agent log measured on a busy machine),
-   * and the daemon opens one log per attempt.
-   */
-  static open(file: string, maxBytes: number): Promise<RotatingLogFile> {
-    return new Promise((resolve, reject) =>
-      fs.open(file, "a", 0o644, (error, fd) => {
-        if (error) return reject(error)
-        try {
-          resolve(new RotatingLogFile(file, maxBytes, fd))
-        } catch (e) {
-          fs.closeSync(fd)
-          reject(e)
-        }
-      })
-    )
   }
 
   /** Appends `data` whole; rotates once the file has reached the size limit. Throws on I/O errors. */

@@ -372,9 +372,9 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
         // Whether the log has its footer (or will have it: the spawned child's release writes it).
         let footed = false
         const log = yield* Effect.acquireRelease(
-          Effect.tryPromise({
-            try: async () => {
-              const log = await RotatingLogFile.open(spec.logFile, maxLogBytes)
+          Effect.try({
+            try: () => {
+              const log = new RotatingLogFile(spec.logFile, maxLogBytes)
               try {
                 log.write(headerText(spec.header))
               } catch (e) {
