@@ -165,7 +165,7 @@ export const make = Effect.gen(function*() {
   const setView = (view: JobView) => Effect.sync(() => views.set(view.name, view))
 
   /** Runs one attempt with its timeout; the slot was reserved by the dispatcher. */
-  const runAttempt = (claimed: ClaimedTrigger, attempt: number, onExit: (status: ExitStatus) => void) =>
+  const runAttempt = (claimed: ClaimedTrigger, attempt: number, onExit: (status: ExitStatus) => void, onGone: Effect.Effect<void>) =>
     Effect.gen(function*() {
       const { name, agent, trigger } = claimed.queued
       const traceId = trigger.trace_id ?? null
@@ -224,6 +224,7 @@ export const make = Effect.gen(function*() {
         },
         logFile,
         timeoutMs: settings.agentTimeoutMs,
+        onGone,
         onExit: (status) => {
           exitStatus = status
           onExit(status)
@@ -376,8 +377,16 @@ export const make = Effect.gen(function*() {
               attempt > first ? Effect.sleep(delays[attempt - 2]!).pipe(Effect.zipRight(awaitSlot(claimed.queued, attempt))) : Effect.void
             )
             exited = undefined
-            const attempted = yield* runAttempt(claimed, attempt, (status) => void (exited = { status, attempt })).pipe(
-              Effect.ensuring(slots.markIdle(agent).pipe(Effect.zipRight(wake))),
+            // The slot is free once the agent's processes are gone, before its last output is
+            // drained and the attempt recorded: the agent's next trigger starts meanwhile.
+            let released = false
+            const release = Effect.suspend(() => {
+              if (released) return Effect.void
+              released = true
+              return slots.markIdle(agent).pipe(Effect.zipRight(wake))
+            })
+            const attempted = yield* runAttempt(claimed, attempt, (status) => void (exited = { status, attempt }), release).pipe(
+              Effect.ensuring(release),
               Effect.either
             )
             if (Either.isLeft(attempted)) {

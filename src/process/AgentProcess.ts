@@ -56,6 +56,11 @@ export interface AgentRunSpec {
    */
   readonly onExit?: (status: ExitStatus) => void
   /**
+   * Runs once the agent and its whole process group are gone (after an exit, a timeout, a stall
+   * or an interruption), before its remaining output is drained and the footer written.
+   */
+  readonly onGone?: Effect.Effect<void>
+  /**
    * An agent silent for `afterMs` (no output since `lastActivityMs()`, epoch ms on the Effect
    * clock) is stopped like on a timeout and the result is `Stalled`.
    */
@@ -417,6 +422,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
             : stopChild(started, killGraceMs).pipe(
               Effect.withSpan("kill"),
               Effect.zipRight(Deferred.await(started.exited)),
+              Effect.tap(() => spec.onGone ?? Effect.void),
               // The group is gone: the pipes close now, unless an escaped process still holds them.
               Effect.tap(() => Deferred.await(started.drain.drained).pipe(Effect.interruptible, Effect.timeoutOption(DRAIN_MS))),
               Effect.flatMap((status) =>

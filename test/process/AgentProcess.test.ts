@@ -372,6 +372,26 @@ for (const [how, spawnAgent] of ways) describe(`AgentProcess (Node), agents ${ho
       expect(groupMembers(leader)).toEqual([])
     }))
 
+  it.live("onGone runs once, when the whole group is gone and before the footer; the run still ends with every byte and the footer", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const gcFile = path.join(dir, "grandchild.pid")
+      let leader = 0
+      const seen: Array<{ readonly members: number; readonly log: string }> = []
+      const status = yield* runner.run(
+        shSpec(dir, `sleep 300 & echo $! > '${gcFile}'; echo last words; exit 3`, {
+          onSpawn: (info) => Effect.sync(() => void (leader = info.pid)),
+          onGone: Effect.sync(() => void seen.push({ members: groupMembers(leader).length, log: readLog(path.join(dir, "agent.log")) }))
+        })
+      )
+      startedPids.add(Number(fs.readFileSync(gcFile, "utf8").trim()))
+      expect(status).toMatchObject({ _tag: "Exited", code: 3 })
+      expect(seen).toHaveLength(1)
+      expect(seen[0]!.members).toBe(0)
+      expect(seen[0]!.log).not.toMatch(/Exit code:/)
+      expect(readLog(path.join(dir, "agent.log"))).toMatch(/last words\n\nFailed: .*\nExit code: 3\n$/)
+    }))
+
   it.live("a grandchild that ignores SIGTERM is SIGKILLed after the grace once the run completes", () =>
     Effect.gen(function*() {
       const dir = makeTempDir()
