@@ -310,9 +310,9 @@ const stopChild = (started: Started, graceMs: number) =>
   })
 
 /** Writes the footer; a log that cannot be written any more is reported, never fatal here. */
-const writeFooter = (log: RotatingLogFile, status: ExitStatus | "not started") => {
+const writeFooter = (log: RotatingLogFile, status: ExitStatus) => {
   try {
-    log.write(footerOf(status === "not started" ? ExitStatus.SpawnFailed({ message: "not started: the run was stopped first" }) : status, Date.now()))
+    log.write(footerOf(status, Date.now()))
   } catch (e) {
     process.stderr.write(`starforge: cannot write ${log.file}: ${(e as Error).message}\n`)
   }
@@ -395,7 +395,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
           (log, exit) =>
             Effect.sync(() => {
               // Stopped between the log's open and the spawn: the log says so instead of ending at its header.
-              if (!footed && Exit.isFailure(exit)) writeFooter(log, "not started")
+              if (!footed && Exit.isFailure(exit)) writeFooter(log, ExitStatus.SpawnFailed({ message: "not started: the run was stopped first" }))
               log.close()
             })
         )
