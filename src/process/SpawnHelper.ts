@@ -10,6 +10,11 @@
  * its IPC channel, and reports the exit. The daemon drains the pipes and signals the process
  * group itself, as before; the helper holds nothing else.
  *
+ * Exits are reported on the helper's stdout, one line each, not on the IPC channel: Node queues
+ * every message sent after a pipe end until the daemon has acknowledged that pipe end, so an
+ * exit would wait for a round trip through the daemon's event loop per pipe end sent before it
+ * (8 agents ending at once: 5–25 ms). An exit may so arrive before the agent's pipe ends do.
+ *
  * The helper lives in a process group of its own and ignores SIGINT/SIGTERM/SIGHUP (a Ctrl-C in
  * the daemon's terminal must not take it before the daemon has stopped its agents); it exits
  * when the daemon closes the channel or dies. If it cannot be started or dies, agents are
@@ -20,7 +25,7 @@
  * at the daemon's next start.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import type { Readable } from "node:stream"
+import { Readable } from "node:stream"
 
 /** One agent started by the helper (or directly). */
 export interface SpawnedAgent {
@@ -59,6 +64,9 @@ const helperMain = () => {
   process.on("disconnect", () => process.exit(0))
   const send = (message: unknown, handle?: import("node:net").Socket) =>
     process.connected && process.send!(message, handle as never, { keepOpen: false } as never)
+  // A pipe: written synchronously, so a line is never lost when the helper exits.
+  const reportExit = (id: number, pid: number, code: number | null, signal: string | null) =>
+    process.stdout.write(`${JSON.stringify({ id, pid, code, signal })}\n`)
   process.on("message", (request: { id: number; command: string; args: Array<string>; cwd: string; env: Record<string, string> }) => {
     const { id } = request
     let child: import("node:child_process").ChildProcess
@@ -83,7 +91,7 @@ const helperMain = () => {
       send({ id, op: "stdout", pid: child.pid }, child.stdout as never)
       send({ id, op: "stderr" }, child.stderr as never)
     })
-    child.once("exit", (code, signal) => send({ id, op: "exit", code, signal }))
+    child.once("exit", (code, signal) => reportExit(id, child.pid!, code, signal))
   })
 }
 
@@ -112,7 +120,25 @@ interface Pending {
   readonly exit: ReturnType<typeof exitLatch>
   pid?: number
   stdout?: Readable
+  /** Both pipe ends arrived: the spawn was answered. */
   started: boolean
+  /** The exit arrived (it may come before the pipe ends). */
+  exited: boolean
+}
+
+/** A reported exit, one line of the helper's stdout. */
+interface ExitLine {
+  readonly id: number
+  readonly pid: number
+  readonly code: number | null
+  readonly signal: string | null
+}
+
+/** A pipe with nothing left in it. */
+const endedPipe = (): Readable => {
+  const pipe = Readable.from([])
+  pipe.resume()
+  return pipe
 }
 
 /** How often an agent whose helper died is looked for in `/proc`. */
@@ -168,6 +194,12 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
   const orphanAll = () => {
     for (const [id, p] of pending) {
       pending.delete(id)
+      if (!p.started && p.exited) {
+        // Started and ended, but the helper died before handing over both pipe ends: whatever
+        // was not handed over went with it.
+        p.resolve({ pid: p.pid!, stdout: p.stdout ?? endedPipe(), stderr: endedPipe(), onExit: p.exit.onExit })
+        continue
+      }
       if (!p.started) {
         // Not started (or not known to have started) by the helper: start it here instead (the
         // window this leaves is in the module comment).
@@ -189,7 +221,7 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
     try {
       child = spawn(process.execPath, ["-e", `(${helperMain.toString()})()`], {
         detached: true,
-        stdio: ["ignore", "ignore", "inherit", "ipc"],
+        stdio: ["ignore", "pipe", "inherit", "ipc"],
         env: process.env
       })
     } catch {
@@ -212,6 +244,7 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
           break
         case "stderr": {
           p.started = true
+          if (p.exited) pending.delete(message.id)
           p.resolve({
             pid: p.pid!,
             stdout: p.stdout!,
@@ -220,17 +253,34 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
           })
           break
         }
-        case "exit":
-          pending.delete(message.id)
-          p.exit.report(message.code ?? null, message.signal ?? null)
-          break
+      }
+    })
+    let partial = ""
+    child.stdout!.setEncoding("utf8")
+    child.stdout!.on("data", (chunk: string) => {
+      const lines = (partial + chunk).split("\n")
+      partial = lines.pop()!
+      for (const line of lines) {
+        let exit: ExitLine
+        try {
+          exit = JSON.parse(line)
+        } catch {
+          continue
+        }
+        const p = pending.get(exit.id)
+        if (p === undefined) continue
+        p.exited = true
+        p.pid ??= exit.pid
+        if (p.started) pending.delete(exit.id)
+        p.exit.report(exit.code, exit.signal)
       }
     })
     const gone = () => {
       if (helper === child) helper = undefined
       orphanAll()
     }
-    child.once("exit", gone)
+    // 'close': after the exit and the end of its stdout, so every exit it reported has been read.
+    child.once("close", gone)
     child.once("error", gone)
     return child
   }
@@ -243,7 +293,7 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
       if (current === undefined || !current.connected) return spawnDirect(request)
       return new Promise((resolve) => {
         const id = nextId++
-        pending.set(id, { request, resolve, exit: exitLatch(), started: false })
+        pending.set(id, { request, resolve, exit: exitLatch(), started: false, exited: false })
         current.send({ id, command: request.command, args: request.args, cwd: request.cwd, env: request.env }, (error: Error | null) => {
           if (error === null) return
           // The channel broke before the request went out: start it directly instead.

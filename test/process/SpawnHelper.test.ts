@@ -56,6 +56,26 @@ const outcome = (agent: SpawnedAgent) =>
     readAll(agent.stderr)
   ])
 
+/**
+ * Blocks this process's event loop (nothing is read from the helper meanwhile) until `check()`,
+ * then a little longer: time for the helper to report what it saw.
+ */
+const blockUntil = (check: () => boolean, what: string, ms = 10_000) => {
+  const deadline = Date.now() + ms
+  const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    pause(5)
+  }
+  pause(100)
+}
+
+/** The agent that wrote its pid to `dir/pid` has exited and been reaped by its parent, the helper. */
+const exitedAgent = (dir: string) => {
+  const text = fs.existsSync(path.join(dir, "pid")) ? fs.readFileSync(path.join(dir, "pid"), "utf8") : ""
+  return text.endsWith("\n") && !fs.existsSync(`/proc/${text.trim()}`)
+}
+
 const newHelper = () => {
   const helper = startSpawnHelper(procfs.isAlive)
   helpers.push(helper)
@@ -100,6 +120,35 @@ describe("spawn helper", { timeout: 20_000 }, () => {
     const [again] = await outcome(await run(helper, "echo again"))
     expect(again).toBe("again\n")
     expect(helper.pid()).not.toBe(first)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it("reports an exit that arrives before the agent's pipe ends (they wait for the daemon's acknowledgement, the exit does not)", async () => {
+    const helper = newHelper()
+    await outcome(await run(helper, "true"))
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-helper-"))
+    const request = run(helper, `echo $$ > ${dir}/pid; echo out; echo err >&2; exit 5`)
+    // This process reads nothing meanwhile: the helper sends the first pipe end and then waits for
+    // our acknowledgement before it can send the second; the agent has exited by then.
+    blockUntil(() => exitedAgent(dir), "the agent to start and be reaped")
+    const agent = await request
+    const [out, exit, err] = await outcome(agent)
+    expect([out, exit, err]).toEqual(["out\n", [5, null], "err\n"])
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it("dies after reporting an exit but before handing over the agent's pipes: the exit stands and the agent is not started again", async () => {
+    const helper = newHelper()
+    await outcome(await run(helper, "true"))
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-helper-"))
+    const request = run(helper, `echo $$ >> ${dir}/pid; exit 4`)
+    blockUntil(() => exitedAgent(dir), "the agent to start and be reaped")
+    const pid = helper.pid()!
+    process.kill(pid, "SIGKILL")
+    const [, exit] = await outcome(await request)
+    expect(exit).toEqual([4, null])
+    expect(fs.readFileSync(path.join(dir, "pid"), "utf8").trim().split("\n")).toHaveLength(1)
+    expect(helper.pid()).toBeUndefined()
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
