@@ -6,7 +6,7 @@
  * embedding program sees the same events through its own logger.
  */
 import * as fs from "node:fs"
-import { Clock, Context, Effect, Layer, Ref } from "effect"
+import { Clock, Context, Effect, FiberRef, HashSet, Layer, Ref } from "effect"
 import { DaemonConfig, LOG_SEVERITIES, type LogSeverity } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { withoutLineBreaks } from "../domain/text.js"
@@ -88,7 +88,15 @@ export interface DaemonLogShape {
 export const formatLine = (ms: number, level: EventLevel, message: string, traceId?: string | null) =>
   `[${new Date(ms).toISOString()}] [${withoutLineBreaks(traceId ?? "")}] ${level}: ${withoutLineBreaks(message)}\n`
 
-const toEffectLog = (level: EventLevel, message: string, context: EventContext | undefined) => {
+/**
+ * The event for Effect's loggers too (an embedding program's own), as structured annotations.
+ * Skipped when there are none (the `starforge` command removes Effect's default ones): the
+ * annotations alone were about a tenth of the daemon's work per job.
+ */
+const toEffectLog = (level: EventLevel, message: string, context: EventContext | undefined) =>
+  Effect.flatMap(FiberRef.get(FiberRef.currentLoggers), (loggers) => HashSet.size(loggers) === 0 ? Effect.void : logWithAnnotations(level, message, context))
+
+const logWithAnnotations = (level: EventLevel, message: string, context: EventContext | undefined) => {
   const log = level === "ERROR" ? Effect.logError(message) : level === "WARN" ? Effect.logWarning(message) : Effect.logInfo(message)
   return log.pipe(
     Effect.annotateLogs({
