@@ -1,7 +1,7 @@
 /** Time formats of the contract. */
 
 /** `2025-10-25T05:00:00Z`: UTC ISO-8601 to the second, as in the slot file and the logs. */
-export const isoSeconds = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z")
+export const isoSeconds = (ms: number): string => new Date(ms).toISOString().slice(0, -5) + "Z"
 
 /** `yyyymmdd-HHMMSS` in UTC, the prefix of archived triggers. */
 export const archiveStamp = (ms: number): string => {

@@ -24,6 +24,7 @@ import { StorageError } from "../domain/errors.js"
 import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
 import { withoutLineBreaks } from "../domain/text.js"
 import { isoSeconds } from "../domain/time.js"
+import { NO_STACK } from "../daemon/Tracing.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
 import * as procfs from "./procfs.js"
 import { type SpawnAgent, spawnDirect, startSpawnHelper } from "./SpawnHelper.js"
@@ -407,7 +408,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
         }
         let final: ExitStatus | undefined
         const spawn = spawnChild(spawnAgent, spec, log).pipe(
-          Effect.withSpan("spawn"),
+          Effect.withSpan("spawn", NO_STACK),
           // In the acquisition, which cannot be interrupted: from here the log gets its footer.
           Effect.tap((started) =>
             Effect.sync(() => {
@@ -420,7 +421,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
           "failed" in started
             ? Effect.void
             : stopChild(started, killGraceMs).pipe(
-              Effect.withSpan("kill"),
+              Effect.withSpan("kill", NO_STACK),
               Effect.zipRight(Deferred.await(started.exited)),
               Effect.tap(() => spec.onGone ?? Effect.void),
               // The group is gone: the pipes close now, unless an escaped process still holds them.
@@ -436,20 +437,20 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
         if ("failed" in started) return ExitStatus.SpawnFailed({ message: started.failed })
         yield* spec.onSpawn({ pid: started.pid, startTime: procfs.startTimeOf(started.pid) ?? null })
         const ended = yield* awaitEnd(started.ended, spec).pipe(
-          Effect.withSpan("run", { attributes: { pid: started.pid } })
+          Effect.withSpan("run", { attributes: { pid: started.pid }, ...NO_STACK })
         )
         if (ended._tag === "Exit") return ended.status
         // A stop that races the exit reports the exit.
         const exitedMeanwhile = yield* Deferred.poll(started.exited)
         if (Option.isSome(exitedMeanwhile)) return yield* exitedMeanwhile.value
         const reason = ended._tag === "Timeout" ? "timeout" : "stalled"
-        const signal = (yield* stopChild(started, killGraceMs).pipe(Effect.withSpan("kill", { attributes: { reason } }))) ?? "SIGTERM"
+        const signal = (yield* stopChild(started, killGraceMs).pipe(Effect.withSpan("kill", { attributes: { reason }, ...NO_STACK }))) ?? "SIGTERM"
         final = ended._tag === "Timeout"
           ? ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal })
           : ExitStatus.Stalled({ afterSeconds: ended.silentMs / 1000, signal })
         return final
       })
-    ).pipe(Effect.withSpan("AgentProcess.run", { attributes: { agent: spec.agent } })),
+    ).pipe(Effect.withSpan("AgentProcess.run", { attributes: { agent: spec.agent }, ...NO_STACK })),
 
   stopOrphan: (pid, startTime) =>
     Effect.gen(function*() {
