@@ -28,6 +28,13 @@ export declare const seededJobs: (options: {
 export declare const makespanLowerBound: (jobs: ReadonlyArray<Job>, cap: number) => number
 export declare const policyMakespan: (jobs: ReadonlyArray<Job>, cap: number) => number
 export declare const makespanSeconds: (runs: ReadonlyArray<AgentRun>) => number
+export declare const slowestChain: (runs: ReadonlyArray<AgentRun>, jobSeconds: number) => {
+  readonly agent: string
+  readonly firstStart: number
+  readonly own: number
+  readonly gaps: number
+  readonly jobs: number
+}
 export declare const pairRuns: (records: ReadonlyArray<AgentRecord>) => Array<AgentRun>
 export declare const parseRecords: (text: string) => Array<AgentRecord>
 export declare const agentsNeverOverlap: (runs: ReadonlyArray<AgentRun>) => boolean

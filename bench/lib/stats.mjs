@@ -120,6 +120,33 @@ export const pairRuns = (records) => {
   return runs
 }
 
+/**
+ * Where the makespan of the agent that finished last went, in seconds: how long after the first
+ * start its first job started, its jobs' own time beyond `jobSeconds` each (the agent's forks of
+ * `sleep` and `date`), and the gaps between its jobs (its exit -> its next start).
+ */
+export const slowestChain = (runs, jobSeconds) => {
+  let first = runs[0].start
+  for (const r of runs) if (r.start < first) first = r.start
+  const byAgent = new Map()
+  for (const r of runs) byAgent.set(r.agent, [...(byAgent.get(r.agent) ?? []), r])
+  let slowest
+  for (const [agent, list] of byAgent) {
+    list.sort((a, b) => (a.start < b.start ? -1 : 1))
+    const last = list[list.length - 1].end
+    if (slowest === undefined || last > slowest.last) slowest = { agent, list, last }
+  }
+  const s = (ns) => Number(ns) / 1e9
+  const { agent, list } = slowest
+  let own = 0
+  let gaps = 0
+  for (let i = 0; i < list.length; i++) {
+    own += s(list[i].end - list[i].start) - jobSeconds
+    if (i + 1 < list.length) gaps += s(list[i + 1].start - list[i].end)
+  }
+  return { agent, firstStart: s(list[0].start - first), own, gaps, jobs: list.length }
+}
+
 /** Parses the agents' record lines `<kind> <ns> <pid> <agent>`. */
 export const parseRecords = (text) =>
   text.split("\n").filter((l) => l.trim() !== "").map((line) => {

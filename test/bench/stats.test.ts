@@ -12,6 +12,7 @@ import {
   percentile,
   policyMakespan,
   seededJobs,
+  slowestChain,
   verdict
 } from "../../bench/lib/stats.mjs"
 
@@ -76,6 +77,12 @@ describe("bench stats", () => {
     const runs = pairRuns(records)
     expect(runs.map((r) => [r.agent, r.pid])).toEqual([["a", 11], ["b", 12], ["a", 13]])
     expect(makespanSeconds(runs)).toBe(3)
+    // a ends last: its first job began with the first start, its jobs lasted 1 s and 1.999999999 s
+    // (0.5 s jobs: 1.999999999 s beyond), one gap of 1 ns.
+    const chain = slowestChain(runs, 0.5)
+    expect(chain).toMatchObject({ agent: "a", firstStart: 0, jobs: 2 })
+    expect(chain.own).toBeCloseTo(1.999999999, 9)
+    expect(chain.gaps).toBeCloseTo(1e-9, 12)
     expect(agentsNeverOverlap(runs)).toBe(true)
     expect(agentsNeverOverlap([...runs, { agent: "b", pid: 15, start: 2_500_000_000n, end: 2_600_000_000n }])).toBe(false)
     // xargs runs have no agent name.
