@@ -48,7 +48,7 @@ if (!fs.existsSync(BIN)) {
 }
 const srcDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "src")
 const newestSource = Math.max(...fs.readdirSync(srcDir, { recursive: true }).map((f) => fs.statSync(path.join(srcDir, f)).mtimeMs))
-if (newestSource > fs.statSync(BIN).mtimeMs) console.error("bench: warning: src/ is newer than dist/bin.js; run 'npm run build' to measure the current code")
+if (newestSource > fs.statSync(BIN).mtimeMs) console.error("bench: warning: src/ is newer than dist/bin.cjs; run 'npm run build' to measure the current code")
 
 installCleanup()
 

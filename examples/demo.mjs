@@ -12,10 +12,10 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-const bin = path.join(here, "..", "dist", "bin.js")
+const bin = path.join(here, "..", "dist", "bin.cjs")
 const agent = path.join(here, "agent.sh")
 if (!fs.existsSync(bin)) {
-  console.error("dist/bin.js is missing: run `npm install` (it builds) or `npm run build` first")
+  console.error("dist/bin.cjs is missing: run `npm install` (it builds) or `npm run build` first")
   process.exit(1)
 }
 

@@ -1,6 +1,6 @@
 // Bundles the CLI into one file, dist/cli.cjs: importing the `effect` packages module by module
-// costs about two seconds per command; the bundle loads in a fraction of that. dist/bin.js (the
-// `starforge` command, scripts/cli-loader.mjs) runs it through a V8 code cache. CommonJS because
+// costs about two seconds per command; the bundle loads in a fraction of that. dist/bin.cjs (the
+// `starforge` command, scripts/cli-loader.cjs) runs it through a V8 code cache. CommonJS because
 // Node 20 can cache compiled code only for scripts (`vm.Script`), not for ES modules. The library
 // (dist/index.js) stays the plain tsc output.
 import { build } from "esbuild"
@@ -45,5 +45,5 @@ await build({
   charset: "ascii",
   logLevel: "warning"
 })
-copyFileSync("scripts/cli-loader.mjs", "dist/bin.js")
-chmodSync("dist/bin.js", 0o755)
+copyFileSync("scripts/cli-loader.cjs", "dist/bin.cjs")
+chmodSync("dist/bin.cjs", 0o755)

@@ -1,5 +1,5 @@
 // The benchmark's side effects: temporary projects, the recording agent, the real daemon
-// (`dist/bin.js daemon start --foreground`), /proc sampling, and the clean-up that runs however
+// (`dist/bin.cjs daemon start --foreground`), /proc sampling, and the clean-up that runs however
 // the run ends (normal end, failure, Ctrl-C, SIGTERM).
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url"
 import { DAEMON_NODE_OPTIONS } from "../../dist/daemon/nodeOptions.js"
 import { parseRecords } from "./stats.mjs"
 
-export const BIN = fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
+export const BIN = fileURLToPath(new URL("../../dist/bin.cjs", import.meta.url))
 /**
  * Extra node options for every daemon and CLI call, for profiling: e.g.
  * `BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` (Node 20 refuses --cpu-prof in NODE_OPTIONS).

@@ -1,5 +1,5 @@
 /**
- * The `starforge` command's V8 code cache (dist/bin.js, from scripts/cli-loader.mjs): written
+ * The `starforge` command's V8 code cache (dist/bin.cjs, from scripts/cli-loader.cjs): written
  * once per build, Node version and Node options, and old builds' caches do not pile up.
  */
 import { spawnSync } from "node:child_process"
@@ -8,7 +8,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 
-const BIN = path.resolve(__dirname, "../../dist/bin.js")
+const BIN = path.resolve(__dirname, "../../dist/bin.cjs")
 const dirs: Array<string> = []
 afterEach(() => {
   for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })

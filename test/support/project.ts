@@ -13,7 +13,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterEach } from "vitest"
 
-export const BIN = fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
+export const BIN = fileURLToPath(new URL("../../dist/bin.cjs", import.meta.url))
 
 export interface CliResult {
   readonly code: number
