@@ -114,7 +114,7 @@ export class AgentProcess extends Context.Tag("starforge/AgentProcess")<AgentPro
       const config = yield* DaemonConfig
       const helper = yield* Effect.acquireRelease(
         Effect.sync(() => startSpawnHelper(procfs.isAlive)),
-        (helper) => Effect.sync(() => helper.close())
+        (helper) => Effect.promise(() => helper.close())
       )
       return makeNode(config.settings.killGraceMs, config.settings.logMaxBytes, helper.spawn)
     })

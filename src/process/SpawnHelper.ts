@@ -149,6 +149,9 @@ const endedPipe = (): Readable => {
   return pipe
 }
 
+/** How long a closed helper may take to exit before it is killed (it exits within milliseconds). */
+const HELPER_EXIT_MS = 2_000
+
 /** How often an agent whose helper died is looked for in `/proc`. */
 const ORPHAN_POLL_MS = 100
 
@@ -182,8 +185,12 @@ export const spawnDirect: SpawnAgent = (request) =>
 
 export interface SpawnHelper {
   readonly spawn: SpawnAgent
-  /** Closes the channel; the helper exits. Agents still running are not touched. */
-  readonly close: () => void
+  /**
+   * Closes the channel; the helper exits (it is killed if it has not within `HELPER_EXIT_MS`).
+   * Resolves once it is gone, so a daemon that stops leaves no helper behind. Agents still
+   * running are not touched.
+   */
+  readonly close: () => Promise<void>
   /** The helper's pid while it runs (for diagnostics and tests). */
   readonly pid: () => number | undefined
 }
@@ -311,8 +318,18 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
     },
     close: () => {
       closed = true
-      if (helper?.connected) helper.disconnect()
+      const current = helper
       helper = undefined
+      if (current === undefined || current.exitCode !== null || current.signalCode !== null) return Promise.resolve()
+      return new Promise<void>((resolve) => {
+        const kill = setTimeout(() => current.kill("SIGKILL"), HELPER_EXIT_MS)
+        current.once("exit", () => {
+          clearTimeout(kill)
+          resolve()
+        })
+        if (current.connected) current.disconnect()
+        else current.kill("SIGKILL")
+      })
     },
     pid: () => helper?.pid
   }

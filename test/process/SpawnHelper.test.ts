@@ -169,12 +169,23 @@ describe("spawn helper", { timeout: 20_000 }, () => {
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  it("close: the helper exits, and agents still running are left alone", async () => {
+  it("close: the helper has exited when close() resolves, and agents still running are left alone", async () => {
     const helper = newHelper()
     const agent = await run(helper, "sleep 30")
     const pid = helper.pid()!
-    helper.close()
-    await until(() => !procfs.isAlive(pid), "the helper to exit")
+    await helper.close()
+    // Not a moment later: a daemon that has stopped leaves no helper behind.
+    expect(procfs.isAlive(pid)).toBe(false)
     expect(procfs.isAlive(agent.pid)).toBe(true)
+    await helper.close()
+  })
+
+  it("close: a helper that does not exit (stopped) is killed", async () => {
+    const helper = newHelper()
+    await outcome(await run(helper, "true"))
+    const pid = helper.pid()!
+    process.kill(pid, "SIGSTOP")
+    await helper.close()
+    expect(procfs.isAlive(pid)).toBe(false)
   })
 })
