@@ -79,6 +79,9 @@ const exitedAgent = (dir: string) => {
 const newHelper = () => {
   const helper = startSpawnHelper(procfs.isAlive)
   helpers.push(helper)
+  // Killed after the test whatever happened to it (a helper a test stopped cannot exit by itself).
+  const pid = helper.pid()
+  if (pid !== undefined) pids.add(pid)
   return helper
 }
 
