@@ -4,7 +4,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Scope, TestClock } from "effect"
-import { latestWriter, writeBehind } from "../../src/io/stateFile.js"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { latestWriter, writeBehind, writeFileAtomic } from "../../src/io/stateFile.js"
 
 describe("latestWriter (group commit)", () => {
   it.effect("callers during a slow write share the next one; each returns after a write that has its change", () =>
@@ -80,5 +83,37 @@ describe("writeBehind", () => {
       yield* file.changed
       yield* Scope.close(scope, Exit.void)
       expect(saved[saved.length - 1]).toBe(9)
+    }))
+})
+
+describe("writeFileAtomic", () => {
+  it.live("replaces the file through a temporary one, and makes a missing directory first", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-atomic-"))
+      try {
+        const file = path.join(dir, "not", "yet", "state.json")
+        yield* writeFileAtomic(file, "one\n")
+        expect(fs.readFileSync(file, "utf8")).toBe("one\n")
+        yield* writeFileAtomic(file, "two\n")
+        expect(fs.readFileSync(file, "utf8")).toBe("two\n")
+        expect(fs.readdirSync(path.dirname(file))).toEqual(["state.json"])
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+
+  it.live("fails with a StorageError naming the file when its directory cannot be made, and leaves nothing behind", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-atomic-"))
+      try {
+        fs.writeFileSync(path.join(dir, "plain"), "")
+        const file = path.join(dir, "plain", "state.json")
+        const error = yield* Effect.flip(writeFileAtomic(file, "x"))
+        expect(error._tag).toBe("StorageError")
+        expect(error.message).toContain(file)
+        expect(fs.readdirSync(dir)).toEqual(["plain"])
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
     }))
 })
