@@ -18,7 +18,7 @@
  */
 import * as fs from "node:fs"
 import type { Readable } from "node:stream"
-import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Ref } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Runtime } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
@@ -58,7 +58,10 @@ export interface AgentRunSpec {
   readonly onExit?: (status: ExitStatus) => void
   /**
    * Runs once the agent and its whole process group are gone (after an exit, a timeout, a stall
-   * or an interruption), before its remaining output is drained and the footer written.
+   * or an interruption), before its remaining output is drained and the footer written. An agent
+   * that exits leaving no process behind runs it the moment its exit is reported, and the run
+   * then lets the event loop turn before its clean-up: whatever `onGone` starts (the agent's next
+   * trigger) goes first.
    */
   readonly onGone?: Effect.Effect<void>
   /**
@@ -237,7 +240,17 @@ const drainInto = (
   }
 }
 
-const spawnChild = (spawnAgent: SpawnAgent, spec: AgentRunSpec, log: RotatingLogFile) =>
+/**
+ * Lets the event loop turn (I/O first, then this run goes on): lower priority than any work
+ * already due, which `Effect.yieldNow` (a microtask) is not.
+ */
+const yieldToEventLoop = Effect.async<void>((resume) => {
+  const immediate = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(immediate))
+})
+
+/** `atExit` is called with the agent's exit, before the run's waits are woken. */
+const spawnChild = (spawnAgent: SpawnAgent, spec: AgentRunSpec, log: RotatingLogFile, atExit: (pid: number) => void) =>
   Effect.async<(Started & { readonly drain: ReturnType<typeof drainInto> }) | { readonly failed: string }>((resume) => {
     spawnAgent({ command: spec.command, args: spec.args, cwd: spec.cwd, env: spec.env }).then((spawned) => {
       if ("failed" in spawned) {
@@ -250,6 +263,7 @@ const spawnChild = (spawnAgent: SpawnAgent, spec: AgentRunSpec, log: RotatingLog
       spawned.onExit((code, signal) => {
         const status = code !== null ? ExitStatus.Exited({ code }) : ExitStatus.Signaled({ signal: signal ?? "SIGKILL" })
         spec.onExit?.(status)
+        atExit(spawned.pid)
         Deferred.unsafeDone(exited, Effect.succeed(status))
         Deferred.unsafeDone(ended, Effect.succeed<RunEnd>({ _tag: "Exit", status }))
       })
@@ -407,7 +421,20 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
           return status
         }
         let final: ExitStatus | undefined
-        const spawn = spawnChild(spawnAgent, spec, log).pipe(
+        // `onGone` runs once: at the exit when nothing of the agent is left (and `onSpawn` has run:
+        // an agent that exits at once may be reported before it), else after the sweep.
+        let gone = false
+        let spawnReported = false
+        const runtime = yield* Effect.runtime<never>()
+        const reportGone = Effect.suspend(() => {
+          if (gone || spec.onGone === undefined) return Effect.void
+          gone = true
+          return spec.onGone
+        })
+        const atExit = (pid: number) => {
+          if (spawnReported && spec.onGone !== undefined && procfs.groupMembers(pid).length === 0) Runtime.runFork(runtime)(reportGone)
+        }
+        const spawn = spawnChild(spawnAgent, spec, log, atExit).pipe(
           Effect.withSpan("spawn", NO_STACK),
           // In the acquisition, which cannot be interrupted: from here the log gets its footer.
           Effect.tap((started) =>
@@ -420,12 +447,17 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
         const started = yield* Effect.acquireRelease(spawn, (started) =>
           "failed" in started
             ? Effect.void
-            : stopChild(started, killGraceMs).pipe(
+            // Gone at its exit: a group without members cannot get new ones, nothing to sweep (the
+            // stage's span is kept, empty).
+            : Effect.suspend(() => gone ? Effect.void : stopChild(started, killGraceMs)).pipe(
               Effect.withSpan("kill", NO_STACK),
               Effect.zipRight(Deferred.await(started.exited)),
-              Effect.tap(() => spec.onGone ?? Effect.void),
+              Effect.tap(() => reportGone),
               // The group is gone: the pipes close now, unless an escaped process still holds them.
-              Effect.tap(() => Deferred.await(started.drain.drained).pipe(Effect.interruptible, Effect.timeoutOption(DRAIN_MS))),
+              Effect.tap(() =>
+                Effect.flatMap(Deferred.isDone(started.drain.drained), (drained) =>
+                  drained ? Effect.void : Deferred.await(started.drain.drained).pipe(Effect.interruptible, Effect.timeoutOption(DRAIN_MS)))
+              ),
               Effect.flatMap((status) =>
                 Effect.sync(() => {
                   started.drain.flush()
@@ -436,10 +468,14 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
             ))
         if ("failed" in started) return ExitStatus.SpawnFailed({ message: started.failed })
         yield* spec.onSpawn({ pid: started.pid, startTime: procfs.startTimeOf(started.pid) ?? null })
+        spawnReported = true
         const ended = yield* awaitEnd(started.ended, spec).pipe(
           Effect.withSpan("run", { attributes: { pid: started.pid }, ...NO_STACK })
         )
-        if (ended._tag === "Exit") return ended.status
+        if (ended._tag === "Exit") {
+          if (gone) yield* yieldToEventLoop
+          return ended.status
+        }
         // A stop that races the exit reports the exit.
         const exitedMeanwhile = yield* Deferred.poll(started.exited)
         if (Option.isSome(exitedMeanwhile)) return yield* exitedMeanwhile.value

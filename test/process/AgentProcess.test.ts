@@ -392,6 +392,38 @@ for (const [how, spawnAgent] of ways) describe(`AgentProcess (Node), agents ${ho
       expect(readLog(path.join(dir, "agent.log"))).toMatch(/last words\n\nFailed: .*\nExit code: 3\n$/)
     }))
 
+  it.live("an agent that leaves no process: onGone runs once at its exit, and what it wakes runs before the run's clean-up", () =>
+    Effect.gen(function*() {
+      const dir = makeTempDir()
+      const logFile = path.join(dir, "agent.log")
+      let leader = 0
+      let goneCalls = 0
+      // Stands for the dispatcher: a fiber that onGone wakes, which starts a job (a new fiber) that
+      // looks at the log when it runs.
+      const woken = yield* Deferred.make<void>()
+      const seenByWoken = yield* Deferred.make<{ readonly members: number; readonly log: string }>()
+      const job = Effect.suspend(() => Deferred.succeed(seenByWoken, { members: groupMembers(leader).length, log: readLog(logFile) }))
+      yield* Deferred.await(woken).pipe(Effect.zipRight(Effect.forkDaemon(job)), Effect.fork)
+      // It exits once onSpawn has run (an agent that exits at once may be reported before it).
+      const go = path.join(dir, "go")
+      const status = yield* runner.run(
+        shSpec(dir, `while [ ! -e '${go}' ]; do sleep 0.01; done; echo last words; exit 4`, {
+          onSpawn: (info) => Effect.sync(() => {
+            leader = info.pid
+            fs.writeFileSync(go, "")
+          }),
+          onGone: Effect.sync(() => void goneCalls++).pipe(Effect.zipRight(Deferred.succeed(woken, undefined)))
+        })
+      )
+      expect(status).toMatchObject({ _tag: "Exited", code: 4 })
+      expect(goneCalls).toBe(1)
+      const seen = yield* Deferred.await(seenByWoken)
+      expect(seen.members).toBe(0)
+      // Woken by onGone, it ran before the footer was written.
+      expect(seen.log).not.toMatch(/Exit code:/)
+      expect(readLog(logFile)).toMatch(/last words\n\nFailed: .*\nExit code: 4\n$/)
+    }))
+
   it.live("a grandchild that ignores SIGTERM is SIGKILLed after the grace once the run completes", () =>
     Effect.gen(function*() {
       const dir = makeTempDir()
