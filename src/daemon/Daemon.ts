@@ -73,7 +73,7 @@ const directories = Layer.effectDiscard(
 
 /** Every layer of a running daemon for one project. */
 export const layer = (options: DaemonOptions) => {
-  const services = Layer.mergeAll(AgentSlots.layer, AgentProcess.layer, DaemonState.layer, FileTriggerQueue.layer, History.layer, Usage.layer, Notifier.layer)
+  const services = Layer.mergeAll(AgentSlots.layer, DaemonState.layer, FileTriggerQueue.layer, History.layer, Usage.layer, Notifier.layer)
   const ready = Layer.effectDiscard(
     Effect.gen(function*() {
       const instance = yield* DaemonInstance
@@ -93,6 +93,9 @@ export const layer = (options: DaemonOptions) => {
     Layer.provideMerge(services),
     Layer.provideMerge(DaemonLog.layer({ echo: options.echo ?? false })),
     Layer.provideMerge(directories),
+    // First once the daemon knows it is the project's only one: its spawn helper (a Node process,
+    // 50-90 ms to boot) gets ready while the rest starts, not after the first agents are due.
+    Layer.provideMerge(AgentProcess.layer),
     Layer.provideMerge(DaemonInstance.layer),
     Layer.provideMerge(DaemonConfig.layer(options))
   )
