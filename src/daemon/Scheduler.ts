@@ -37,6 +37,7 @@ import { buildPrompt, compareOrder, ticketOf, type Trigger } from "../domain/Tri
 import { AgentProcess } from "../process/AgentProcess.js"
 import { watchOutput } from "../stream/AgentOutput.js"
 import { describeProgress, formatCost, type LimitSignal, type OutputState, reportedError } from "../stream/StreamJson.js"
+import { yieldToEventLoop } from "../io/eventLoop.js"
 import { freeName } from "../queue/triggerFiles.js"
 import { type ClaimedTrigger, type QueuedTrigger, TriggerQueue } from "../queue/TriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
@@ -398,6 +399,10 @@ export const make = Effect.gen(function*() {
               yield* holdBack(claimed, attempt, timestamps, attempted.left)
               return "done" as const
             }
+            // The attempt is recorded; its bookkeeping (usage, notifications, log lines, the
+            // archive) comes after whatever is due, in two steps: another agent's exit waiting to
+            // be read, and the next trigger it starts, never wait for all of it.
+            yield* yieldToEventLoop
             const result = attempted.right
             span.attribute("outcome", outcomeOf(result.outcome))
             span.attribute("exit_code", exitCodeOf(result.outcome) ?? "")
@@ -425,6 +430,7 @@ export const make = Effect.gen(function*() {
                 attempt,
                 pid: result.pid
               })
+              yield* yieldToEventLoop
               yield* complete(
                 archiveDone(claimed, attempt),
                 (error) => `${error.message}; ${agent} succeeded, so it is not run again: archiving ${name}.trigger is tried again in ${retryIn}`

@@ -25,6 +25,7 @@ import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
 import { withoutLineBreaks } from "../domain/text.js"
 import { isoSeconds } from "../domain/time.js"
 import { NO_STACK } from "../daemon/Tracing.js"
+import { yieldToEventLoop } from "../io/eventLoop.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
 import * as procfs from "./procfs.js"
 import { type SpawnAgent, spawnDirect, startSpawnHelper } from "./SpawnHelper.js"
@@ -239,15 +240,6 @@ const drainInto = (
     }
   }
 }
-
-/**
- * Lets the event loop turn (I/O first, then this run goes on): lower priority than any work
- * already due, which `Effect.yieldNow` (a microtask) is not.
- */
-const yieldToEventLoop = Effect.async<void>((resume) => {
-  const immediate = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(immediate))
-})
 
 /** `atExit` is called with the agent's exit, before the run's waits are woken. */
 const spawnChild = (spawnAgent: SpawnAgent, spec: AgentRunSpec, log: RotatingLogFile, atExit: (pid: number) => void) =>
