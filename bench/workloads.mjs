@@ -22,6 +22,7 @@ import {
   agentsNeverOverlap,
   cpuPercentOfCore,
   fmt,
+  fmtAgainst,
   makespanLowerBound,
   makespanSeconds,
   median,
@@ -41,7 +42,7 @@ const seqName = (i, agent) => `${String(i).padStart(5, "0")}-${agent}`
 
 const row = (figure, value, { unit = "", digits = 3, baseline = "—", target, targetValue, kind }) => ({
   figure,
-  measured: `${fmt(value, digits)}${unit}`,
+  measured: `${fmtAgainst(value, targetValue, digits)}${unit}`,
   baseline,
   target,
   verdict: targetValue === undefined ? "—" : verdict(value, targetValue, kind)

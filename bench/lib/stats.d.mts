@@ -41,4 +41,5 @@ export declare const agentsNeverOverlap: (runs: ReadonlyArray<AgentRun>) => bool
 export declare const cpuPercentOfCore: (ticks: number, ticksPerSecond: number, wallSeconds: number) => number
 export declare const verdict: (value: number, target: number, kind: "max" | "min") => "met" | "missed"
 export declare const fmt: (value: number, digits?: number) => string
+export declare const fmtAgainst: (value: number, target: number | undefined, digits?: number) => string
 export declare const markdownTable: (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<unknown>>) => string

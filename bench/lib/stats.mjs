@@ -177,6 +177,16 @@ export const verdict = (value, target, kind) => {
 /** A fixed-precision number without trailing noise. */
 export const fmt = (value, digits = 3) => (Number.isFinite(value) ? Number(value.toFixed(digits)).toString() : String(value))
 
+/**
+ * `fmt`, with as many more digits (up to three) as it takes to tell `value` from `target` when it
+ * would round to it: 0.9497 against 0.95 shows as 0.9497, not as a missed 0.95.
+ */
+export const fmtAgainst = (value, target, digits = 3) => {
+  let shown = digits
+  while (target !== undefined && shown < digits + 3 && value !== target && Number(value.toFixed(shown)) === target) shown++
+  return fmt(value, shown)
+}
+
 /** A Markdown table. */
 export const markdownTable = (header, rows) => {
   const line = (cells) => `| ${cells.map((c) => String(c).replace(/\|/g, "\\|")).join(" | ")} |`

@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest"
 import {
   agentsNeverOverlap,
   cpuPercentOfCore,
+  fmt,
+  fmtAgainst,
   makespanLowerBound,
   makespanSeconds,
   markdownTable,
@@ -96,5 +98,15 @@ describe("bench stats", () => {
     expect(verdict(300, 300, "max")).toBe("met")
     expect(verdict(Number.NaN, 1, "max")).toBe("missed")
     expect(markdownTable(["a", "b"], [["1", "x|y"]])).toBe("| a | b |\n| --- | --- |\n| 1 | x\\|y |")
+  })
+
+  it("a figure that would round to its target shows the digits that tell them apart", () => {
+    expect(fmt(0.9497)).toBe("0.95")
+    expect(fmtAgainst(0.9497, 0.95)).toBe("0.9497")
+    expect(fmtAgainst(0.95004, 0.95)).toBe("0.95004")
+    expect(fmtAgainst(0.95, 0.95)).toBe("0.95")
+    expect(fmtAgainst(0.943, 0.95)).toBe("0.943")
+    expect(fmtAgainst(6.371, 10, 2)).toBe("6.37")
+    expect(fmtAgainst(0.9497, undefined)).toBe("0.95")
   })
 })
