@@ -4,7 +4,8 @@
 // `module.enableCompileCache()` (Node 22+), and compiling the bundle was a third of every
 // command's start-up. The cache lives in `$XDG_CACHE_HOME/starforge` (default
 // `~/.cache/starforge`, mode 0700, owned by the user), one file per bundle build, Node version and
-// Node options; it is written once, when a command ends without a usable cache. Any problem with
+// Node options; it is written when a command ends without a usable cache, or with one that its
+// command has not added its functions to yet (see below). Any problem with
 // it (read-only home, another owner, a rejected cache) only means running without one.
 // CommonJS, not an ES module: Node's ES module loader took 15-25 ms of every command's start
 // (`daemon status` with 10,000 pending triggers: medians 284-300 -> 256-286 ms, 6 sets of 8 calls).
@@ -50,12 +51,30 @@ const pruneCaches = (dir) => {
   for (const { file } of caches.slice(KEEP_CACHES)) fs.rmSync(file, { force: true })
 }
 
+/**
+ * A cache holds the functions compiled by the commands that wrote it, and only those: one written
+ * by `starforge --help` left out most of what `daemon status` runs, which then compiled it anew at
+ * every call (about 160 ms). So the file names the commands it has seen (the first two words of
+ * the command line), and a command it has not seen writes it again, its own functions added to
+ * those it read. Layout: "SFC1", the length of the JSON list of commands (4 bytes, LE), the list,
+ * then V8's data.
+ */
+const MAGIC = "SFC1"
+/** A bound on rewrites by commands never seen before (typos are commands too). */
+const MAX_COMMANDS = 32
+const command = process.argv.slice(2).filter((word) => !word.startsWith("-")).slice(0, 2).join(" ")
+
 const readCache = () => {
   if (cacheFile === undefined) return undefined
   try {
     const fd = fs.openSync(cacheFile, "r")
     try {
-      return ours(fs.fstatSync(fd)) ? fs.readFileSync(fd) : undefined
+      if (!ours(fs.fstatSync(fd))) return undefined
+      const file = fs.readFileSync(fd)
+      if (file.length < 8 || file.toString("latin1", 0, 4) !== MAGIC) return undefined
+      const end = 8 + file.readUInt32LE(4)
+      const commands = JSON.parse(file.toString("utf8", 8, end))
+      return Array.isArray(commands) ? { commands, data: file.subarray(end) } : undefined
     } finally {
       fs.closeSync(fd)
     }
@@ -64,22 +83,27 @@ const readCache = () => {
   }
 }
 
-let cachedData = readCache()
+let cached = readCache()
 const script = new vm.Script(Module.wrap(source), {
   filename: bundle,
-  cachedData,
+  cachedData: cached?.data,
   importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER
 })
-const cacheUsable = cachedData !== undefined && !script.cachedDataRejected
+const cacheUsable = cached !== undefined && !script.cachedDataRejected
+const commands = cacheUsable ? cached.commands : []
 // V8 keeps its own (wrapped) copy of the source; ours and the cache's bytes would be held for the
 // life of the process (a daemon's: days) for nothing.
-source = cachedData = undefined
-if (cacheFile !== undefined && !cacheUsable) {
-  // At exit the cache also holds every function the command compiled on the way.
+source = cached = undefined
+if (cacheFile !== undefined && (!cacheUsable || (!commands.includes(command) && commands.length < MAX_COMMANDS))) {
+  // At exit the cache holds every function compiled so far: those it was read with, and this command's.
   process.once("exit", () => {
     try {
+      const list = Buffer.from(JSON.stringify([...commands, command]))
+      const header = Buffer.alloc(8)
+      header.write(MAGIC, 0, "latin1")
+      header.writeUInt32LE(list.length, 4)
       const tmp = `${cacheFile}.${process.pid}.tmp`
-      fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 })
+      fs.writeFileSync(tmp, Buffer.concat([header, list, script.createCachedData()]), { mode: 0o600 })
       fs.renameSync(tmp, cacheFile)
       pruneCaches(path.dirname(cacheFile))
     } catch {

@@ -1,6 +1,7 @@
 /**
- * The `starforge` command's V8 code cache (dist/bin.cjs, from scripts/cli-loader.cjs): written
- * once per build, Node version and Node options, and old builds' caches do not pile up.
+ * The `starforge` command's V8 code cache (dist/bin.cjs, from scripts/cli-loader.cjs): one per
+ * build, Node version and Node options, written again by each command it has not seen yet, and
+ * old builds' caches do not pile up.
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -42,5 +43,35 @@ describe("code cache", () => {
     const again = spawnSync(process.execPath, [BIN, "--version"], { env: { ...process.env, XDG_CACHE_HOME: home }, encoding: "utf8" })
     expect(again.stdout).toBe(run.stdout)
     expect(fs.readdirSync(dir).filter((n) => n.endsWith(".v8cache")).sort()).toEqual(caches.sort())
+  })
+
+  it("a command the cache has not seen writes it again with its own functions added; a command it has seen leaves it as it is", () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-cache-"))
+    dirs.push(home)
+    const project = path.join(home, "project")
+    fs.mkdirSync(project)
+    const env = { ...process.env, XDG_CACHE_HOME: home }
+    const run = (...args: Array<string>) => spawnSync(process.execPath, [BIN, ...args], { env, cwd: project, encoding: "utf8" })
+    const cache = () => {
+      const [name] = fs.readdirSync(path.join(home, "starforge")).filter((n) => n.endsWith(".v8cache"))
+      const file = fs.readFileSync(path.join(home, "starforge", name!))
+      const end = 8 + file.readUInt32LE(4)
+      return { magic: file.toString("latin1", 0, 4), commands: JSON.parse(file.toString("utf8", 8, end)), size: file.length, bytes: file }
+    }
+
+    expect(run("--version").status).toBe(0)
+    const first = cache()
+    expect(first.magic).toBe("SFC1")
+    expect(first.commands).toEqual([""])
+
+    // Not running: exit code 1, and the cache now holds what `daemon status` compiled as well.
+    expect(run("daemon", "status", "--project", project).status).toBe(1)
+    const second = cache()
+    expect(second.commands).toEqual(["", "daemon status"])
+    expect(second.size).toBeGreaterThan(first.size)
+
+    expect(run("daemon", "status", "--project", project).status).toBe(1)
+    expect(run("--version").status).toBe(0)
+    expect(cache().bytes.equals(second.bytes)).toBe(true)
   })
 })
