@@ -13,7 +13,7 @@ import { type HistoryEntry, History } from "../../src/daemon/History.js"
 import { Usage } from "../../src/daemon/Usage.js"
 import { Notifier, type NotifyEvent } from "../../src/notify/Notifier.js"
 import * as Scheduler from "../../src/daemon/Scheduler.js"
-import { yieldToEventLoop } from "../../src/io/eventLoop.js"
+import { settle } from "../support/settle.js"
 import { type FakeRun, makeFake } from "../../src/process/AgentProcess.js"
 import { type DeadLetterMeta, makeMemory } from "../../src/queue/TriggerQueue.js"
 import { AgentSlots } from "../../src/slots/AgentSlots.js"
@@ -83,17 +83,6 @@ const withScheduler = <A, E>(
       close: Scope.close(schedulerScope, Exit.void)
     })
   })
-
-/**
- * Lets forked fibers run until nothing more happens, the event loop turning in between (a job's
- * bookkeeping waits for it: `yieldToEventLoop`).
- */
-const settle = Effect.gen(function*() {
-  for (let turn = 0; turn < 5; turn++) {
-    yield* yieldToEventLoop
-    for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
-  }
-})
 
 describe("retryDelays", () => {
   it("spaces attempts by INITIAL_RETRY_DELAY, doubling, for MAX_RETRIES attempts in total", () => {

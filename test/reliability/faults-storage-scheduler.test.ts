@@ -17,7 +17,7 @@ import { History } from "../../src/daemon/History.js"
 import { Usage } from "../../src/daemon/Usage.js"
 import { Notifier } from "../../src/notify/Notifier.js"
 import * as Scheduler from "../../src/daemon/Scheduler.js"
-import { yieldToEventLoop } from "../../src/io/eventLoop.js"
+import { settle } from "../support/settle.js"
 import { AgentProcess, type FakeRun, makeFake } from "../../src/process/AgentProcess.js"
 import { type Completion, makeMemory, TriggerQueue } from "../../src/queue/TriggerQueue.js"
 import { AgentSlots } from "../../src/slots/AgentSlots.js"
@@ -110,17 +110,6 @@ const withFaultyScheduler = <A, E>(
       close: Scope.close(schedulerScope, Exit.void)
     })
   })
-
-/**
- * Lets forked fibers run until nothing more happens, the event loop turning in between (a job's
- * bookkeeping waits for it: `yieldToEventLoop`).
- */
-const settle = Effect.gen(function*() {
-  for (let turn = 0; turn < 5; turn++) {
-    yield* yieldToEventLoop
-    for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
-  }
-})
 
 const errors = (lines: ReadonlyArray<string>) => lines.filter((l) => l.includes("] ERROR: "))
 
