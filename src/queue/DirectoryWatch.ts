@@ -9,7 +9,8 @@
  * - The watch is registered when `watchDirectory` returns: a change made after that is never
  *   missed, so a rescan that follows it sees everything (no gap at start-up).
  * - Events are the absolute paths of the entries that changed (created, renamed in or out,
- *   written, removed): a hint to look at that file again, never a verdict.
+ *   written, removed): a hint to look at that file again, never a verdict. Only names that
+ *   `accept` takes are reported: the others cost nothing beyond the kernel's notice.
  * - When the watched directory itself is removed or renamed, inotify drops (or keeps following)
  *   the old directory: the stream fails with `NotFound`, even if a new directory already stands
  *   in its place, so the caller can watch the directory that is there now.
@@ -17,14 +18,15 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Error as PlatformError } from "@effect/platform"
-import { Effect, Exit, Mailbox, type Scope, type Stream } from "effect"
+import { Effect, Exit, Mailbox, type Scope } from "effect"
 
 const watchError = (dir: string, reason: PlatformError.SystemErrorReason, cause: unknown) =>
   new PlatformError.SystemError({ module: "FileSystem", reason, method: "watch", pathOrDescriptor: dir, cause })
 
 export const watchDirectory = (
-  dir: string
-): Effect.Effect<Stream.Stream<string, PlatformError.SystemError>, PlatformError.SystemError, Scope.Scope> =>
+  dir: string,
+  accept: (name: string) => boolean = () => true
+): Effect.Effect<Mailbox.ReadonlyMailbox<string, PlatformError.SystemError>, PlatformError.SystemError, Scope.Scope> =>
   Effect.gen(function*() {
     const events = yield* Mailbox.make<string, PlatformError.SystemError>()
     const lost = (reason: PlatformError.SystemErrorReason, cause: unknown) =>
@@ -46,7 +48,7 @@ export const watchDirectory = (
             if (name === self && identity() !== watched) {
               return lost("NotFound", new Error(`${dir} was removed`))
             }
-            events.unsafeOffer(path.join(dir, name))
+            if (accept(name)) events.unsafeOffer(path.join(dir, name))
           })
           watcher.on("error", (error) => lost("Unknown", error))
           watcher.on("close", () => void events.unsafeDone(Exit.void))
@@ -57,5 +59,21 @@ export const watchDirectory = (
       }),
       (watcher) => Effect.sync(() => watcher.close())
     )
-    return Mailbox.toStream(events)
+    return events
   })
+
+/**
+ * Runs `f` on each event of a watch, in order, until the watch ends (then succeeds) or fails.
+ * A loop over the mailbox's batches, not `Stream.runForEach`: a stream's channel machinery
+ * costs dozens of effect steps per event, and a busy queue makes three events per job.
+ */
+export const forEachEvent = <E, R>(
+  events: Mailbox.ReadonlyMailbox<string, PlatformError.SystemError>,
+  f: (file: string) => Effect.Effect<void, E, R>
+): Effect.Effect<void, E | PlatformError.SystemError, R> => {
+  const loop: Effect.Effect<void, E | PlatformError.SystemError, R> = Effect.flatMap(events.takeAll, ([batch, done]) => {
+    const handled = Effect.forEach(batch, f, { discard: true })
+    return done ? handled : Effect.zipRight(handled, loop)
+  })
+  return loop
+}

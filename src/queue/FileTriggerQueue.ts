@@ -7,7 +7,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { SystemError } from "@effect/platform/Error"
-import { Effect, Either, FiberSet, Layer, Option, Queue, Schedule, Stream } from "effect"
+import { Effect, Either, FiberSet, Layer, Option, Queue, Schedule } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { archiveStamp } from "../domain/time.js"
@@ -15,7 +15,7 @@ import { parseTrigger, priorityOf, promptProblem } from "../domain/Trigger.js"
 import { DaemonLog } from "../daemon/DaemonLog.js"
 import { writeFileAtomic } from "../io/stateFile.js"
 import { type ClaimedTrigger, PendingTriggers, type QueuedTrigger, TriggerQueue, type TriggerQueueShape } from "./TriggerQueue.js"
-import { watchDirectory } from "./DirectoryWatch.js"
+import { forEachEvent, watchDirectory } from "./DirectoryWatch.js"
 import { fitName, freeName, MAX_TRIGGER_NAME_BYTES, moveNoClobber, type ReadResult, readTriggerFile } from "./triggerFiles.js"
 
 const SUFFIX = ".trigger"
@@ -219,15 +219,16 @@ export const make = Effect.gen(function*() {
   })).pipe(Effect.withSpan("TriggerQueue.rescan"))
 
   // Watch events name files; only top-level `*.trigger` files matter.
+  const isTriggerName = (base: string) => base.endsWith(SUFFIX) && base !== SUFFIX
   const onEvent = (file: string) => {
     if (path.dirname(file) !== paths.triggers) return Effect.void
-    const base = path.basename(file)
-    if (!base.endsWith(SUFFIX) || base === SUFFIX) return Effect.void
-    return scan(base.slice(0, -SUFFIX.length))
+    const name = path.basename(file).slice(0, -SUFFIX.length)
+    // The daemon's own claim (the rename to `.processing`) needs no look: the scan would skip it.
+    return claimed.has(name) ? Effect.void : scan(name)
   }
   const watchFailed = (error: SystemError) => log.event("WARN", `watching ${paths.triggers} failed (${error.message}); retrying`)
   // Registered before the first rescan (in recovery), so no trigger dropped after start-up waits for a rescan.
-  const firstWatch = yield* Effect.either(watchDirectory(paths.triggers))
+  const firstWatch = yield* Effect.either(watchDirectory(paths.triggers, isTriggerName))
   /**
    * Watches the directory again after its watch ended (it was removed, or removed and created
    * again): created again if it is still missing, watched, then rescanned, so the triggers
@@ -242,12 +243,12 @@ export const make = Effect.gen(function*() {
         })
         yield* log.event("WARN", `${paths.triggers} was removed; created again`)
       }
-      const events = yield* watchDirectory(paths.triggers)
+      const events = yield* watchDirectory(paths.triggers, isTriggerName)
       yield* rescan
-      yield* Stream.runForEach(events, onEvent)
+      yield* forEachEvent(events, onEvent)
     })
   )
-  yield* Either.match(firstWatch, { onLeft: Effect.fail, onRight: Stream.runForEach(onEvent) }).pipe(
+  yield* Either.match(firstWatch, { onLeft: Effect.fail, onRight: (events) => forEachEvent(events, onEvent) }).pipe(
     Effect.catchAll(watchFailed),
     // Watched again whenever the watch ends (e.g. the directory was removed).
     Effect.zipRight(
