@@ -365,14 +365,15 @@ const watchdog = (spec: AgentRunSpec): Effect.Effect<RunEnd> | undefined => {
 /**
  * Waits for the end of the run: `ended` completed by the exit, or by the watchdog on a timeout
  * or stall. One fiber besides the run's own (the watchdog, stopped with the wait), instead of a
- * race of four and a ticker: a daemon with hundreds of agents holds them all the time.
+ * race of four and a ticker: a daemon with hundreds of agents holds them all the time. The wait
+ * interrupts the watchdog itself (`interruptFork` would start a third fiber per run to do it).
  */
 const awaitEnd = (ended: Deferred.Deferred<RunEnd>, spec: AgentRunSpec): Effect.Effect<RunEnd> => {
   const watch = watchdog(spec)
   if (watch === undefined) return Deferred.await(ended)
   return Effect.flatMap(
     Effect.fork(Effect.flatMap(watch, (end) => Deferred.succeed(ended, end))),
-    (watching) => Deferred.await(ended).pipe(Effect.ensuring(Fiber.interruptFork(watching)))
+    (watching) => Deferred.await(ended).pipe(Effect.ensuring(Fiber.interrupt(watching)))
   )
 }
 
