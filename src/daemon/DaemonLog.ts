@@ -93,12 +93,6 @@ export const formatLine = (ms: number, level: EventLevel, message: string, trace
  * Skipped when there are none (the `starforge` command removes Effect's default ones): building
  * the annotations cost about 0.35 ms per job.
  */
-const toEffectLog = (level: EventLevel, message: string, context: EventContext | undefined) =>
-  Effect.flatMap(
-    FiberRef.get(FiberRef.currentLoggers),
-    (loggers) => HashSet.size(loggers) === 0 ? Effect.void : logWithAnnotations(level, message, context)
-  )
-
 const logWithAnnotations = (level: EventLevel, message: string, context: EventContext | undefined) => {
   const log = level === "ERROR" ? Effect.logError(message) : level === "WARN" ? Effect.logWarning(message) : Effect.logInfo(message)
   return log.pipe(
@@ -147,23 +141,28 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
         )
         let failing = false
         return {
+          // One step of the fiber, not a generator of several: a job logs three to five events.
           event: (level, message, context) =>
-            Effect.gen(function*() {
-              if (!passes(level, settings.logLevel)) return
-              const ms = yield* Clock.currentTimeMillis
-              const line = settings.logFormat === "json"
-                ? formatJsonLine(ms, level, message, context)
-                : formatLine(ms, level, message, context?.traceId)
-              try {
-                file.write(line)
-                failing = false
-              } catch (e) {
-                if (!failing) process.stderr.write(`starforge: cannot write ${paths.daemonLog}: ${(e as Error).message}\n`)
-                failing = true
-              }
-              if (options.echo) process.stderr.write(line)
-              yield* toEffectLog(level, message, context)
-            })
+            passes(level, settings.logLevel)
+              ? Effect.withFiberRuntime((fiber) => {
+                const ms = Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis()
+                const line = settings.logFormat === "json"
+                  ? formatJsonLine(ms, level, message, context)
+                  : formatLine(ms, level, message, context?.traceId)
+                try {
+                  file.write(line)
+                  failing = false
+                } catch (e) {
+                  if (!failing) process.stderr.write(`starforge: cannot write ${paths.daemonLog}: ${(e as Error).message}\n`)
+                  failing = true
+                }
+                if (options.echo) process.stderr.write(line)
+                // Also to the program's Effect loggers, when an embedding program installed any.
+                return HashSet.size(fiber.getFiberRef(FiberRef.currentLoggers)) === 0
+                  ? Effect.void
+                  : logWithAnnotations(level, message, context)
+              })
+              : Effect.void
         }
       })
     )
