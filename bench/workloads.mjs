@@ -2,6 +2,7 @@
 // rows { figure, measured, baseline, target, verdict } plus notes. Sizes and repetitions depend on
 // the mode: `quick` (under 5 minutes in all) or `full`.
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { DAEMON_NODE_OPTIONS } from "../dist/daemon/nodeOptions.js"
@@ -11,8 +12,10 @@ import {
   makeProject,
   memory,
   sleep,
+  spawnHelperOf,
   spawnTracked,
   startDaemon,
+  systemCpuTicks,
   TICKS_PER_SECOND,
   timeCli,
   timeNode,
@@ -21,6 +24,7 @@ import {
 import {
   agentsNeverOverlap,
   cpuPercentOfCore,
+  daemonCpuBudget,
   fmt,
   fmtAgainst,
   makespanLowerBound,
@@ -290,13 +294,17 @@ const B4 = {
     const bare = []
     const sized = []
     const contract = []
+    const cpu = []
+    const xargsCpu = []
     for (let r = 0; r < runs; r++) {
       // The baseline first, then the daemon, then the Node floor, in every run: all see the same noise.
       const base = makeProject()
       const list = path.join(base.base, "list.txt")
       fs.writeFileSync(list, Array.from({ length: triggers }, (_, i) => String(i)).join("\n") + "\n")
+      const systemBefore = systemCpuTicks()
       const x = spawnTracked("/bin/sh", ["-c", `xargs -P ${agents} -n 1 "${base.agent}" < "${list}"`], { env: base.env, stdio: "ignore" })
       await x.exited
+      xargsCpu.push(((systemCpuTicks() - systemBefore) * 1000) / TICKS_PER_SECOND / triggers)
       const xRuns = pairRuns(base.readRecords())
       if (xRuns.length !== triggers) throw new Error(`xargs recorded ${xRuns.length} runs of ${triggers}`)
       xargs.push(triggers / makespanSeconds(xRuns))
@@ -305,7 +313,18 @@ const B4 = {
       const project = makeProject({ MAX_CONCURRENT_AGENTS: String(agents) })
       for (let i = 0; i < triggers; i++) project.write(seqName(i, `agent-${i % agents}`), { to_agent: `agent-${i % agents}` })
       const daemon = await startDaemon(project)
+      // Where the machine's CPU goes while it runs: the daemon, its spawn helper, this harness, the rest (agents, kernel).
+      const helper = spawnHelperOf(daemon.pid)
+      const before = { system: systemCpuTicks(), daemon: cpuTicks(daemon.pid), helper: helper === undefined ? 0 : cpuTicks(helper), harness: cpuTicks(process.pid) }
       await waitFor(() => project.countRecords("end") >= triggers, { timeoutMs: 300_000, intervalMs: 50, what: `${triggers} agent runs to end` })
+      const msPerJob = (ticks) => (ticks * 1000) / TICKS_PER_SECOND / triggers
+      const used = {
+        daemon: msPerJob(cpuTicks(daemon.pid) - before.daemon),
+        helper: helper === undefined ? 0 : msPerJob(cpuTicks(helper) - before.helper),
+        harness: msPerJob(cpuTicks(process.pid) - before.harness),
+        system: msPerJob(systemCpuTicks() - before.system)
+      }
+      cpu.push({ ...used, others: used.system - used.daemon - used.harness })
       peaks.push(memory(daemon.pid).peakMiB)
       await daemon.stop()
       const daemonRuns = pairRuns(project.readRecords())
@@ -329,6 +348,9 @@ const B4 = {
     const bareRatio = median(bare.map((b, i) => b.jobsPerSecond / xargs[i]))
     const sizedRatio = median(sized.map((b, i) => b.jobsPerSecond / xargs[i]))
     const contractRatios = contract.map((c, i) => c / xargs[i])
+    // At the target rate, what the cores leave the daemon once the helper, the agents and the kernel have had what they took per job.
+    const budgets = cpu.map((c, i) => daemonCpuBudget({ targetJobsPerSecond: 0.5 * xargs[i], cores: os.cpus().length, othersMsPerJob: c.others }))
+    const perJob = (key) => fmt(median(cpu.map((c) => c[key])), 2)
     return {
       rows: [
         row(`throughput / xargs -P 100, ${triggers} triggers (median of per-run ratios)`, ratio, {
@@ -345,6 +367,12 @@ const B4 = {
         row("ceiling: the same loop doing the contract's file work per job / xargs (lib/contractLoop.mjs)", median(contractRatios), {
           baseline: `${contract.map((c) => fmt(c, 0)).join(", ")} jobs/s (per run: ${contractRatios.map((c) => fmt(c)).join(", ")} of xargs)`,
           target: "—"
+        }),
+        row(`CPU budget: ms of CPU per job the daemon could use at the target (0.5 x xargs) on ${os.cpus().length} cores`, median(budgets.map((b) => b.daemonMsPerJob)), {
+          baseline: `at the target the cores hold ${fmt(median(budgets.map((b) => b.capacityMsPerJob)), 2)} ms of CPU per job; in the daemon's runs ` +
+            `the spawn helper took ${perJob("helper")}, the agents, the kernel and the rest of the machine ${fmt(median(cpu.map((c) => c.others - c.helper)), 2)} ` +
+            `(xargs and its agents: ${fmt(median(xargsCpu), 2)} in all); the daemon used ${perJob("daemon")} ms per job`,
+          target: "—"
         })
       ],
       notes: [
@@ -352,7 +380,11 @@ const B4 = {
           "tables, so the cost of each spawn grows with the size of the process: that is why the daemon starts agents from a small helper process. " +
           "The ceiling row is a Node process that does nothing but start the agents (one process, like the helper); xargs, a small C program, forks a process of a few hundred KiB. " +
           "The second ceiling adds only what the contract asks of every job (claim by rename, a log with header and footer, two daemon-log lines, the archive rename, the slot and state files), " +
-          "with synchronous calls and no Effect: it is where any Node daemon that keeps the contract starts from."
+          "with synchronous calls and no Effect: it is where any Node daemon that keeps the contract starts from.",
+        `B4 budget: at half of xargs's rate the ${os.cpus().length} cores hold ${fmt(median(budgets.map((b) => b.capacityMsPerJob)), 2)} ms of CPU per job. ` +
+          "In the daemon's runs the spawn helper, the agents (their pipes, process groups and larger environment included) and the kernel took the part shown, measured from /proc; " +
+          `what is left is the most the daemon's own process may use per job for the target to be reachable at all: ${fmt(median(budgets.map((b) => b.daemonMsPerJob)), 2)} ms, ` +
+          `against ${perJob("daemon")} ms used (creating the job's log file alone takes about 0.6 ms here).`
       ]
     }
   }

@@ -283,6 +283,27 @@ export const cpuTicks = (pid) => {
   return Number(fields[11]) + Number(fields[12])
 }
 
+/** Busy time of the whole machine (every core: user, nice, system, irq, softirq), in clock ticks. */
+export const systemCpuTicks = () => {
+  const fields = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/ +/).slice(1).map(Number)
+  return fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+}
+
+/** The pid of the daemon's spawn helper (its child titled `starforge-spawn-helper`), if it has one. */
+export const spawnHelperOf = (daemonPid) => {
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8")
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+      if (parent === daemonPid && fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").startsWith("starforge-spawn-helper")) return Number(entry)
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return undefined
+}
+
 /** `VmRSS` and `VmHWM` (peak RSS) of a process, in MiB. */
 export const memory = (pid) => {
   const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")

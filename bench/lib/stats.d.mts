@@ -39,6 +39,11 @@ export declare const pairRuns: (records: ReadonlyArray<AgentRecord>) => Array<Ag
 export declare const parseRecords: (text: string) => Array<AgentRecord>
 export declare const agentsNeverOverlap: (runs: ReadonlyArray<AgentRun>) => boolean
 export declare const cpuPercentOfCore: (ticks: number, ticksPerSecond: number, wallSeconds: number) => number
+export declare const daemonCpuBudget: (options: {
+  readonly targetJobsPerSecond: number
+  readonly cores: number
+  readonly othersMsPerJob: number
+}) => { readonly wallMsPerJob: number; readonly capacityMsPerJob: number; readonly daemonMsPerJob: number }
 export declare const verdict: (value: number, target: number, kind: "max" | "min") => "met" | "missed"
 export declare const fmt: (value: number, digits?: number) => string
 export declare const fmtAgainst: (value: number, target: number | undefined, digits?: number) => string

@@ -168,6 +168,18 @@ export const agentsNeverOverlap = (runs) => {
 /** CPU time (clock ticks) over a wall-clock window, as a percentage of one core. */
 export const cpuPercentOfCore = (ticks, ticksPerSecond, wallSeconds) => (ticks / ticksPerSecond / wallSeconds) * 100
 
+/**
+ * What a throughput target leaves the daemon's own process, in ms of CPU per job: at
+ * `targetJobsPerSecond`, `cores` give `cores / rate` of CPU per job, of which everything else the
+ * run needs (`othersMsPerJob`: the spawn helper, the agents, the kernel) is taken first; and the
+ * daemon's single thread can use at most one core, `1 / rate`.
+ */
+export const daemonCpuBudget = ({ targetJobsPerSecond, cores, othersMsPerJob }) => {
+  const wallMsPerJob = 1000 / targetJobsPerSecond
+  const capacityMsPerJob = cores * wallMsPerJob
+  return { wallMsPerJob, capacityMsPerJob, daemonMsPerJob: Math.min(wallMsPerJob, capacityMsPerJob - othersMsPerJob) }
+}
+
 /** `met` when `value` is on the right side of `target` ("max": at most, "min": at least). */
 export const verdict = (value, target, kind) => {
   if (!Number.isFinite(value)) return "missed"

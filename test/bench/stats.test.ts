@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest"
 import {
   agentsNeverOverlap,
   cpuPercentOfCore,
+  daemonCpuBudget,
   fmt,
   fmtAgainst,
   makespanLowerBound,
@@ -98,6 +99,18 @@ describe("bench stats", () => {
     expect(verdict(300, 300, "max")).toBe("met")
     expect(verdict(Number.NaN, 1, "max")).toBe("missed")
     expect(markdownTable(["a", "b"], [["1", "x|y"]])).toBe("| a | b |\n| --- | --- |\n| 1 | x\\|y |")
+  })
+
+  it("the CPU a throughput target leaves the daemon: the cores' time per job less the others', at most one core", () => {
+    // 250 jobs/s: 4 ms of wall time per job, 8 ms of CPU on 2 cores.
+    const budget = daemonCpuBudget({ targetJobsPerSecond: 250, cores: 2, othersMsPerJob: 7 })
+    expect(budget.wallMsPerJob).toBeCloseTo(4, 9)
+    expect(budget.capacityMsPerJob).toBeCloseTo(8, 9)
+    expect(budget.daemonMsPerJob).toBeCloseTo(1, 9)
+    // The others leave more than a core: one thread still gets one core.
+    expect(daemonCpuBudget({ targetJobsPerSecond: 250, cores: 2, othersMsPerJob: 1 }).daemonMsPerJob).toBeCloseTo(4, 9)
+    // The others need more than the cores have: nothing is left, the figure says by how much.
+    expect(daemonCpuBudget({ targetJobsPerSecond: 250, cores: 2, othersMsPerJob: 8.5 }).daemonMsPerJob).toBeCloseTo(-0.5, 9)
   })
 
   it("a figure that would round to its target shows the digits that tell them apart", () => {
