@@ -382,9 +382,10 @@ const B4 = {
           "The second ceiling adds only what the contract asks of every job (claim by rename, a log with header and footer, two daemon-log lines, the archive rename, the slot and state files), " +
           "with synchronous calls and no Effect: it is where any Node daemon that keeps the contract starts from.",
         `B4 budget: at half of xargs's rate the ${os.cpus().length} cores hold ${fmt(median(budgets.map((b) => b.capacityMsPerJob)), 2)} ms of CPU per job. ` +
-          "In the daemon's runs the spawn helper, the agents (their pipes, process groups and larger environment included) and the kernel took the part shown, measured from /proc; " +
+          "In the daemon's runs the spawn helper, the agents and the kernel took the part shown (from /proc: the daemon's and the helper's own times, the machine's busy time less theirs and this harness's); " +
           `what is left is the most the daemon's own process may use per job for the target to be reachable at all: ${fmt(median(budgets.map((b) => b.daemonMsPerJob)), 2)} ms, ` +
-          `against ${perJob("daemon")} ms used (creating the job's log file alone takes about 0.6 ms here).`
+          `against ${perJob("daemon")} ms used (creating the job's log file alone takes about 0.6 ms here). ` +
+          "At or below zero, the agents, started this way (a fork of the Node helper each), and the helper itself take about all of the cores at the target rate, whatever the daemon does."
       ]
     }
   }
