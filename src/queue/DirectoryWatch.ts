@@ -12,7 +12,7 @@
  *   written, removed): a hint to look at that file again, never a verdict. Only names that
  *   `accept` takes are reported: the others cost nothing beyond the kernel's notice.
  * - When the watched directory itself is removed or renamed, inotify drops (or keeps following)
- *   the old directory: the stream fails with `NotFound`, even if a new directory already stands
+ *   the old directory: the watch fails with `NotFound`, even if a new directory already stands
  *   in its place, so the caller can watch the directory that is there now.
  */
 import * as fs from "node:fs"

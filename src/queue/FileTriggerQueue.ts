@@ -223,7 +223,8 @@ export const make = Effect.gen(function*() {
   const onEvent = (file: string) => {
     if (path.dirname(file) !== paths.triggers) return Effect.void
     const name = path.basename(file).slice(0, -SUFFIX.length)
-    // The daemon's own claim (the rename to `.processing`) needs no look: the scan would skip it.
+    // A claimed name needs no look (the daemon's own rename to `.processing`, or a same-name drop):
+    // the scan would skip it, and the claim's release scans the name again.
     return claimed.has(name) ? Effect.void : scan(name)
   }
   const watchFailed = (error: SystemError) => log.event("WARN", `watching ${paths.triggers} failed (${error.message}); retrying`)
