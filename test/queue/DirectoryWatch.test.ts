@@ -10,6 +10,13 @@ const tempDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
 )
 
+/** A directory to watch inside the temporary one, so that it can be removed. */
+const watchedSubdir = Effect.map(tempDir, (dir) => {
+  const watched = path.join(dir, "triggers")
+  fs.mkdirSync(watched)
+  return watched
+})
+
 describe("DirectoryWatch", () => {
   it.live("is registered when it returns: a file renamed in right after is reported, by its absolute path", () =>
     Effect.scoped(
@@ -35,9 +42,7 @@ describe("DirectoryWatch", () => {
   it.live("fails with NotFound when the watched directory is removed, so the caller can watch again", () =>
     Effect.scoped(
       Effect.gen(function*() {
-        const dir = yield* tempDir
-        const watched = path.join(dir, "triggers")
-        fs.mkdirSync(watched)
+        const watched = yield* watchedSubdir
         const events = yield* watchDirectory(watched)
         fs.rmSync(watched, { recursive: true })
         const outcome = yield* forEachEvent(events, () => Effect.void).pipe(Effect.either, Effect.timeout("5 seconds"))
@@ -48,9 +53,7 @@ describe("DirectoryWatch", () => {
   it.live("reports only the names it is asked for, and always the directory's own removal", () =>
     Effect.scoped(
       Effect.gen(function*() {
-        const dir = yield* tempDir
-        const watched = path.join(dir, "triggers")
-        fs.mkdirSync(watched)
+        const watched = yield* watchedSubdir
         const events = yield* watchDirectory(watched, (name) => name.endsWith(".trigger"))
         const seen: Array<string> = []
         const watching = yield* forEachEvent(events, (file) => Effect.sync(() => seen.push(file))).pipe(Effect.either, Effect.fork)
