@@ -9,12 +9,13 @@
 // Every figure is compared with a baseline measured in the same run (or a bound computed from
 // the workload), and printed with its target and whether it was met. A full run of every
 // workload writes bench/RESULTS.md. Whatever happens (failure, Ctrl-C), every process the run
-// started is stopped and every temporary directory removed.
+// started is stopped and every temporary directory removed: the processes after each workload,
+// the directories when the run ends (why: `cleanupAll` in lib/harness.mjs).
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { BIN, cleanupAll, installCleanup, machine } from "./lib/harness.mjs"
+import { BIN, fileCreateMs, installCleanup, machine, settleFileCreation, stopAll } from "./lib/harness.mjs"
 import { fmt, markdownTable } from "./lib/stats.mjs"
 import { WORKLOADS } from "./workloads.mjs"
 
@@ -63,6 +64,12 @@ const m = machine()
 const loadText = (l) => l.map((x) => x.toFixed(2)).join(", ")
 console.log(`starforge benchmarks, ${mode} mode: ${workloads.map((w) => w.id).join(" ")}`)
 console.log(`machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}; load average ${loadText(m.load)}`)
+const settled = await settleFileCreation((line) => console.log(line))
+const createBefore = settled.createMs
+console.log(
+  `creating one file (median of 100, as the daemon creates each job's log): ${fmt(createBefore, 3)} ms` +
+    (settled.waitedSeconds > 0 ? ` after waiting ${fmt(settled.waitedSeconds, 0)} s` : "")
+)
 console.log(`expected duration: about ${Math.ceil(expected / 60)} min (${Math.round(expected)} s on an idle machine)`)
 
 const started = Date.now()
@@ -81,15 +88,16 @@ for (const [i, workload] of workloads.entries()) {
     console.error(`  ${workload.id} failed: ${error instanceof Error ? error.stack : String(error)}`)
     results.push({ workload, rows: [{ figure: "(failed)", measured: "—", baseline: String(error?.message ?? error).split("\n")[0], target: "—", verdict: "failed" }], notes: [], seconds: (Date.now() - t0) / 1000 })
   }
-  cleanupAll()
+  stopAll()
 }
 const loadAfter = os.loadavg()
+const createAfter = fileCreateMs()
 const took = (Date.now() - started) / 1000
 
 const header = ["#", "figure", "measured", "baseline / details", "target", "result"]
 const rows = results.flatMap(({ workload, rows: rs }) => rs.map((r) => [workload.id, r.figure, r.measured, r.baseline, r.target, r.verdict]))
 console.log(`\n${markdownTable(header, rows)}`)
-console.log(`\ntook ${fmt(took, 0)} s; load average before ${loadText(m.load)}, after ${loadText(loadAfter)}`)
+console.log(`\ntook ${fmt(took, 0)} s; load average before ${loadText(m.load)}, after ${loadText(loadAfter)}; creating one file ${fmt(createBefore, 3)} ms before, ${fmt(createAfter, 3)} ms after`)
 
 if (selected.length === 0) {
   const notes = results.flatMap((r) => r.notes)
@@ -99,7 +107,11 @@ if (selected.length === 0) {
     `Written by \`npm run bench${mode === "full" ? " -- --full" : ""}\` on ${new Date().toISOString()}.`,
     "",
     `Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB memory, Node ${m.node}. ` +
-      `Load average (1, 5, 15 min) before the run: ${loadText(m.load)}; after: ${loadText(loadAfter)}. Run time ${fmt(took, 0)} s.`,
+      `Load average (1, 5, 15 min) before the run: ${loadText(m.load)}; after: ${loadText(loadAfter)}. Run time ${fmt(took, 0)} s. ` +
+      `Creating one empty file (median of 100), as the daemon creates each job's log: ${fmt(createBefore, 3)} ms before the run` +
+      (settled.waitedSeconds > 0 ? ` (after waiting ${fmt(settled.waitedSeconds, 0)} s for it to settle)` : "") +
+      `, ${fmt(createAfter, 3)} ms after ` +
+      "(on ext4 without a journal it grows with the files deleted in the last minutes; see `cleanupAll` in `bench/lib/harness.mjs`).",
     "",
     markdownTable(header, rows),
     "",

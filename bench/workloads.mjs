@@ -9,6 +9,7 @@ import { DAEMON_NODE_OPTIONS } from "../dist/daemon/nodeOptions.js"
 import {
   alive,
   cpuTicks,
+  fileCreateMs,
   makeProject,
   memory,
   sleep,
@@ -101,7 +102,6 @@ const B1 = {
       }
       const runsOfAll = await runToCompletion(project, agents * perAgent, 120_000)
       const m = makespanSeconds(runsOfAll)
-      project.remove()
       makespans.push(m)
       chains.push({ makespan: m, ...slowestChain(runsOfAll, jobSeconds) })
       say(`run ${r + 1}/${runs}: makespan ${fmt(m)} s`)
@@ -144,7 +144,6 @@ const B2 = {
       const project = makeProject({ MAX_CONCURRENT_AGENTS: String(cap) })
       jobs.forEach((job, i) => project.write(seqName(i, job.agent), { to_agent: job.agent, action: `sleep-${job.seconds}` }))
       const runsOf = await runToCompletion(project, jobs.length, 120_000)
-      project.remove()
       const m = makespanSeconds(runsOf)
       makespans.push(m)
       say(`run ${r + 1}/${runs}: makespan ${fmt(m)} s`)
@@ -200,7 +199,6 @@ const nodeSpawnLoop = async (triggers, agents, ballastMiB) => {
   loop.child.stdout.on("data", (d) => (out += d))
   await loop.exited
   const runs = pairRuns(base.readRecords())
-  base.remove()
   if (runs.length !== triggers) throw new Error(`the Node spawn loop recorded ${runs.length} runs of ${triggers}`)
   const { rssMiB, spawnMs } = JSON.parse(out)
   return { jobsPerSecond: triggers / makespanSeconds(runs), rssMiB, spawnMs }
@@ -216,7 +214,6 @@ const contractLoop = async (triggers, agents) => {
   const loop = spawnTracked(process.execPath, [CONTRACT_LOOP, String(agents), base.agent, base.root], { env: base.env, stdio: ["ignore", "ignore", "inherit"] })
   await loop.exited
   const runs = pairRuns(base.readRecords())
-  base.remove()
   if (runs.length !== triggers) throw new Error(`the contract loop recorded ${runs.length} runs of ${triggers}`)
   return triggers / makespanSeconds(runs)
 }
@@ -243,7 +240,6 @@ const B3 = {
     const daemonRss = memory(daemon.pid).rssMiB
     await daemon.stop()
     floor.push(...(await shellFloor(project, Math.floor(drops / 2))))
-    project.remove()
     // What one spawn() costs any Node process of the daemon's size (Node forks; see B4).
     const small = await nodeSpawnLoop(40, 1, 0)
     const sized = await nodeSpawnLoop(40, 1, daemonRss - small.rssMiB)
@@ -296,6 +292,7 @@ const B4 = {
     const contract = []
     const cpu = []
     const xargsCpu = []
+    const creates = []
     for (let r = 0; r < runs; r++) {
       // The baseline first, then the daemon, then the Node floor, in every run: all see the same noise.
       const base = makeProject()
@@ -308,10 +305,11 @@ const B4 = {
       const xRuns = pairRuns(base.readRecords())
       if (xRuns.length !== triggers) throw new Error(`xargs recorded ${xRuns.length} runs of ${triggers}`)
       xargs.push(triggers / makespanSeconds(xRuns))
-      base.remove()
 
       const project = makeProject({ MAX_CONCURRENT_AGENTS: String(agents) })
       for (let i = 0; i < triggers; i++) project.write(seqName(i, `agent-${i % agents}`), { to_agent: `agent-${i % agents}` })
+      // What creating the job's log costs the daemon on this disk right now.
+      creates.push(fileCreateMs())
       const daemon = await startDaemon(project)
       // Where the machine's CPU goes while it runs: the daemon, its spawn helper, this harness, the rest (agents, kernel).
       const helper = spawnHelperOf(daemon.pid)
@@ -330,7 +328,6 @@ const B4 = {
       const daemonRuns = pairRuns(project.readRecords())
       if (daemonRuns.length !== triggers) throw new Error(`expected ${triggers} agent runs, recorded ${daemonRuns.length}`)
       if (!agentsNeverOverlap(daemonRuns)) throw new Error("an agent ran two jobs at once")
-      project.remove()
       ours.push(triggers / makespanSeconds(daemonRuns))
 
       // The floor for any Node daemon: a bare spawn loop, at its own size and at the daemon's.
@@ -371,7 +368,8 @@ const B4 = {
         row(`CPU budget: ms of CPU per job the daemon could use at the target (0.5 x xargs) on ${os.cpus().length} cores`, median(budgets.map((b) => b.daemonMsPerJob)), {
           baseline: `at the target the cores hold ${fmt(median(budgets.map((b) => b.capacityMsPerJob)), 2)} ms of CPU per job; in the daemon's runs ` +
             `the spawn helper took ${perJob("helper")}, the agents, the kernel and the rest of the machine ${fmt(median(cpu.map((c) => c.others - c.helper)), 2)} ` +
-            `(xargs and its agents: ${fmt(median(xargsCpu), 2)} in all); the daemon used ${perJob("daemon")} ms per job`,
+            `(xargs and its agents: ${fmt(median(xargsCpu), 2)} in all); the daemon used ${perJob("daemon")} ms per job; ` +
+            `creating one file took ${creates.map((c) => fmt(c, 3)).join(", ")} ms before its runs`,
           target: "—"
         })
       ],
@@ -384,7 +382,7 @@ const B4 = {
         `B4 budget: at half of xargs's rate the ${os.cpus().length} cores hold ${fmt(median(budgets.map((b) => b.capacityMsPerJob)), 2)} ms of CPU per job. ` +
           "In the daemon's runs the spawn helper, the agents and the kernel took the part shown (from /proc: the daemon's and the helper's own times, the machine's busy time less theirs and this harness's); " +
           `what is left is the most the daemon's own process may use per job for the target to be reachable at all: ${fmt(median(budgets.map((b) => b.daemonMsPerJob)), 2)} ms, ` +
-          `against ${perJob("daemon")} ms used (creating the job's log file alone takes about 0.6 ms here). ` +
+          `against ${perJob("daemon")} ms used. ` +
           "At or below zero, the agents, started this way (a fork of the Node helper each), and the helper itself take about all of the cores at the target rate, whatever the daemon does."
       ]
     }
@@ -452,7 +450,6 @@ const B5 = {
     const ended = project.countRecords("end")
     const { peakMiB } = memory(daemon.pid)
     await daemon.stop()
-    project.remove()
     if (ended > 0) throw new Error(`${ended} agents ended before the CPU window closed; the window is not 'while they sleep'`)
     const cpu = cpuPercentOfCore(ticks, TICKS_PER_SECOND, wall)
     say(`all ${agents} started in ${fmt(startedIn, 1)} s, recorded by the daemon in ${fmt(recordedIn, 1)} s; peak RSS ${fmt(peakMiB, 1)} MiB; CPU ${ticks} ticks in ${fmt(wall, 1)} s`)
@@ -498,7 +495,6 @@ const B6 = {
     const ticks = cpuTicks(daemon.pid) - ticks0
     const wall = (performance.now() - w0) / 1000
     await daemon.stop()
-    project.remove()
     const cpu = cpuPercentOfCore(ticks, TICKS_PER_SECOND, wall)
     say(`${ticks} ticks in ${fmt(wall, 1)} s`)
     return {
@@ -547,7 +543,6 @@ const B7 = {
         nodeTimes.push(timeNode())
       }
       await daemon.stop()
-      project.remove()
       say(`run ${r + 1}/${runs}: first spawn ${fmt(firstSpawns[r], 2)} s after the daemon's start; status ${statusTimes.slice(-statusCalls).map((t) => fmt(t, 0)).join(", ")} ms`)
     }
     return {
@@ -598,7 +593,6 @@ const B8 = {
       totals.push((performance.now() - t0) / 1000)
       cliTimes.push(stop.ms / 1000)
       await daemon.exited
-      project.remove()
       say(`run ${r + 1}/${runs}: all gone ${fmt(totals[r], 2)} s after 'daemon stop' began (the command took ${fmt(cliTimes[r], 2)} s)`)
     }
     return {

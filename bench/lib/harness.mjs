@@ -8,7 +8,7 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import { DAEMON_NODE_OPTIONS } from "../../dist/daemon/nodeOptions.js"
-import { parseRecords } from "./stats.mjs"
+import { median, parseRecords } from "./stats.mjs"
 
 export const BIN = fileURLToPath(new URL("../../dist/bin.cjs", import.meta.url))
 /**
@@ -99,9 +99,9 @@ export const ourProcesses = () => {
 
 /**
  * Synchronous, so it also runs from signal handlers and `exit`: SIGTERM to our daemons (they stop
- * their agents), a short wait, then SIGKILL to whatever of ours is left; then the directories go.
+ * their agents), a short wait, then SIGKILL to whatever of ours is left. The directories stay.
  */
-export const cleanupAll = () => {
+export const stopAll = () => {
   for (const pid of groups) signal(pid, "SIGTERM")
   const deadline = Date.now() + 5_000
   while ([...groups].some(alive) && Date.now() < deadline) blockFor(50)
@@ -113,6 +113,18 @@ export const cleanupAll = () => {
     for (const pid of left) signal(pid, "SIGKILL")
     blockFor(100)
   }
+}
+
+/**
+ * Every process stopped, then every temporary directory removed: only when the run ends. Files
+ * deleted during a run would slow the files the next workloads create (each job's log, for the
+ * daemon; nothing for xargs): ext4 without a journal, as this benchmark's machine has, skips every
+ * inode freed in the last minute (five more while its inode table is not written back) when it
+ * allocates one, at a lookup each. One empty file took 0.03 ms to create on a quiet disk here and
+ * 0.9–1.5 ms after a few thousand deletions (`fileCreateMs` reads it).
+ */
+export const cleanupAll = () => {
+  stopAll()
   for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
   tempDirs.clear()
 }
@@ -136,13 +148,56 @@ export const installCleanup = () => {
 // Projects and the daemon.
 // ---------------------------------------------------------------------------------------------
 
+/** A new `<tmp>/starforge-bench-XXXX`, removed when the run ends (see `cleanupAll`). */
+const tempDir = () => {
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "starforge-bench-")))
+  tempDirs.add(dir)
+  return dir
+}
+
+/**
+ * The median time, in ms, to create one empty file (as the daemon creates each job's log) in a
+ * new directory of the temporary directory: how the filesystem stands right now (see
+ * `cleanupAll`). It deletes nothing.
+ */
+export const fileCreateMs = (count = 100) => {
+  const dir = path.join(tempDir(), "probe")
+  fs.mkdirSync(dir)
+  const times = []
+  for (let i = 0; i < count; i++) {
+    const t0 = process.hrtime.bigint()
+    fs.closeSync(fs.openSync(path.join(dir, `${i}.log`), "a"))
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6)
+  }
+  return median(times)
+}
+
+/** Above this, `fileCreateMs` shows recently deleted files slowing every file created (a quiet disk here: 0.02–0.07 ms). */
+const SLOW_FILE_CREATE_MS = 0.1
+
+/**
+ * After a burst of deletions (an earlier run's clean-up, a test suite) file creation is slow
+ * until their inodes have been on disk for a minute: then this writes them out (`sync`), waits
+ * `waitSeconds` without touching the disk (every file created meanwhile would dirty the inode
+ * tables again, and a dirty one keeps its freed inodes skipped for five minutes more) and reads
+ * it again. Returns the last reading and how long it waited.
+ */
+export const settleFileCreation = async (say, waitSeconds = 65) => {
+  const createMs = fileCreateMs()
+  if (createMs <= SLOW_FILE_CREATE_MS) return { createMs, waitedSeconds: 0 }
+  say(`creating one file takes ${createMs.toFixed(3)} ms: files deleted in the last minutes slow it down (ext4 without a journal); waiting ${waitSeconds} s for them to age`)
+  spawnSync("sync")
+  await sleep(waitSeconds * 1000)
+  spawnSync("sync")
+  return { createMs: fileCreateMs(), waitedSeconds: waitSeconds }
+}
+
 /**
  * A temporary project: `<tmp>/starforge-bench-XXXX/project` (the parent holds only our files, so
  * no agent worktree `<parent>/project-<agent>` can exist), the agent script and the records file.
  */
 export const makeProject = (settings = {}) => {
-  const base = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "starforge-bench-")))
-  tempDirs.add(base)
+  const base = tempDir()
   const root = path.join(base, "project")
   const triggers = path.join(root, ".claude", "triggers")
   fs.mkdirSync(path.join(triggers, "staging"), { recursive: true })
@@ -193,10 +248,6 @@ export const makeProject = (settings = {}) => {
         return 0
       }
     },
-    remove: () => {
-      fs.rmSync(base, { recursive: true, force: true })
-      tempDirs.delete(base)
-    }
   }
 }
 
