@@ -356,12 +356,12 @@ const B4 = {
           targetValue: 0.5,
           kind: "min"
         }),
-        row("ceiling: a bare Node spawn loop / xargs (what any Node process that starts the agents reaches)", bareRatio, {
+        row("ceiling: a bare Node spawn loop, the agents' output in pipes as the daemon has it / xargs", bareRatio, {
           baseline: `${bare.map((b) => `${fmt(b.jobsPerSecond, 0)} jobs/s at ${fmt(b.rssMiB, 0)} MiB`).join(", ")}; ` +
             `at the daemon's size: ${sized.map((b) => `${fmt(b.jobsPerSecond, 0)} jobs/s at ${fmt(b.rssMiB, 0)} MiB`).join(", ")} (${fmt(sizedRatio)} of xargs)`,
           target: "—"
         }),
-        row("ceiling: the same loop doing the contract's file work per job / xargs (lib/contractLoop.mjs)", median(contractRatios), {
+        row("ceiling: a bare Node loop doing the contract's file work per job, the agents writing straight into their logs / xargs (lib/contractLoop.mjs)", median(contractRatios), {
           baseline: `${contract.map((c) => fmt(c, 0)).join(", ")} jobs/s (per run: ${contractRatios.map((c) => fmt(c)).join(", ")} of xargs)`,
           target: "—"
         }),
@@ -376,9 +376,11 @@ const B4 = {
       notes: [
         `B4: the daemon reaches ${fmt(ratio / bareRatio)} of a bare Node spawn loop. Node's child_process forks, and a fork copies the parent's page ` +
           "tables, so the cost of each spawn grows with the size of the process: that is why the daemon starts agents from a small helper process. " +
-          "The ceiling row is a Node process that does nothing but start the agents (one process, like the helper); xargs, a small C program, forks a process of a few hundred KiB. " +
-          "The second ceiling adds only what the contract asks of every job (claim by rename, a log with header and footer, two daemon-log lines, the archive rename, the slot and state files), " +
-          "with synchronous calls and no Effect: it is where any Node daemon that keeps the contract starts from.",
+          "The first ceiling is a Node process that does nothing but start the agents, their stdout and stderr pipes drained as the daemon drains them (one process, like the helper); " +
+          "xargs, a small C program, forks a process of a few hundred KiB. " +
+          "The second does what the contract asks of every job (claim by rename, a log with header and footer, two daemon-log lines, the archive rename, the slot and state files), " +
+          "with synchronous calls and no Effect, but gives each agent its log as stdout and stderr: no pipes, so nothing follows the output or rotates the log. " +
+          "That it passes the first shows what two pipes per agent cost a Node process.",
         `B4 budget: at half of xargs's rate the ${os.cpus().length} cores hold ${fmt(median(budgets.map((b) => b.capacityMsPerJob)), 2)} ms of CPU per job. ` +
           "In the daemon's runs the spawn helper, the agents and the kernel took the part shown (from /proc: the daemon's and the helper's own times, the machine's busy time less theirs and this harness's); " +
           `what is left is the most the daemon's own process may use per job for the target to be reachable at all: ${fmt(median(budgets.map((b) => b.daemonMsPerJob)), 2)} ms, ` +
