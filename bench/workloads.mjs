@@ -187,11 +187,13 @@ const shellFloor = async (project, count) => {
 
 /**
  * The bare Node spawn loop of `lib/spawnLoop.mjs` on a fresh project, `triggers` runs at `agents`
- * at a time, its resident size raised by `ballastMiB`: jobs/s and its RSS.
+ * at a time, its resident size raised by `ballastMiB`: jobs/s and its RSS. `withoutPipes`: the
+ * agents' output goes to one file instead of pipes.
  */
-const nodeSpawnLoop = async (triggers, agents, ballastMiB) => {
+const nodeSpawnLoop = async (triggers, agents, ballastMiB, withoutPipes = false) => {
   const base = makeProject()
-  const loop = spawnTracked(process.execPath, [SPAWN_LOOP, String(triggers), String(agents), String(Math.max(0, Math.round(ballastMiB))), base.agent], {
+  const output = withoutPipes ? [path.join(base.base, "output.txt")] : []
+  const loop = spawnTracked(process.execPath, [SPAWN_LOOP, String(triggers), String(agents), String(Math.max(0, Math.round(ballastMiB))), base.agent, ...output], {
     env: base.env,
     stdio: ["ignore", "pipe", "inherit"]
   })
@@ -289,6 +291,7 @@ const B4 = {
     const peaks = []
     const bare = []
     const sized = []
+    const unpiped = []
     const contract = []
     const cpu = []
     const xargsCpu = []
@@ -334,16 +337,19 @@ const B4 = {
       const small = await nodeSpawnLoop(triggers, agents, 0)
       bare.push(small)
       sized.push(await nodeSpawnLoop(triggers, agents, peaks[r] - small.rssMiB))
+      unpiped.push(await nodeSpawnLoop(triggers, agents, 0, true))
       contract.push(await contractLoop(triggers, agents))
       say(
         `run ${r + 1}/${runs}: daemon ${fmt(ours[r], 0)} jobs/s (peak RSS ${fmt(peaks[r], 0)} MiB), xargs ${fmt(xargs[r], 0)} jobs/s; ` +
-          `bare Node spawn loop ${fmt(small.jobsPerSecond, 0)} jobs/s at ${fmt(small.rssMiB, 0)} MiB, ${fmt(sized[r].jobsPerSecond, 0)} jobs/s at ${fmt(sized[r].rssMiB, 0)} MiB; ` +
+          `bare Node spawn loop ${fmt(small.jobsPerSecond, 0)} jobs/s at ${fmt(small.rssMiB, 0)} MiB, ${fmt(sized[r].jobsPerSecond, 0)} jobs/s at ${fmt(sized[r].rssMiB, 0)} MiB, ` +
+          `${fmt(unpiped[r].jobsPerSecond, 0)} jobs/s without pipes; ` +
           `with the contract's file work ${fmt(contract[r], 0)} jobs/s`
       )
     }
     const ratio = median(ours.map((o, i) => o / xargs[i]))
     const bareRatio = median(bare.map((b, i) => b.jobsPerSecond / xargs[i]))
     const sizedRatio = median(sized.map((b, i) => b.jobsPerSecond / xargs[i]))
+    const unpipedRatio = median(unpiped.map((b, i) => b.jobsPerSecond / xargs[i]))
     const contractRatios = contract.map((c, i) => c / xargs[i])
     // At the target rate, what the cores leave the daemon once the helper, the agents and the kernel have had what they took per job.
     const budgets = cpu.map((c, i) => daemonCpuBudget({ targetJobsPerSecond: 0.5 * xargs[i], cores: os.cpus().length, othersMsPerJob: c.others }))
@@ -358,7 +364,8 @@ const B4 = {
         }),
         row("ceiling: a bare Node spawn loop, the agents' output in pipes as the daemon has it / xargs", bareRatio, {
           baseline: `${bare.map((b) => `${fmt(b.jobsPerSecond, 0)} jobs/s at ${fmt(b.rssMiB, 0)} MiB`).join(", ")}; ` +
-            `at the daemon's size: ${sized.map((b) => `${fmt(b.jobsPerSecond, 0)} jobs/s at ${fmt(b.rssMiB, 0)} MiB`).join(", ")} (${fmt(sizedRatio)} of xargs)`,
+            `at the daemon's size: ${sized.map((b) => `${fmt(b.jobsPerSecond, 0)} jobs/s at ${fmt(b.rssMiB, 0)} MiB`).join(", ")} (${fmt(sizedRatio)} of xargs); ` +
+            `without the pipes (the agents' output appended to one file): ${unpiped.map((b) => fmt(b.jobsPerSecond, 0)).join(", ")} jobs/s (${fmt(unpipedRatio)} of xargs)`,
           target: "—"
         }),
         row("ceiling: a bare Node loop doing the contract's file work per job, the agents writing straight into their logs / xargs (lib/contractLoop.mjs)", median(contractRatios), {
@@ -380,7 +387,7 @@ const B4 = {
           "xargs, a small C program, forks a process of a few hundred KiB. " +
           "The second does what the contract asks of every job (claim by rename, a log with header and footer, two daemon-log lines, the archive rename, the slot and state files), " +
           "with synchronous calls and no Effect, but gives each agent its log as stdout and stderr: no pipes, so nothing follows the output or rotates the log. " +
-          "That it passes the first shows what two pipes per agent cost a Node process.",
+          "That it passes the first shows what two pipes per agent cost a Node process; the first row's spawn loop without them (its last figure) measures it alone.",
         `B4 budget: at half of xargs's rate the ${os.cpus().length} cores hold ${fmt(median(budgets.map((b) => b.capacityMsPerJob)), 2)} ms of CPU per job. ` +
           "In the daemon's runs the spawn helper, the agents and the kernel took the part shown (from /proc: the daemon's and the helper's own times, the machine's busy time less theirs and this harness's); " +
           `what is left is the most the daemon's own process may use per job for the target to be reachable at all: ${fmt(median(budgets.map((b) => b.daemonMsPerJob)), 2)} ms, ` +

@@ -6,11 +6,17 @@
 // the daemon was. Prints one JSON line: { rssMiB, spawnMs } (its resident size while spawning,
 // and the median time of one synchronous spawn() call: the fork, and the wait for the child's exec).
 //
-//   node spawnLoop.mjs <count> <concurrency> <ballastMiB> <agent>
+// With an <output> file, the agents' stdout and stderr are that one file, opened once, instead of
+// pipes: what the pipes cost is the difference.
+//
+//   node spawnLoop.mjs <count> <concurrency> <ballastMiB> <agent> [<output>]
 import { spawn } from "node:child_process"
+import * as fs from "node:fs"
 
 const [count, concurrency, ballastMiB] = process.argv.slice(2, 5).map(Number)
 const agent = process.argv[5]
+const output = process.argv[6] === undefined ? undefined : fs.openSync(process.argv[6], "a")
+const stdio = output === undefined ? ["ignore", "pipe", "pipe"] : ["ignore", output, output]
 const ballast = []
 for (let i = 0; i < ballastMiB; i++) ballast.push(Buffer.alloc(1 << 20, 1))
 let started = 0
@@ -22,10 +28,10 @@ await new Promise((resolve, reject) => {
     if (started >= count) return
     started++
     const t0 = performance.now()
-    const child = spawn(agent, [], { detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(agent, [], { detached: true, stdio })
     spawnMs.push(performance.now() - t0)
-    child.stdout.on("data", () => {})
-    child.stderr.on("data", () => {})
+    child.stdout?.on("data", () => {})
+    child.stderr?.on("data", () => {})
     child.once("error", reject)
     child.once("exit", () => {
       rss = Math.max(rss, process.memoryUsage.rss())
