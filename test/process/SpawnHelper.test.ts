@@ -106,33 +106,38 @@ describe("spawn helper", { timeout: 20_000 }, () => {
     expect(helper.pid()).toBe(pid)
   })
 
-  it("dies: a running agent's exit is still reported (status unknown), and the next agent gets a new helper", async () => {
+  it("dies: a running agent loses the rest of its output (its next write fails) and its end is still reported (status unknown); the next agent gets a new helper", async () => {
     const helper = newHelper()
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-helper-"))
-    const agent = await run(helper, `echo started; while [ ! -e ${dir}/go ]; do sleep 0.05; done; echo done`)
-    const ended = outcome(agent)
+    // The agent notes its write failing (SIGPIPE ignored, so the write fails with EPIPE instead of killing it).
+    const agent = await run(helper, `trap '' PIPE; echo started; while [ ! -e ${dir}/go ]; do sleep 0.05; done; echo done || echo lost > ${dir}/lost`)
+    let out = ""
+    agent.stdout.on("data", (d) => (out += d))
+    const ended = new Promise<[number | null, string | null]>((resolve) => agent.onExit((code, signal) => resolve([code, signal])))
+    await until(() => out !== "", "the first line to arrive")
     const first = helper.pid()!
     process.kill(first, "SIGKILL")
     await until(() => !procfs.isAlive(first), "the helper to die")
-    // The agent still runs; its output still reaches us.
+    // The agent still runs until it writes again: only the helper read its pipes.
     expect(procfs.isAlive(agent.pid)).toBe(true)
     fs.writeFileSync(path.join(dir, "go"), "")
-    const [out, exit] = await ended
-    expect(out).toBe("started\ndone\n")
+    const exit = await ended
+    expect(out).toBe("started\n")
     expect(exit).toEqual([null, "unknown (the spawn helper process died)"])
+    expect(fs.readFileSync(path.join(dir, "lost"), "utf8")).toBe("lost\n")
     const [again] = await outcome(await run(helper, "echo again"))
     expect(again).toBe("again\n")
     expect(helper.pid()).not.toBe(first)
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  it("reports an exit that arrives before the agent's pipe ends (they wait for the daemon's acknowledgement, the exit does not)", async () => {
+  it("a daemon that reads nothing for a while still gets the agent's output, its pipes' ends and its exit", async () => {
     const helper = newHelper()
     await outcome(await run(helper, "true"))
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-helper-"))
     const request = run(helper, `echo $$ > ${dir}/pid; echo out; echo err >&2; exit 5`)
-    // This process reads nothing meanwhile: the helper sends the first pipe end and then waits for
-    // our acknowledgement before it can send the second; the agent has exited by then.
+    // This process reads nothing meanwhile: the agent starts, writes, exits and is reaped, and
+    // everything the helper forwards waits for us.
     blockUntil(() => exitedAgent(dir), "the agent to start and be reaped")
     const agent = await request
     const [out, exit, err] = await outcome(agent)
@@ -140,7 +145,7 @@ describe("spawn helper", { timeout: 20_000 }, () => {
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  it("dies after reporting an exit but before handing over the agent's pipes: the exit stands and the agent is not started again", async () => {
+  it("dies after reporting an exit: the exit stands and the agent is not started again", async () => {
     const helper = newHelper()
     await outcome(await run(helper, "true"))
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-helper-"))
@@ -151,7 +156,31 @@ describe("spawn helper", { timeout: 20_000 }, () => {
     const [, exit] = await outcome(await request)
     expect(exit).toEqual([4, null])
     expect(fs.readFileSync(path.join(dir, "pid"), "utf8").trim().split("\n")).toHaveLength(1)
-    expect(helper.pid()).toBeUndefined()
+    await until(() => helper.pid() === undefined, "the helper's death to be seen")
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it("forwards a large output whole and in order, whatever the reads split", async () => {
+    const helper = newHelper()
+    // 20,000 numbered lines on each stream, interleaved by the agent.
+    const agent = await run(helper, `i=0; while [ $i -lt 20000 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done`)
+    const [out, exit, err] = await outcome(agent)
+    const expected = (name: string) => Array.from({ length: 20_000 }, (_, i) => `${name} ${i}\n`).join("")
+    expect(exit).toEqual([0, null])
+    expect(out).toBe(expected("out"))
+    expect(err).toBe(expected("err"))
+  })
+
+  it("a pipe the daemon stops reading before its end (an escaped process holds it) is closed: its writer's next write fails", async () => {
+    const helper = newHelper()
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-helper-"))
+    // The agent exits at once; its background child keeps writing to the inherited stdout.
+    const agent = await run(helper, `(trap '' PIPE; while echo tick; do sleep 0.05; done; echo closed > ${dir}/closed) & echo $! > ${dir}/child`)
+    await until(() => agent.stdout.readableLength > 0, "the first tick")
+    pids.add(Number(fs.readFileSync(path.join(dir, "child"), "utf8")))
+    agent.stdout.destroy()
+    agent.stderr.destroy()
+    await until(() => fs.existsSync(path.join(dir, "closed")), "the background writer to see its pipe closed")
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
