@@ -117,6 +117,23 @@ describe("AgentSlots.make", { timeout: 15_000 }, () => {
       expect(Object.keys(yield* slots.snapshot).sort()).toEqual(["a", "b", "c"])
     }))
 
+  it.scoped("a snapshot, and a table handed to the writer, stay as they were when the table changes later", () =>
+    Effect.gen(function*() {
+      const { slots, saves, saved } = yield* recording()
+      yield* slots.markBusy("a", info("1"))
+      yield* saved
+      const written = saves[saves.length - 1]!
+      const taken = yield* slots.snapshot
+      yield* slots.setProcess("a", { pid: 10, startTime: "5", log: "a.log" })
+      yield* slots.markBusy("b", info(null))
+      yield* slots.markIdle("a")
+      expect(Object.keys(taken)).toEqual(["a"])
+      expect(taken["a"]!.status).toBe("busy")
+      expect(taken["a"]!.pid).toBeNull()
+      expect(written).toEqual(taken)
+      expect((yield* slots.snapshot)["a"]).toEqual(idleSlot)
+    }))
+
   it.scoped("cleanupOrphans releases the busy slots the predicate names, and only those", () =>
     Effect.gen(function*() {
       const { slots, saved } = yield* recording()
@@ -147,7 +164,7 @@ describe("AgentSlots.make", { timeout: 15_000 }, () => {
       const before = yield* slots.snapshot
       const none = yield* slots.cleanupOrphans(() => Effect.succeed(false))
       expect(none).toEqual([])
-      expect(yield* slots.snapshot).toBe(before)
+      expect(yield* slots.snapshot).toEqual(before)
     }))
 
   it.scoped("cleanupOrphans passes the predicate's failure through", () =>
