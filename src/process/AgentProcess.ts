@@ -18,7 +18,7 @@
  */
 import * as fs from "node:fs"
 import type { Readable } from "node:stream"
-import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Runtime } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, FiberId, Layer, Option, Queue, Ref, Runtime } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
@@ -72,7 +72,8 @@ export interface AgentRunSpec {
   readonly stall?: { readonly afterMs: number; readonly lastActivityMs: () => number }
   /**
    * Work repeated while the agent runs (the daemon's `PROGRESS` line): first `everyMs` after the
-   * start, then `everyMs` after each run of it ended. It runs on the run's own watchdog fiber.
+   * start, then `everyMs` after each run of it ended. It runs in a fiber of its own on the run's
+   * runtime (its span, its clock), while the timeout and the stall are still watched.
    */
   readonly tick?: { readonly everyMs: number; readonly run: Effect.Effect<void> }
   /**
@@ -330,178 +331,267 @@ type RunEnd =
   | { readonly _tag: "Timeout" }
   | { readonly _tag: "Stall"; readonly silentMs: number }
 
-/**
- * Sleeps until the nearest of the attempt's deadlines: its timeout, its stall (the stall deadline
- * moves while the agent writes; it is looked at again once per `stall.afterMs` at most) and its
- * next tick, which it runs. Completes with the timeout or the stall; undefined: none of the three
- * is set.
- */
-const watchdog = (spec: AgentRunSpec): Effect.Effect<RunEnd> | undefined => {
-  const { stall, tick, timeoutMs } = spec
-  if (timeoutMs === undefined && stall === undefined && tick === undefined) return undefined
-  return Effect.gen(function*() {
-    const startMs = yield* Clock.currentTimeMillis
-    let nextTickMs = tick === undefined ? Infinity : startMs + tick.everyMs
-    for (;;) {
-      let now = yield* Clock.currentTimeMillis
-      if (timeoutMs !== undefined && now - startMs >= timeoutMs) return { _tag: "Timeout" } as const
-      const silentMs = stall === undefined ? 0 : now - stall.lastActivityMs()
-      if (stall !== undefined && silentMs >= stall.afterMs) return { _tag: "Stall", silentMs } as const
-      if (tick !== undefined && now >= nextTickMs) {
-        yield* tick.run
-        now = yield* Clock.currentTimeMillis
-        nextTickMs = now + tick.everyMs
-      }
-      const wait = Math.min(
-        timeoutMs === undefined ? Infinity : startMs + timeoutMs - now,
-        stall === undefined ? Infinity : stall.afterMs - (now - stall.lastActivityMs()),
-        nextTickMs - now
-      )
-      yield* Effect.sleep(Duration.millis(Math.max(0, wait)))
-    }
-  })
+/** One attempt followed by the watchdog (`makeWatchdog`). */
+interface Watched {
+  readonly spec: AgentRunSpec
+  readonly startMs: number
+  readonly ended: Deferred.Deferred<RunEnd>
+  /** The attempt's own runtime: its ticks run there (its span, its clock). */
+  readonly runtime: Runtime.Runtime<never>
+  nextTickMs: number
+  /** The tick running now. */
+  ticking: Fiber.RuntimeFiber<void> | undefined
 }
 
 /**
- * Waits for the end of the run: `ended` completed by the exit, or by the watchdog on a timeout
- * or stall. One fiber besides the run's own (the watchdog, stopped with the wait), instead of a
- * race of four and a ticker: a daemon with hundreds of agents holds them all the time. The wait
- * interrupts the watchdog itself (`interruptFork` would start a third fiber per run to do it).
+ * Follows the deadlines of every running attempt: its timeout, its stall (the stall deadline
+ * moves while the agent writes; it is looked at again once per `stall.afterMs` at most) and its
+ * next tick (`everyMs` after the start, then after each tick ended), which it starts on the
+ * attempt's runtime. One fiber sleeps until the nearest deadline of all, and only while there is
+ * one: a fiber per attempt, forked at its start and interrupted at its end, was about a tenth of
+ * the Effect work of a job that ends at once (100 agents).
  */
-const awaitEnd = (ended: Deferred.Deferred<RunEnd>, spec: AgentRunSpec): Effect.Effect<RunEnd> => {
-  const watch = watchdog(spec)
-  if (watch === undefined) return Deferred.await(ended)
-  return Effect.flatMap(
-    Effect.fork(Effect.flatMap(watch, (end) => Deferred.succeed(ended, end))),
-    (watching) => Deferred.await(ended).pipe(Effect.ensuring(Fiber.interrupt(watching)))
-  )
+const makeWatchdog = () => {
+  const watched = new Set<Watched>()
+  /** The fiber that sleeps until `untilMs`, the nearest deadline when it last looked (unset until it is forked). */
+  let sleeper: { untilMs: number; fiber: Fiber.RuntimeFiber<void> | undefined } | undefined
+
+  const deadlineOf = (w: Watched): number => {
+    const { stall, tick, timeoutMs } = w.spec
+    return Math.min(
+      timeoutMs === undefined ? Infinity : w.startMs + timeoutMs,
+      stall === undefined ? Infinity : stall.lastActivityMs() + stall.afterMs,
+      tick === undefined || w.ticking !== undefined ? Infinity : w.nextTickMs
+    )
+  }
+
+  const stopTick = (w: Watched) => {
+    w.ticking?.unsafeInterruptAsFork(FiberId.none)
+    w.ticking = undefined
+  }
+
+  const end = (w: Watched, runEnd: RunEnd) => {
+    watched.delete(w)
+    stopTick(w)
+    Deferred.unsafeDone(w.ended, Exit.succeed(runEnd))
+  }
+
+  const startTick = (w: Watched, tick: NonNullable<AgentRunSpec["tick"]>) => {
+    let done = false
+    const fiber = Runtime.runFork(w.runtime)(tick.run.pipe(
+      Effect.zipRight(Clock.currentTimeMillis),
+      Effect.flatMap((after) =>
+        Effect.sync(() => {
+          done = true
+          w.ticking = undefined
+          w.nextTickMs = after + tick.everyMs
+          if (watched.has(w)) wakeFor(w)
+        })
+      )
+    ))
+    // A tick that ended at once (the fork runs it up to its first wait) has been accounted for.
+    if (!done) w.ticking = fiber
+  }
+
+  /** Ends the attempts that are due, starts the ticks that are due; the nearest deadline left. */
+  const check = (now: number): number => {
+    let nearest = Infinity
+    for (const w of watched) {
+      const { stall, tick, timeoutMs } = w.spec
+      if (timeoutMs !== undefined && now - w.startMs >= timeoutMs) {
+        end(w, { _tag: "Timeout" })
+        continue
+      }
+      const silentMs = stall === undefined ? 0 : now - stall.lastActivityMs()
+      if (stall !== undefined && silentMs >= stall.afterMs) {
+        end(w, { _tag: "Stall", silentMs })
+        continue
+      }
+      if (tick !== undefined && w.ticking === undefined && now >= w.nextTickMs) startTick(w, tick)
+      nearest = Math.min(nearest, deadlineOf(w))
+    }
+    return nearest
+  }
+
+  const rounds = (self: NonNullable<typeof sleeper>): Effect.Effect<void> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const nearest = check(now)
+      if (nearest === Infinity) {
+        if (sleeper === self) sleeper = undefined
+        return Effect.void
+      }
+      self.untilMs = nearest
+      return Effect.zipRight(Effect.sleep(Duration.millis(Math.max(0, nearest - now))), Effect.suspend(() => rounds(self)))
+    })
+
+  const stopSleeper = () => {
+    sleeper?.fiber?.unsafeInterruptAsFork(FiberId.none)
+    sleeper = undefined
+  }
+
+  /** Makes the sleeper look at `w` in time: started if there is none, restarted if it would wake too late. */
+  const wakeFor = (w: Watched) => {
+    if (sleeper !== undefined && sleeper.untilMs <= deadlineOf(w)) return
+    stopSleeper()
+    // It looks at once (the fork runs it up to its sleep), then sleeps until the nearest deadline.
+    const self: NonNullable<typeof sleeper> = { untilMs: -Infinity, fiber: undefined }
+    sleeper = self
+    const fiber = Runtime.runFork(w.runtime)(Effect.interruptible(rounds(self)))
+    if (sleeper === self) self.fiber = fiber
+  }
+
+  return {
+    /**
+     * Waits for the end of the run: `ended` completed by the exit, or here on a timeout or a
+     * stall (none of the three deadlines set: nothing to follow).
+     */
+    awaitEnd: (ended: Deferred.Deferred<RunEnd>, spec: AgentRunSpec, runtime: Runtime.Runtime<never>): Effect.Effect<RunEnd> => {
+      if (spec.timeoutMs === undefined && spec.stall === undefined && spec.tick === undefined) return Deferred.await(ended)
+      return Effect.flatMap(Clock.currentTimeMillis, (startMs) => {
+        const w: Watched = { spec, startMs, ended, runtime, nextTickMs: spec.tick === undefined ? Infinity : startMs + spec.tick.everyMs, ticking: undefined }
+        watched.add(w)
+        wakeFor(w)
+        return Deferred.await(ended).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            watched.delete(w)
+            stopTick(w)
+            // Nothing left to follow: no timer either.
+            if (watched.size === 0) stopSleeper()
+          }))
+        )
+      })
+    }
+  }
 }
 
 /** Real child processes; agent logs rotate at `maxLogBytes` (0: never). */
-export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: SpawnAgent = spawnDirect): AgentProcessShape => ({
-  run: (spec) =>
-    Effect.scoped(
-      Effect.gen(function*() {
-        // Whether the log has its footer (or will have it: the spawned child's release writes it).
-        let footed = false
-        const log = yield* Effect.acquireRelease(
-          Effect.try({
-            try: () => {
-              const log = new RotatingLogFile(spec.logFile, maxLogBytes)
-              try {
-                log.write(headerText(spec.header))
-              } catch (e) {
-                // Disk full or directory not writable: leave neither an open descriptor nor an empty log.
+export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: SpawnAgent = spawnDirect): AgentProcessShape => {
+  const watchdog = makeWatchdog()
+  return {
+    run: (spec) =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          // Whether the log has its footer (or will have it: the spawned child's release writes it).
+          let footed = false
+          const log = yield* Effect.acquireRelease(
+            Effect.try({
+              try: () => {
+                const log = new RotatingLogFile(spec.logFile, maxLogBytes)
+                try {
+                  log.write(headerText(spec.header))
+                } catch (e) {
+                  // Disk full or directory not writable: leave neither an open descriptor nor an empty log.
+                  log.close()
+                  fs.rmSync(spec.logFile, { force: true })
+                  throw e
+                }
+                return log
+              },
+              catch: (cause) => new StorageError({ operation: "writing the agent log", path: spec.logFile, cause })
+            }),
+            (log, exit) =>
+              Effect.sync(() => {
+                // Stopped between the log's open and the spawn: the log says so instead of ending at its header.
+                if (!footed && Exit.isFailure(exit)) writeFooter(log, ExitStatus.SpawnFailed({ message: "not started: the run was stopped first" }))
                 log.close()
-                fs.rmSync(spec.logFile, { force: true })
-                throw e
-              }
-              return log
-            },
-            catch: (cause) => new StorageError({ operation: "writing the agent log", path: spec.logFile, cause })
-          }),
-          (log, exit) =>
-            Effect.sync(() => {
-              // Stopped between the log's open and the spawn: the log says so instead of ending at its header.
-              if (!footed && Exit.isFailure(exit)) writeFooter(log, ExitStatus.SpawnFailed({ message: "not started: the run was stopped first" }))
-              log.close()
-            })
-        )
-        if (!fs.existsSync(spec.cwd)) {
-          const status = ExitStatus.SpawnFailed({ message: `working directory ${spec.cwd} does not exist` })
-          footed = true
-          writeFooter(log, status)
-          return status
-        }
-        let final: ExitStatus | undefined
-        // `onGone` runs once: at the exit when nothing of the agent is left (and `onSpawn` has run:
-        // an agent that exits at once may be reported before it), else after the sweep.
-        let gone = false
-        let spawnReported = false
-        const runtime = yield* Effect.runtime<never>()
-        const reportGone = Effect.suspend(() => {
-          if (gone || spec.onGone === undefined) return Effect.void
-          gone = true
-          return spec.onGone
-        })
-        const atExit = (pid: number) => {
-          if (spawnReported && spec.onGone !== undefined && procfs.groupMembers(pid).length === 0) Runtime.runFork(runtime)(reportGone)
-        }
-        const spawn = spawnChild(spawnAgent, spec, log, atExit).pipe(
-          Effect.withSpan("spawn", NO_STACK),
-          // In the acquisition, which cannot be interrupted: from here the log gets its footer.
-          Effect.tap((started) =>
-            Effect.sync(() => {
-              footed = true
-              if ("failed" in started) writeFooter(log, ExitStatus.SpawnFailed({ message: started.failed }))
-            })
+              })
           )
-        )
-        const started = yield* Effect.acquireRelease(spawn, (started) =>
-          "failed" in started
-            ? Effect.void
-            // Gone at its exit: a group without members cannot get new ones, nothing to sweep (the
-            // stage's span is kept, empty).
-            : Effect.suspend(() => gone ? Effect.void : stopChild(started, killGraceMs)).pipe(
-              Effect.withSpan("kill", NO_STACK),
-              Effect.zipRight(Deferred.await(started.exited)),
-              Effect.tap(() => reportGone),
-              // The group is gone: the pipes close now, unless an escaped process still holds them.
-              Effect.tap(() =>
-                Effect.flatMap(Deferred.isDone(started.drain.drained), (drained) =>
-                  drained ? Effect.void : Deferred.await(started.drain.drained).pipe(Effect.interruptible, Effect.timeoutOption(DRAIN_MS)))
-              ),
-              Effect.flatMap((status) =>
-                Effect.sync(() => {
-                  started.drain.flush()
-                  writeFooter(log, final ?? status)
-                })
-              ),
-              Effect.catchAllDefect(() => Effect.void)
-            ))
-        if ("failed" in started) return ExitStatus.SpawnFailed({ message: started.failed })
-        yield* spec.onSpawn({ pid: started.pid, startTime: procfs.startTimeOf(started.pid) ?? null })
-        spawnReported = true
-        const ended = yield* awaitEnd(started.ended, spec).pipe(
-          Effect.withSpan("run", { attributes: { pid: started.pid }, ...NO_STACK })
-        )
-        if (ended._tag === "Exit") {
-          if (gone) yield* yieldToEventLoop
-          return ended.status
+          if (!fs.existsSync(spec.cwd)) {
+            const status = ExitStatus.SpawnFailed({ message: `working directory ${spec.cwd} does not exist` })
+            footed = true
+            writeFooter(log, status)
+            return status
+          }
+          let final: ExitStatus | undefined
+          // `onGone` runs once: at the exit when nothing of the agent is left (and `onSpawn` has run:
+          // an agent that exits at once may be reported before it), else after the sweep.
+          let gone = false
+          let spawnReported = false
+          const runtime = yield* Effect.runtime<never>()
+          const reportGone = Effect.suspend(() => {
+            if (gone || spec.onGone === undefined) return Effect.void
+            gone = true
+            return spec.onGone
+          })
+          const atExit = (pid: number) => {
+            if (spawnReported && spec.onGone !== undefined && procfs.groupMembers(pid).length === 0) Runtime.runFork(runtime)(reportGone)
+          }
+          const spawn = spawnChild(spawnAgent, spec, log, atExit).pipe(
+            Effect.withSpan("spawn", NO_STACK),
+            // In the acquisition, which cannot be interrupted: from here the log gets its footer.
+            Effect.tap((started) =>
+              Effect.sync(() => {
+                footed = true
+                if ("failed" in started) writeFooter(log, ExitStatus.SpawnFailed({ message: started.failed }))
+              })
+            )
+          )
+          const started = yield* Effect.acquireRelease(spawn, (started) =>
+            "failed" in started
+              ? Effect.void
+              // Gone at its exit: a group without members cannot get new ones, nothing to sweep (the
+              // stage's span is kept, empty).
+              : Effect.suspend(() => gone ? Effect.void : stopChild(started, killGraceMs)).pipe(
+                Effect.withSpan("kill", NO_STACK),
+                Effect.zipRight(Deferred.await(started.exited)),
+                Effect.tap(() => reportGone),
+                // The group is gone: the pipes close now, unless an escaped process still holds them.
+                Effect.tap(() =>
+                  Effect.flatMap(Deferred.isDone(started.drain.drained), (drained) =>
+                    drained ? Effect.void : Deferred.await(started.drain.drained).pipe(Effect.interruptible, Effect.timeoutOption(DRAIN_MS)))
+                ),
+                Effect.flatMap((status) =>
+                  Effect.sync(() => {
+                    started.drain.flush()
+                    writeFooter(log, final ?? status)
+                  })
+                ),
+                Effect.catchAllDefect(() => Effect.void)
+              ))
+          if ("failed" in started) return ExitStatus.SpawnFailed({ message: started.failed })
+          yield* spec.onSpawn({ pid: started.pid, startTime: procfs.startTimeOf(started.pid) ?? null })
+          spawnReported = true
+          const ended = yield* watchdog.awaitEnd(started.ended, spec, runtime).pipe(
+            Effect.withSpan("run", { attributes: { pid: started.pid }, ...NO_STACK })
+          )
+          if (ended._tag === "Exit") {
+            if (gone) yield* yieldToEventLoop
+            return ended.status
+          }
+          // A stop that races the exit reports the exit.
+          const exitedMeanwhile = yield* Deferred.poll(started.exited)
+          if (Option.isSome(exitedMeanwhile)) return yield* exitedMeanwhile.value
+          const reason = ended._tag === "Timeout" ? "timeout" : "stalled"
+          const signal = (yield* stopChild(started, killGraceMs).pipe(Effect.withSpan("kill", { attributes: { reason }, ...NO_STACK }))) ?? "SIGTERM"
+          final = ended._tag === "Timeout"
+            ? ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal })
+            : ExitStatus.Stalled({ afterSeconds: ended.silentMs / 1000, signal })
+          return final
+        })
+      ).pipe(Effect.withSpan("AgentProcess.run", { attributes: { agent: spec.agent }, ...NO_STACK })),
+
+    stopOrphan: (pid, startTime) =>
+      Effect.gen(function*() {
+        const identity = procfs.identify(pid, startTime)
+        if (identity === "different") return "different" as const
+        if (identity === "gone") {
+          // The group cannot outlive its leader's pid being reused, so survivors are the agent's own.
+          yield* sweepGroup(pid, killGraceMs)
+          return "gone" as const
         }
-        // A stop that races the exit reports the exit.
-        const exitedMeanwhile = yield* Deferred.poll(started.exited)
-        if (Option.isSome(exitedMeanwhile)) return yield* exitedMeanwhile.value
-        const reason = ended._tag === "Timeout" ? "timeout" : "stalled"
-        const signal = (yield* stopChild(started, killGraceMs).pipe(Effect.withSpan("kill", { attributes: { reason }, ...NO_STACK }))) ?? "SIGTERM"
-        final = ended._tag === "Timeout"
-          ? ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs! / 1000, signal })
-          : ExitStatus.Stalled({ afterSeconds: ended.silentMs / 1000, signal })
-        return final
-      })
-    ).pipe(Effect.withSpan("AgentProcess.run", { attributes: { agent: spec.agent }, ...NO_STACK })),
-
-  stopOrphan: (pid, startTime) =>
-    Effect.gen(function*() {
-      const identity = procfs.identify(pid, startTime)
-      if (identity === "different") return "different" as const
-      if (identity === "gone") {
-        // The group cannot outlive its leader's pid being reused, so survivors are the agent's own.
+        procfs.signalGroup(pid, "SIGTERM")
+        const stopped = yield* waitUntil(() => !procfs.isAlive(pid), killGraceMs)
+        if (!stopped) {
+          procfs.signalGroup(pid, "SIGKILL")
+          yield* waitUntil(() => !procfs.isAlive(pid), 2_000)
+        }
         yield* sweepGroup(pid, killGraceMs)
-        return "gone" as const
-      }
-      procfs.signalGroup(pid, "SIGTERM")
-      const stopped = yield* waitUntil(() => !procfs.isAlive(pid), killGraceMs)
-      if (!stopped) {
-        procfs.signalGroup(pid, "SIGKILL")
-        yield* waitUntil(() => !procfs.isAlive(pid), 2_000)
-      }
-      yield* sweepGroup(pid, killGraceMs)
-      return "stopped" as const
-    }).pipe(Effect.withSpan("AgentProcess.stopOrphan", { attributes: { pid } })),
+        return "stopped" as const
+      }).pipe(Effect.withSpan("AgentProcess.stopOrphan", { attributes: { pid } })),
 
-  runningAgents: (root) => Effect.sync(() => procfs.agentLeaders(root))
-})
+    runningAgents: (root) => Effect.sync(() => procfs.agentLeaders(root))
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Test double: runs finish when the test says so.
@@ -552,6 +642,7 @@ export const makeFake = (options: {
     const runs = yield* Ref.make<ReadonlyArray<FakeRun>>([])
     const orphans = yield* Ref.make<ReadonlyArray<{ pid: number; fate: OrphanFate }>>([])
     let nextPid = 10_000
+    const watchdog = makeWatchdog()
     const service: AgentProcessShape = {
       run: (spec) =>
         Effect.gen(function*() {
@@ -573,7 +664,7 @@ export const makeFake = (options: {
           yield* spec.onSpawn({ pid: run.pid, startTime: "1" })
           yield* Ref.update(runs, (all) => [...all, run])
           yield* Queue.offer(started, run)
-          const end = yield* awaitEnd(ended, spec).pipe(
+          const end = yield* Effect.flatMap(Effect.runtime<never>(), (runtime) => watchdog.awaitEnd(ended, spec, runtime)).pipe(
             Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
           )
           if (end._tag === "Exit") return end.status

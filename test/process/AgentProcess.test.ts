@@ -10,10 +10,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, afterEach, describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber } from "effect"
-import type { ExitStatus } from "../../src/domain/Outcome.js"
+import { Chunk, Clock, Deferred, Effect, Fiber, Option, Queue, TestClock } from "effect"
+import { ExitStatus } from "../../src/domain/Outcome.js"
 import { logParts, readLogFile } from "../../src/logs/LogFile.js"
-import { type AgentRunSpec, makeNode, type SpawnInfo } from "../../src/process/AgentProcess.js"
+import { AgentProcess, type AgentRunSpec, makeFake, makeNode, type SpawnInfo } from "../../src/process/AgentProcess.js"
 import * as procfs from "../../src/process/procfs.js"
 import { spawnDirect, startSpawnHelper } from "../../src/process/SpawnHelper.js"
 
@@ -587,5 +587,56 @@ for (const [how, spawnAgent] of ways) describe(`AgentProcess (Node), agents ${ho
       expect(yield* runner.stopOrphan(pid, startTime)).toBe("gone")
       // A pid above the kernel's maximum can never exist.
       expect(yield* runner.stopOrphan(2 ** 22 + 12345, "1")).toBe("gone")
+    }))
+})
+
+describe("the watchdog of the runs (test double, TestClock)", () => {
+  const fakeSpec = (agent: string, extra: Partial<AgentRunSpec>): AgentRunSpec => ({
+    agent,
+    command: "agent",
+    args: [],
+    cwd: "/",
+    env: {},
+    logFile: "/nonexistent/agent.log",
+    header: [],
+    onSpawn: () => Effect.void,
+    ...extra
+  })
+
+  it.scoped("follows every run at once: a run started later with a nearer deadline ends first, the others keep theirs and their ticks", () =>
+    Effect.gen(function*() {
+      const fake = yield* makeFake()
+      const runner = yield* Effect.provide(AgentProcess, fake.layer)
+      const ticks: Array<number> = []
+      const first = yield* Effect.fork(runner.run(fakeSpec("a", {
+        timeoutMs: 10_000,
+        tick: { everyMs: 3_000, run: Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void ticks.push(now))) }
+      })))
+      yield* Queue.take(fake.started)
+      // Nearer than anything the watchdog sleeps until (a's first tick at 3 s).
+      const second = yield* Effect.fork(runner.run(fakeSpec("b", { timeoutMs: 1_000 })))
+      yield* Queue.take(fake.started)
+      yield* TestClock.adjust("1 second")
+      expect((yield* Fiber.join(second))._tag).toBe("TimedOut")
+      expect(Option.isNone(yield* Fiber.poll(first))).toBe(true)
+      yield* TestClock.adjust("9 seconds")
+      expect((yield* Fiber.join(first))._tag).toBe("TimedOut")
+      expect(ticks).toEqual([3_000, 6_000, 9_000])
+    }))
+
+  it.scoped("a run that ends stops its ticks, and the last one to end leaves no timer behind", () =>
+    Effect.gen(function*() {
+      const fake = yield* makeFake()
+      const runner = yield* Effect.provide(AgentProcess, fake.layer)
+      let ticks = 0
+      const job = yield* Effect.fork(runner.run(fakeSpec("a", { timeoutMs: 60_000, tick: { everyMs: 1_000, run: Effect.sync(() => void ticks++) } })))
+      const run = yield* Queue.take(fake.started)
+      yield* TestClock.adjust("2 seconds")
+      yield* run.finish(ExitStatus.Exited({ code: 0 }))
+      expect((yield* Fiber.join(job))._tag).toBe("Exited")
+      expect(ticks).toBe(2)
+      yield* TestClock.adjust("1 minute")
+      expect(ticks).toBe(2)
+      expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toEqual([])
     }))
 })
