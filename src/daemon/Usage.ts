@@ -13,7 +13,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Clock, Context, Effect, Layer, Ref, Schema } from "effect"
+import { Clock, Context, Effect, Layer, Schema } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { isoSeconds } from "../domain/time.js"
 import { writeBehind, writeFileAtomic } from "../io/stateFile.js"
@@ -52,7 +52,7 @@ const emptyUsage: UsageFile = { limits: {}, days: {} }
 export const MAX_COOLDOWN_MS = 6 * 3600_000
 const MAX_RESET_AHEAD_MS = 8 * 24 * 3600_000
 /** Days of cost kept in the file. */
-const KEEP_DAYS = 31
+export const KEEP_DAYS = 31
 
 const decodeFile = Schema.decodeUnknownEither(Schema.parseJson(UsageFile))
 
@@ -137,15 +137,23 @@ export const USAGE_WRITE_SPACING_MS = 1_000
 
 export const make = (initial: UsageFile, cooldownMs: number, save: (usage: UsageFile) => Effect.Effect<void>) =>
   Effect.gen(function*() {
-    const state = yield* Ref.make(initial)
+    let limits = initial.limits
+    // Per day and agent, changed in place: a copy of the day's whole table at every attempt's end
+    // was a fiftieth of what a job allocated with 100 agents. Readers get a copy (`snapshot`).
+    const days = new Map(Object.entries(initial.days).map(([day, agents]) => [day, new Map(Object.entries(agents))]))
+    const snapshot = Effect.sync((): UsageFile => ({
+      limits,
+      days: Object.fromEntries([...days.keys()].sort().map((day) => [day, Object.fromEntries(days.get(day)!)]))
+    }))
     // Costs are written behind (an attempt's end never waits for the disk); a pause is saved
     // before it is acted on, so a restart right after it still waits.
-    const file = yield* writeBehind(Ref.get(state), save, USAGE_WRITE_SPACING_MS)
-    const change = (f: (u: UsageFile) => UsageFile) => Effect.zipRight(Ref.update(state, f), file.changed)
+    const file = yield* writeBehind(snapshot, save, USAGE_WRITE_SPACING_MS)
+    const changeLimits = (f: (current: UsageFile["limits"]) => UsageFile["limits"]) =>
+      Effect.zipRight(Effect.sync(() => void (limits = f(limits))), file.changed)
     return {
       pausedUntil: (command) =>
         Effect.gen(function*() {
-          const limit = (yield* Ref.get(state)).limits[command]
+          const limit = limits[command]
           if (limit === undefined) return undefined
           const until = Date.parse(limit.until)
           return until > (yield* Clock.currentTimeMillis) ? until : undefined
@@ -153,7 +161,7 @@ export const make = (initial: UsageFile, cooldownMs: number, save: (usage: Usage
       limitHit: (hit) =>
         Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
-          const previous = (yield* Ref.get(state)).limits[hit.command]
+          const previous = limits[hit.command]
           const consecutive = (previous?.consecutive ?? 0) + 1
           const { source, untilMs } = pauseUntil(now, hit.resetsAtMs, consecutive, cooldownMs)
           // Another agent's limit may already pause longer.
@@ -167,42 +175,38 @@ export const make = (initial: UsageFile, cooldownMs: number, save: (usage: Usage
             source: keep ? previous.source : source,
             consecutive
           }
-          yield* change((u) => ({ ...u, limits: { ...u.limits, [hit.command]: limit } }))
+          yield* changeLimits((current) => ({ ...current, [hit.command]: limit }))
           yield* file.flush
           return limit
         }),
       succeeded: (command) =>
         Effect.gen(function*() {
-          const limit = (yield* Ref.get(state)).limits[command]
+          const limit = limits[command]
           // A job that started before another agent's limit may still succeed: that ends no pause.
           if (limit === undefined || Date.parse(limit.until) > (yield* Clock.currentTimeMillis)) return
-          yield* change((current) => {
-            const { [command]: _ended, ...limits } = current.limits
-            return { ...current, limits }
+          yield* changeLimits((current) => {
+            const { [command]: _ended, ...rest } = current
+            return rest
           })
         }),
       recordAttempt: (cost) =>
-        Effect.gen(function*() {
-          const day = dayOf(yield* Clock.currentTimeMillis)
-          yield* change((u) => {
-            const today = u.days[day] ?? {}
-            const was = today[cost.agent] ?? { cost_usd: 0, attempts: 0, tokens_in: 0, tokens_out: 0 }
-            const days = {
-              ...u.days,
-              [day]: {
-                ...today,
-                [cost.agent]: {
-                  cost_usd: Math.round((was.cost_usd + (cost.costUsd ?? 0)) * 1e6) / 1e6,
-                  attempts: was.attempts + 1,
-                  tokens_in: was.tokens_in + cost.tokensIn,
-                  tokens_out: was.tokens_out + cost.tokensOut
-                }
-              }
-            }
-            const kept = Object.keys(days).sort().slice(-KEEP_DAYS)
-            return { ...u, days: Object.fromEntries(kept.map((d) => [d, days[d]!])) }
-          })
-        }),
-      snapshot: Ref.get(state)
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.zipRight(
+            Effect.sync(() => {
+              const day = dayOf(now)
+              let today = days.get(day)
+              if (today === undefined) days.set(day, today = new Map())
+              if (days.size > KEEP_DAYS) for (const old of [...days.keys()].sort().slice(0, -KEEP_DAYS)) days.delete(old)
+              const was = today.get(cost.agent) ?? { cost_usd: 0, attempts: 0, tokens_in: 0, tokens_out: 0 }
+              today.set(cost.agent, {
+                cost_usd: Math.round((was.cost_usd + (cost.costUsd ?? 0)) * 1e6) / 1e6,
+                attempts: was.attempts + 1,
+                tokens_in: was.tokens_in + cost.tokensIn,
+                tokens_out: was.tokens_out + cost.tokensOut
+              })
+            }),
+            file.changed
+          )),
+      snapshot
     } satisfies UsageShape
   })

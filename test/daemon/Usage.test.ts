@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, TestClock } from "effect"
-import { make, MAX_COOLDOWN_MS, pauseUntil } from "../../src/daemon/Usage.js"
+import { KEEP_DAYS, make, MAX_COOLDOWN_MS, pauseUntil } from "../../src/daemon/Usage.js"
 
 describe("pauseUntil", () => {
   it("takes a reset time ahead, else a doubling cooldown capped at 6 hours", () => {
@@ -43,6 +43,23 @@ describe("Usage", () => {
         "1970-01-02": { a: { cost_usd: 1, attempts: 1, tokens_in: 0, tokens_out: 0 } }
       })
     }))
+  it.scoped("keeps the last KEEP_DAYS days; a snapshot stays as it was when later attempts are recorded", () =>
+    Effect.gen(function*() {
+      const usage = yield* make({ limits: {}, days: {} }, 60_000, () => Effect.void)
+      yield* usage.recordAttempt({ agent: "a", costUsd: 0.5, tokensIn: 1, tokensOut: 1 })
+      const taken = yield* usage.snapshot
+      for (let day = 1; day <= KEEP_DAYS; day++) {
+        yield* TestClock.adjust("1 day")
+        yield* usage.recordAttempt({ agent: "a", costUsd: 0.5, tokensIn: 1, tokensOut: 1 })
+        yield* usage.recordAttempt({ agent: "b", costUsd: 0.5, tokensIn: 1, tokensOut: 1 })
+      }
+      expect(taken.days).toEqual({ "1970-01-01": { a: { cost_usd: 0.5, attempts: 1, tokens_in: 1, tokens_out: 1 } } })
+      const days = Object.keys((yield* usage.snapshot).days)
+      expect(days).toHaveLength(KEEP_DAYS)
+      expect(days[0]).toBe("1970-01-02")
+      expect(days).toEqual([...days].sort())
+    }))
+
   it.scoped("an attempt's cost never waits for the disk; a limit is saved before it is returned", () =>
     Effect.gen(function*() {
       const saved: Array<number> = []
