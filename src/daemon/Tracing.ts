@@ -6,7 +6,6 @@
  * each job gets a fresh trace, shared by its attempts. Spans go nowhere unless a tracer is
  * installed (see `Telemetry`).
  */
-import * as crypto from "node:crypto"
 import { Context, Effect, Option, Tracer } from "effect"
 
 /** The trace id a trigger's `trace_id` names, if it is a valid W3C/OTel trace id. */
@@ -20,7 +19,16 @@ export const validTraceId = (traceId: string | null | undefined): string | undef
  */
 export const NO_STACK = { captureStackTrace: false } as const
 
-const randomHex = (bytes: number) => crypto.randomBytes(bytes).toString("hex")
+/**
+ * `2 * bytes` random hex digits. Ids need to be unique, not secret: `Math.random`, as Effect's
+ * own spans use, and no call into OpenSSL per job.
+ */
+const randomHex = (bytes: number) => {
+  let hex = ""
+  for (let i = 0; i < bytes; i++) hex += HEX_BYTES[(Math.random() * 256) | 0]
+  return hex
+}
+const HEX_BYTES = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"))
 
 /** The parent of every span of one job: its trace, from the trigger's `trace_id` where valid. */
 export const jobParent = (traceId: string | null | undefined): Tracer.ExternalSpan =>
@@ -38,12 +46,13 @@ export const spanSince = (
   options: { readonly attributes?: Record<string, unknown>; readonly parent?: Tracer.AnySpan } = {}
 ) =>
 <A, E, R>(effect: (span: Tracer.Span) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.gen(function*() {
-    const tracer = yield* Effect.tracer
-    const parent = options.parent ? Option.some(options.parent) : yield* Effect.option(Effect.currentParentSpan)
+  // One step: the tracer and the current span are read from the fiber.
+  Effect.withFiberRuntime((fiber) => {
+    const tracer = Context.get(fiber.currentDefaultServices, Tracer.Tracer)
+    const parent = options.parent ? Option.some(options.parent) : Context.getOption(fiber.currentContext, Tracer.ParentSpan)
     const span = tracer.span(name, parent, Context.empty(), [], nanos(startMs), "internal")
     for (const [key, value] of Object.entries(options.attributes ?? {})) span.attribute(key, value)
-    return yield* effect(span).pipe(
+    return effect(span).pipe(
       Effect.withParentSpan(span),
       Effect.onExit((exit) => Effect.sync(() => span.end(nanos(Date.now()), exit)))
     )
