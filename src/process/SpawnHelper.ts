@@ -84,11 +84,14 @@ const Frame = {
 } as const
 const FRAME_HEADER_BYTES = 9
 
+/** Output the helper may have waiting for the daemon before it stops reading the agents' pipes. */
+const HELPER_HOLD_BYTES = 4 * 1024 * 1024
+
 /**
  * The helper's program, run with `node -e`. Self-contained: it is sent as source text, so it
- * refers to nothing outside itself (the frame kinds are its argument).
+ * refers to nothing outside itself (the frame kinds and the hold-back bound are its arguments).
  */
-const helperMain = (kinds: typeof Frame) => {
+const helperMain = (kinds: typeof Frame, holdBytes: number) => {
   // What `ps` shows instead of this program's source.
   process.title = "starforge-spawn-helper"
   const { spawn } = process.getBuiltinModule("node:child_process") as typeof import("node:child_process")
@@ -98,15 +101,18 @@ const helperMain = (kinds: typeof Frame) => {
   /** The agents' pipes being read. */
   const pipes = new Set<import("node:stream").Readable>()
   let held = false
-  // stdout (a socket) is written asynchronously: while the daemon does not keep up, no pipe is
-  // read, so an agent that writes faster than the daemon logs waits on its full pipe, as it
-  // would if the daemon read it, instead of piling its output up in the helper.
+  // stdout (a socket) is written asynchronously: while the daemon does not keep up (more than
+  // `holdBytes` wait to be written), no pipe is read, so an agent that writes faster than the
+  // daemon logs waits on its full pipe, as it would if the daemon read it, instead of piling its
+  // output up in the helper. Only then: a pipe held back mid-line lets the agent's other pipe
+  // overtake it, which splits a line longer than the daemon's hold-back bound in the log.
   const frame = (id: number, kind: number, payload: Uint8Array) => {
     const header = Buffer.allocUnsafe(9)
     header.writeUInt32LE(id, 0)
     header[4] = kind
     header.writeUInt32LE(payload.length, 5)
-    if (process.stdout.write(payload.length === 0 ? header : Buffer.concat([header, payload])) || held) return
+    process.stdout.write(payload.length === 0 ? header : Buffer.concat([header, payload]))
+    if (held || process.stdout.writableLength <= holdBytes) return
     held = true
     for (const pipe of pipes) pipe.pause()
     process.stdout.once("drain", () => {
@@ -351,7 +357,7 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
     if (closed) return undefined
     let child: ChildProcess
     try {
-      child = spawn(process.execPath, [...HELPER_NODE_OPTIONS, "-e", `(${helperMain.toString()})(${JSON.stringify(Frame)})`], {
+      child = spawn(process.execPath, [...HELPER_NODE_OPTIONS, "-e", `(${helperMain.toString()})(${JSON.stringify(Frame)}, ${HELPER_HOLD_BYTES})`], {
         detached: true,
         stdio: ["ignore", "pipe", "inherit", "ipc"],
         env: process.env

@@ -171,6 +171,28 @@ describe("spawn helper", { timeout: 20_000 }, () => {
     expect(err).toBe(expected("err"))
   })
 
+  it("a daemon that reads nothing holds the agent back on its full pipe: the helper does not pile its output up", async () => {
+    const helper = newHelper()
+    await outcome(await run(helper, "true"))
+    const helperPid = helper.pid()!
+    const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${helperPid}/status`, "utf8"))![1]) / 1024
+    const before = rssMiB()
+    // 64 MiB, as fast as the pipe takes it.
+    const agent = await run(helper, "head -c 67108864 /dev/zero")
+    // This process reads nothing until the agent has been asleep (blocked writing) for 10 looks in a row.
+    let asleep = 0
+    blockUntil(() => {
+      asleep = procfs.readStat(agent.pid)?.state === "S" ? asleep + 1 : 0
+      return asleep >= 10
+    }, "the agent to block on its full pipe")
+    expect(rssMiB() - before).toBeLessThan(32)
+    let received = 0
+    agent.stdout.on("data", (d: Buffer) => (received += d.length))
+    const [, exit] = await outcome(agent)
+    expect(exit).toEqual([0, null])
+    expect(received).toBe(64 * 1024 * 1024)
+  })
+
   it("a pipe the daemon stops reading before its end (an escaped process holds it) is closed: its writer's next write fails", async () => {
     const helper = newHelper()
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-helper-"))
