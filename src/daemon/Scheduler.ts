@@ -215,82 +215,85 @@ export const make = Effect.gen(function*() {
       ]
       // Fed by the process layer with the output it logs (`onOutput` below): no log is read back.
       const watch = yield* watchOutput({ onProgress: (progress) => slots.setProgress(agent, progress) })
-      const progress = Effect.gen(function*() {
-        const output = yield* watch.state
-        const now = yield* Clock.currentTimeMillis
-        const quiet = Math.round((now - watch.lastActivityMs()) / 1000)
-        const text = `${agent} running ${formatDuration((now - startedMs) / 1000)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}): ` +
-          `${describeProgress(output.progress)}; last output ${quiet}s ago`
-        yield* log.event("PROGRESS", text, { traceId, agent, trigger: name })
-        yield* notify(claimed, "progress", attempt, text, { running_seconds: Math.round((now - startedMs) / 1000), ...output.progress })
-      })
-      const status = yield* agentProcess.run({
-        agent,
-        command: command!,
-        args: [...commandArgs, buildPrompt(trigger, claimed.file)],
-        cwd,
-        env: {
-          ...daemonEnv,
-          STARFORGE_AGENT_ID: agent,
-          STARFORGE_TRIGGER_FILE: claimed.file,
-          STARFORGE_ACTION: trigger.action ?? "",
-          STARFORGE_FROM_AGENT: trigger.from_agent ?? "",
-          STARFORGE_TICKET: ticketOf(trigger) ?? "",
-          STARFORGE_TRACE_ID: traceId ?? "",
-          STARFORGE_ATTEMPT: String(attempt),
-          STARFORGE_PROJECT_ROOT: paths.root
-        },
-        logFile,
-        timeoutMs: settings.agentTimeoutMs,
-        onGone,
-        onExit: (status) => {
-          exitStatus = status
-          onExit(status)
-        },
-        header,
-        onOutput: watch.push,
-        ...(settings.agentStallTimeoutMs > 0 ? { stall: { afterMs: settings.agentStallTimeoutMs, lastActivityMs: watch.lastActivityMs } } : {}),
-        ...(settings.progressIntervalMs > 0 ? { tick: { everyMs: settings.progressIntervalMs, run: progress } } : {}),
-        onSpawn: ({ pid, startTime }) =>
-          Effect.sync(() => void (spawnedPid = pid)).pipe(
-            Effect.zipRight(slots.setProcess(agent, { pid, startTime, log: logFile })),
-            Effect.zipRight(
-              log.event("SPAWNED", `${agent} started (PID: ${pid}) for ${name}.trigger, attempt ${attempt}/${settings.maxRetries}`, {
-                traceId,
-                agent,
-                trigger: name,
-                pid,
-                attempt
-              })
-            ),
-            Effect.zipRight(notify(
-              claimed,
-              "start",
-              attempt,
-              `${agent} started ${name}.trigger${ticketText(trigger)} (attempt ${attempt}/${settings.maxRetries})`,
-              { pid }
-            ))
+      // Read to its end, then closed, however the attempt ends.
+      return yield* Effect.gen(function*() {
+        const progress = Effect.gen(function*() {
+          const output = yield* watch.state
+          const now = yield* Clock.currentTimeMillis
+          const quiet = Math.round((now - watch.lastActivityMs()) / 1000)
+          const text = `${agent} running ${formatDuration((now - startedMs) / 1000)} on ${name}.trigger (attempt ${attempt}/${settings.maxRetries}): ` +
+            `${describeProgress(output.progress)}; last output ${quiet}s ago`
+          yield* log.event("PROGRESS", text, { traceId, agent, trigger: name })
+          yield* notify(claimed, "progress", attempt, text, { running_seconds: Math.round((now - startedMs) / 1000), ...output.progress })
+        })
+        const status = yield* agentProcess.run({
+          agent,
+          command: command!,
+          args: [...commandArgs, buildPrompt(trigger, claimed.file)],
+          cwd,
+          env: {
+            ...daemonEnv,
+            STARFORGE_AGENT_ID: agent,
+            STARFORGE_TRIGGER_FILE: claimed.file,
+            STARFORGE_ACTION: trigger.action ?? "",
+            STARFORGE_FROM_AGENT: trigger.from_agent ?? "",
+            STARFORGE_TICKET: ticketOf(trigger) ?? "",
+            STARFORGE_TRACE_ID: traceId ?? "",
+            STARFORGE_ATTEMPT: String(attempt),
+            STARFORGE_PROJECT_ROOT: paths.root
+          },
+          logFile,
+          timeoutMs: settings.agentTimeoutMs,
+          onGone,
+          onExit: (status) => {
+            exitStatus = status
+            onExit(status)
+          },
+          header,
+          onOutput: watch.push,
+          ...(settings.agentStallTimeoutMs > 0 ? { stall: { afterMs: settings.agentStallTimeoutMs, lastActivityMs: watch.lastActivityMs } } : {}),
+          ...(settings.progressIntervalMs > 0 ? { tick: { everyMs: settings.progressIntervalMs, run: progress } } : {}),
+          onSpawn: ({ pid, startTime }) =>
+            Effect.sync(() => void (spawnedPid = pid)).pipe(
+              Effect.zipRight(slots.setProcess(agent, { pid, startTime, log: logFile })),
+              Effect.zipRight(
+                log.event("SPAWNED", `${agent} started (PID: ${pid}) for ${name}.trigger, attempt ${attempt}/${settings.maxRetries}`, {
+                  traceId,
+                  agent,
+                  trigger: name,
+                  pid,
+                  attempt
+                })
+              ),
+              Effect.zipRight(notify(
+                claimed,
+                "start",
+                attempt,
+                `${agent} started ${name}.trigger${ticketText(trigger)} (attempt ${attempt}/${settings.maxRetries})`,
+                { pid }
+              ))
+            )
+        }).pipe(
+          Effect.onExit((exit) =>
+            exit._tag === "Success"
+              ? Effect.void // recorded below, with what the agent reported
+              : Cause.isInterruptedOnly(exit.cause)
+              // Stopped by the daemon (its signal is kept), unless the agent had already succeeded.
+              ? recordAttempt(exitStatus, exitStatus !== undefined && isSuccess(exitStatus) ? undefined : "interrupted")
+              : recordAttempt(exitStatus, "error")
           )
-      }).pipe(
-        Effect.onExit((exit) =>
-          exit._tag === "Success"
-            ? Effect.void // recorded below, with what the agent reported
-            : Cause.isInterruptedOnly(exit.cause)
-            // Stopped by the daemon (its signal is kept), unless the agent had already succeeded.
-            ? recordAttempt(exitStatus, exitStatus !== undefined && isSuccess(exitStatus) ? undefined : "interrupted")
-            : recordAttempt(exitStatus, "error")
         )
-      )
-      // Read to the end and recorded as one step: the attempt's history line is never lost.
-      const { output, outcome } = yield* Effect.uninterruptible(Effect.gen(function*() {
-        const output = yield* watch.finish
-        const outcome = reportedOutcome(status, output)
-        yield* recordAttempt(outcome)
-        return { output, outcome }
-      }))
-      const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
-      return { outcome, output, logFile, startedMs, seconds, pid: spawnedPid }
-    }).pipe(Effect.scoped)
+        // Read to the end and recorded as one step: the attempt's history line is never lost.
+        const { output, outcome } = yield* Effect.uninterruptible(Effect.gen(function*() {
+          const output = yield* watch.finish
+          const outcome = reportedOutcome(status, output)
+          yield* recordAttempt(outcome)
+          return { output, outcome }
+        }))
+        const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
+        return { outcome, output, logFile, startedMs, seconds, pid: spawnedPid }
+      }).pipe(Effect.ensuring(watch.close))
+    })
 
   /** Waits until the dispatcher hands the agent's slot to this retry. */
   const awaitSlot = (queued: QueuedTrigger, attempt: number) =>

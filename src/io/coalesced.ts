@@ -3,28 +3,29 @@
  * behind their changes (`writeBehind`) and an agent's progress published to its slot
  * (`watchOutput`).
  */
-import { Context, Duration, Effect, Fiber, Runtime, Scope } from "effect"
+import { Duration, Effect, Fiber, Runtime, type Scope } from "effect"
 
 export interface Coalesced {
   /** Asks for a run; returns at once, from inside a fiber or outside any (a pipe's handler). */
   readonly signal: () => void
 }
 
+export interface CoalescedRunner extends Coalesced {
+  /** Stops a round in progress (or waiting); signals after it start nothing. */
+  readonly close: Effect.Effect<void>
+}
+
 /**
  * Runs `action` when signalled, at most once per `spacingMs`: the first signal after a quiet
  * spell runs it at once; signals that come while it runs, or within `spacingMs` after, share its
  * next run. A fiber exists only while there is something to run (a daemon holds one runner per
- * running agent, most of them never signalled); it is stopped with the scope, and signals after
- * that start nothing. The runner's finalizer joins the scope at the first signal: registered
- * up front, it was about 3% of the Effect work of a job that writes nothing.
+ * running agent, most of them never signalled). Whoever makes it closes it.
  */
-export const coalesced = (action: Effect.Effect<void>, spacingMs: number): Effect.Effect<Coalesced, never, Scope.Scope> =>
-  Effect.map(Effect.runtime<Scope.Scope>(), (runtime) => {
-    const scope = Context.get(runtime.context, Scope.Scope)
+export const makeCoalesced = (action: Effect.Effect<void>, spacingMs: number): Effect.Effect<CoalescedRunner> =>
+  Effect.map(Effect.runtime<never>(), (runtime) => {
     let wanted = false
     let active = false
     let closed = false
-    let registered = false
     let fiber: Fiber.RuntimeFiber<void> | undefined
     // Decided in one synchronous step with `active`: a signal either sees the runner still
     // active (and is taken by its next round) or starts a new one.
@@ -41,22 +42,20 @@ export const coalesced = (action: Effect.Effect<void>, spacingMs: number): Effec
         Effect.flatMap((more) => (more ? rounds : Effect.void))
       )
     })
-    const stop = Effect.suspend(() => {
-      closed = true
-      return active && fiber !== undefined ? Fiber.interrupt(fiber) : Effect.void
-    })
     return {
       signal: () => {
         wanted = true
         if (active || closed) return
-        if (!registered) {
-          registered = true
-          // Run at once (and `closed` set) if the scope has closed already.
-          Runtime.runSync(runtime)(Scope.addFinalizer(scope, stop))
-          if (closed) return
-        }
         active = true
         fiber = Runtime.runFork(runtime)(rounds)
-      }
+      },
+      close: Effect.suspend(() => {
+        closed = true
+        return active && fiber !== undefined ? Fiber.interrupt(fiber) : Effect.void
+      })
     }
   })
+
+/** `makeCoalesced`, closed with the scope. */
+export const coalesced = (action: Effect.Effect<void>, spacingMs: number): Effect.Effect<Coalesced, never, Scope.Scope> =>
+  Effect.tap(makeCoalesced(action, spacingMs), (runner) => Effect.addFinalizer(() => runner.close))

@@ -568,7 +568,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
             : ExitStatus.Stalled({ afterSeconds: ended.silentMs / 1000, signal })
           return final
         })
-      ).pipe(Effect.withSpan("AgentProcess.run", { attributes: { agent: spec.agent }, ...NO_STACK })),
+      ),
 
     stopOrphan: (pid, startTime) =>
       Effect.gen(function*() {

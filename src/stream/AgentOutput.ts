@@ -8,8 +8,8 @@
  * until it writes again. The bytes are split into bounded lines and folded into an `OutputState`;
  * they are never changed.
  */
-import { Effect, type Scope } from "effect"
-import { coalesced } from "../io/coalesced.js"
+import { Effect } from "effect"
+import { makeCoalesced } from "../io/coalesced.js"
 import { applyLine, emptyOutput, LineSplitter, MAX_LINE_BYTES, type OutputState, type Progress } from "./StreamJson.js"
 
 /** Progress goes out at most this often per attempt (the first change at once). */
@@ -27,6 +27,8 @@ export interface OutputWatch {
   readonly lastActivityMs: () => number
   /** Takes the unterminated last line (call after the output ended), publishes and returns the final state. */
   readonly finish: Effect.Effect<OutputState>
+  /** Ends the publishing (one in progress is stopped); whoever starts the watch closes it. */
+  readonly close: Effect.Effect<void>
 }
 
 export interface WatchOptions {
@@ -40,8 +42,11 @@ export interface WatchOptions {
   readonly publishSpacingMs?: number
 }
 
-/** Starts a watch; its publishing ends with the scope. */
-export const watchOutput = (options: WatchOptions = {}): Effect.Effect<OutputWatch, never, Scope.Scope> =>
+/**
+ * Starts a watch; its publishing ends with `close` (not with a scope: a scope and its finalizer
+ * for each attempt were about 4% of the Effect work of a job).
+ */
+export const watchOutput = (options: WatchOptions = {}): Effect.Effect<OutputWatch> =>
   Effect.gen(function*() {
     // `push` runs outside any fiber: it reads the clock the watch was made with (a TestClock in tests).
     const clock = yield* Effect.clock
@@ -57,7 +62,7 @@ export const watchOutput = (options: WatchOptions = {}): Effect.Effect<OutputWat
     })
     const publisher = options.onProgress === undefined
       ? undefined
-      : yield* coalesced(publish, options.publishSpacingMs ?? PUBLISH_SPACING_MS)
+      : yield* makeCoalesced(publish, options.publishSpacingMs ?? PUBLISH_SPACING_MS)
     const fold = (lines: ReturnType<LineSplitter["push"]>, now: number) => {
       for (const line of lines) state = applyLine(state, line, now)
       if (state.progress !== published) publisher?.signal()
@@ -74,6 +79,7 @@ export const watchOutput = (options: WatchOptions = {}): Effect.Effect<OutputWat
       finish: Effect.suspend(() => {
         fold(splitter.end(), clock.unsafeCurrentTimeMillis())
         return Effect.as(publish, state)
-      })
+      }),
+      close: publisher === undefined ? Effect.void : publisher.close
     } satisfies OutputWatch
   })
