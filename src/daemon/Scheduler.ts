@@ -132,7 +132,7 @@ interface RetryWaiter {
 /**
  * Runs a job with nothing in its context but the current span. The scheduler took every service
  * it needs when it was built, and Effect copies the context at each span and each finalizer of
- * a job (the daemon's holds 20 services): with all of it, that was about a tenth of what a job
+ * a job (the daemon's holds 20 services): with all of it, that was about 14% of what a job
  * allocated.
  */
 const withJobContext = <A, E>(job: Effect.Effect<A, E>): Effect.Effect<A, E> =>

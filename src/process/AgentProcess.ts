@@ -348,8 +348,8 @@ interface Watched {
  * moves while the agent writes; it is looked at again once per `stall.afterMs` at most) and its
  * next tick (`everyMs` after the start, then after each tick ended), which it starts on the
  * attempt's runtime. One fiber sleeps until the nearest deadline of all, and only while there is
- * one: a fiber per attempt, forked at its start and interrupted at its end, was about a tenth of
- * the Effect work of a job that ends at once (100 agents).
+ * one: a fiber per attempt, forked at its start and interrupted at its end, was about 5% of the
+ * Effect steps of a job that ends at once (100 agents).
  */
 const makeWatchdog = () => {
   const watched = new Set<Watched>()
