@@ -362,7 +362,7 @@ const B4 = {
           targetValue: 0.5,
           kind: "min"
         }),
-        row("ceiling: a bare Node spawn loop, the agents' output in pipes as the daemon has it / xargs", bareRatio, {
+        row("ceiling: a bare Node spawn loop, the agents' output in pipes as the spawn helper has it / xargs", bareRatio, {
           baseline: `${bare.map((b) => `${fmt(b.jobsPerSecond, 0)} jobs/s at ${fmt(b.rssMiB, 0)} MiB`).join(", ")}; ` +
             `at the daemon's size: ${sized.map((b) => `${fmt(b.jobsPerSecond, 0)} jobs/s at ${fmt(b.rssMiB, 0)} MiB`).join(", ")} (${fmt(sizedRatio)} of xargs); ` +
             `without the pipes (the agents' output appended to one file): ${unpiped.map((b) => fmt(b.jobsPerSecond, 0)).join(", ")} jobs/s (${fmt(unpipedRatio)} of xargs)`,
@@ -383,7 +383,7 @@ const B4 = {
       notes: [
         `B4: the daemon reaches ${fmt(ratio / bareRatio)} of a bare Node spawn loop. Node's child_process forks, and a fork copies the parent's page ` +
           "tables, so the cost of each spawn grows with the size of the process: that is why the daemon starts agents from a small helper process. " +
-          "The first ceiling is a Node process that does nothing but start the agents, their stdout and stderr pipes drained as the daemon drains them (one process, like the helper); " +
+          "The first ceiling is a Node process that does nothing but start the agents, their stdout and stderr pipes drained as the daemon's spawn helper drains them (one process, as the helper is; the helper also passes what it reads on to the daemon); " +
           "xargs, a small C program, forks a process of a few hundred KiB. " +
           "The second does what the contract asks of every job (claim by rename, a log with header and footer, two daemon-log lines, the archive rename, the slot and state files), " +
           "with synchronous calls and no Effect, but gives each agent its log as stdout and stderr: no pipes, so nothing follows the output or rotates the log. " +
