@@ -326,7 +326,7 @@ const writeFooter = (log: RotatingLogFile, status: ExitStatus) => {
   }
 }
 
-type RunEnd =
+export type RunEnd =
   | { readonly _tag: "Exit"; readonly status: ExitStatus }
   | { readonly _tag: "Timeout" }
   | { readonly _tag: "Stall"; readonly silentMs: number }
@@ -351,7 +351,7 @@ interface Watched {
  * one: a fiber per attempt, forked at its start and interrupted at its end, was about 5% of the
  * Effect steps of a job that ends at once (100 agents).
  */
-const makeWatchdog = () => {
+export const makeWatchdog = () => {
   const watched = new Set<Watched>()
   /** The fiber that sleeps until `untilMs`, the nearest deadline when it last looked (unset until it is forked). */
   let sleeper: { untilMs: number; fiber: Fiber.RuntimeFiber<void> | undefined } | undefined
@@ -441,25 +441,31 @@ const makeWatchdog = () => {
   }
 
   return {
+    /** How many runs it follows, and whether its fiber is waiting for a deadline (for tests). */
+    following: () => ({ runs: watched.size, sleeping: sleeper !== undefined }),
     /**
      * Waits for the end of the run: `ended` completed by the exit, or here on a timeout or a
      * stall (none of the three deadlines set: nothing to follow).
      */
     awaitEnd: (ended: Deferred.Deferred<RunEnd>, spec: AgentRunSpec, runtime: Runtime.Runtime<never>): Effect.Effect<RunEnd> => {
       if (spec.timeoutMs === undefined && spec.stall === undefined && spec.tick === undefined) return Deferred.await(ended)
-      return Effect.flatMap(Clock.currentTimeMillis, (startMs) => {
-        const w: Watched = { spec, startMs, ended, runtime, nextTickMs: spec.tick === undefined ? Infinity : startMs + spec.tick.everyMs, ticking: undefined }
-        watched.add(w)
-        wakeFor(w)
-        return Deferred.await(ended).pipe(
-          Effect.ensuring(Effect.sync(() => {
-            watched.delete(w)
-            stopTick(w)
-            // Nothing left to follow: no timer either.
-            if (watched.size === 0) stopSleeper()
-          }))
-        )
-      })
+      // Followed from here on, and forgotten however the wait ends: an interruption cannot come
+      // between the two (a run left in the set would keep a timer until its deadline).
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Clock.currentTimeMillis, (startMs) => {
+          const w: Watched = { spec, startMs, ended, runtime, nextTickMs: spec.tick === undefined ? Infinity : startMs + spec.tick.everyMs, ticking: undefined }
+          watched.add(w)
+          wakeFor(w)
+          return restore(Deferred.await(ended)).pipe(
+            Effect.ensuring(Effect.sync(() => {
+              watched.delete(w)
+              stopTick(w)
+              // Nothing left to follow: no timer either.
+              if (watched.size === 0) stopSleeper()
+            }))
+          )
+        })
+      )
     }
   }
 }

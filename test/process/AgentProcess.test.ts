@@ -10,10 +10,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, afterEach, describe, expect, it } from "@effect/vitest"
-import { Chunk, Clock, Deferred, Effect, Fiber, Option, Queue, TestClock } from "effect"
+import { Clock, Deferred, Effect, Fiber, Option, Queue, TestClock } from "effect"
 import { ExitStatus } from "../../src/domain/Outcome.js"
 import { logParts, readLogFile } from "../../src/logs/LogFile.js"
-import { AgentProcess, type AgentRunSpec, makeFake, makeNode, type SpawnInfo } from "../../src/process/AgentProcess.js"
+import { AgentProcess, type AgentRunSpec, makeFake, makeNode, makeWatchdog, type RunEnd, type SpawnInfo } from "../../src/process/AgentProcess.js"
 import * as procfs from "../../src/process/procfs.js"
 import { spawnDirect, startSpawnHelper } from "../../src/process/SpawnHelper.js"
 
@@ -624,19 +624,25 @@ describe("the watchdog of the runs (test double, TestClock)", () => {
       expect(ticks).toEqual([3_000, 6_000, 9_000])
     }))
 
-  it.scoped("a run that ends stops its ticks, and the last one to end leaves no timer behind", () =>
+  it.scoped("a run that ends stops its ticks, and the last one to end, or to be interrupted, leaves no fiber waiting", () =>
     Effect.gen(function*() {
-      const fake = yield* makeFake()
-      const runner = yield* Effect.provide(AgentProcess, fake.layer)
+      const watchdog = makeWatchdog()
+      const runtime = yield* Effect.runtime<never>()
       let ticks = 0
-      const job = yield* Effect.fork(runner.run(fakeSpec("a", { timeoutMs: 60_000, tick: { everyMs: 1_000, run: Effect.sync(() => void ticks++) } })))
-      const run = yield* Queue.take(fake.started)
+      const ended = yield* Deferred.make<RunEnd>()
+      const first = yield* Effect.fork(watchdog.awaitEnd(ended, fakeSpec("a", { timeoutMs: 60_000, tick: { everyMs: 1_000, run: Effect.sync(() => void ticks++) } }), runtime))
+      const other = yield* Deferred.make<RunEnd>()
+      const second = yield* Effect.fork(watchdog.awaitEnd(other, fakeSpec("b", { timeoutMs: 60_000 }), runtime))
       yield* TestClock.adjust("2 seconds")
-      yield* run.finish(ExitStatus.Exited({ code: 0 }))
-      expect((yield* Fiber.join(job))._tag).toBe("Exited")
+      expect(watchdog.following()).toEqual({ runs: 2, sleeping: true })
+      yield* Deferred.succeed(ended, { _tag: "Exit", status: ExitStatus.Exited({ code: 0 }) })
+      expect((yield* Fiber.join(first))._tag).toBe("Exit")
       expect(ticks).toBe(2)
-      yield* TestClock.adjust("1 minute")
+      yield* TestClock.adjust("10 seconds")
       expect(ticks).toBe(2)
-      expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toEqual([])
+      expect(watchdog.following()).toEqual({ runs: 1, sleeping: true })
+      // Interrupted while it waits (a shutdown): nothing is followed, and nothing waits.
+      yield* Fiber.interrupt(second)
+      expect(watchdog.following()).toEqual({ runs: 0, sleeping: false })
     }))
 })
