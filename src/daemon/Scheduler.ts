@@ -44,7 +44,7 @@ import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonLog } from "./DaemonLog.js"
 import { DaemonState } from "./DaemonState.js"
 import { entryOf, History, outcomeOf } from "./History.js"
-import { jobParent, NO_STACK, spanSince } from "./Tracing.js"
+import { endedSpan, jobParent, NO_STACK, spanSince } from "./Tracing.js"
 import { Usage } from "./Usage.js"
 import { Notifier, type NotifyKind } from "../notify/Notifier.js"
 
@@ -394,9 +394,9 @@ export const make = Effect.gen(function*() {
           Effect.gen(function*() {
             // The dispatcher reserved the slot for the job's first attempt; later ones wait for
             // their retry delay, then for the slot.
-            yield* spanSince("queue wait", waitingSinceMs)(() =>
-              attempt > first ? Effect.sleep(delays[attempt - 2]!).pipe(Effect.zipRight(awaitSlot(claimed.queued, attempt))) : Effect.void
-            )
+            yield* attempt > first
+              ? spanSince("queue wait", waitingSinceMs)(() => Effect.sleep(delays[attempt - 2]!).pipe(Effect.zipRight(awaitSlot(claimed.queued, attempt))))
+              : endedSpan("queue wait", waitingSinceMs)
             exited = undefined
             // The slot is free once the agent's processes are gone, before its last output is
             // drained and the attempt recorded: the agent's next trigger starts meanwhile.

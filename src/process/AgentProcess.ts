@@ -24,7 +24,7 @@ import { StorageError } from "../domain/errors.js"
 import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
 import { withoutLineBreaks } from "../domain/text.js"
 import { isoSeconds } from "../domain/time.js"
-import { NO_STACK } from "../daemon/Tracing.js"
+import { endedSpan, NO_STACK } from "../daemon/Tracing.js"
 import { yieldToEventLoop } from "../io/eventLoop.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
 import * as procfs from "./procfs.js"
@@ -537,8 +537,7 @@ export const makeNode = (killGraceMs: number, maxLogBytes = 0, spawnAgent: Spawn
               ? Effect.void
               // Gone at its exit: a group without members cannot get new ones, nothing to sweep (the
               // stage's span is kept, empty).
-              : Effect.suspend(() => gone ? Effect.void : stopChild(started, killGraceMs)).pipe(
-                Effect.withSpan("kill", NO_STACK),
+              : Effect.suspend(() => gone ? endedSpan("kill") : stopChild(started, killGraceMs).pipe(Effect.withSpan("kill", NO_STACK))).pipe(
                 Effect.zipRight(Deferred.await(started.exited)),
                 Effect.tap(() => reportGone),
                 // The group is gone: the pipes close now, unless an escaped process still holds them.

@@ -1,5 +1,6 @@
+import { Effect, Option, Tracer } from "effect"
 import { describe, expect, it } from "vitest"
-import { jobParent, validTraceId } from "../../src/daemon/Tracing.js"
+import { endedSpan, jobParent, validTraceId } from "../../src/daemon/Tracing.js"
 
 describe("jobParent", () => {
   it("takes a valid trace_id as the trace; otherwise a fresh random trace id, and always a fresh span id", () => {
@@ -16,5 +17,28 @@ describe("jobParent", () => {
     // Every byte value turns up: the digits are not biased to a few.
     const bytes = new Set(ids.flatMap((p) => p.traceId.match(/../g)!))
     expect(bytes.size).toBeGreaterThan(240)
+  })
+})
+
+describe("endedSpan", () => {
+  it("records a span of the current span, from the time given (or now) to now, already ended", () => {
+    const native = Effect.runSync(Effect.tracer)
+    const spans: Array<Tracer.Span> = []
+    const capturing = Tracer.make({
+      span: (...args) => {
+        const span = native.span(...args)
+        spans.push(span)
+        return span
+      },
+      context: (f) => f()
+    })
+    Effect.runSync(Effect.zipRight(endedSpan("queue wait", 1_000), endedSpan("kill")).pipe(Effect.withSpan("starforge.attempt"), Effect.withTracer(capturing)))
+    const [attempt, wait, kill] = [spans.find((s) => s.name === "starforge.attempt")!, spans.find((s) => s.name === "queue wait")!, spans.find((s) => s.name === "kill")!]
+    for (const span of [wait, kill]) {
+      expect(Option.getOrUndefined(span.parent)).toBe(attempt)
+      expect(span.status._tag).toBe("Ended")
+    }
+    expect(wait.status.startTime).toBe(1_000_000_000n)
+    expect(kill.status.startTime).toBeGreaterThan(1_000_000_000_000_000n)
   })
 })
