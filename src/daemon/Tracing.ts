@@ -6,7 +6,7 @@
  * each job gets a fresh trace, shared by its attempts. Spans go nowhere unless a tracer is
  * installed (see `Telemetry`).
  */
-import { Context, Effect, Exit, Option, Tracer } from "effect"
+import { Context, Effect, Exit, type Fiber, Option, Tracer } from "effect"
 
 /** The trace id a trigger's `trace_id` names, if it is a valid W3C/OTel trace id. */
 export const validTraceId = (traceId: string | null | undefined): string | undefined =>
@@ -37,6 +37,20 @@ export const jobParent = (traceId: string | null | undefined): Tracer.ExternalSp
 const nanos = (ms: number) => BigInt(Math.round(ms * 1000)) * 1000n
 
 /**
+ * Opens a span that started at `startMs`, in one step: the tracer and (without `parent`) the
+ * current span are read from the fiber.
+ */
+const openSpan = (fiber: Fiber.RuntimeFiber<unknown, unknown>, name: string, startMs: number, parent?: Tracer.AnySpan): Tracer.Span =>
+  Context.get(fiber.currentDefaultServices, Tracer.Tracer).span(
+    name,
+    parent ? Option.some(parent) : Context.getOption(fiber.currentContext, Tracer.ParentSpan),
+    Context.empty(),
+    [],
+    nanos(startMs),
+    "internal"
+  )
+
+/**
  * Runs `effect` inside a span that started at `startMs` (which may be before now, e.g. when the
  * trigger was queued). Without `parent`, the current span is the parent.
  */
@@ -46,11 +60,8 @@ export const spanSince = (
   options: { readonly attributes?: Record<string, unknown>; readonly parent?: Tracer.AnySpan } = {}
 ) =>
 <A, E, R>(effect: (span: Tracer.Span) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  // One step: the tracer and the current span are read from the fiber.
   Effect.withFiberRuntime((fiber) => {
-    const tracer = Context.get(fiber.currentDefaultServices, Tracer.Tracer)
-    const parent = options.parent ? Option.some(options.parent) : Context.getOption(fiber.currentContext, Tracer.ParentSpan)
-    const span = tracer.span(name, parent, Context.empty(), [], nanos(startMs), "internal")
+    const span = openSpan(fiber, name, startMs, options.parent)
     for (const [key, value] of Object.entries(options.attributes ?? {})) span.attribute(key, value)
     return effect(span).pipe(
       Effect.withParentSpan(span),
@@ -66,8 +77,6 @@ export const spanSince = (
 export const endedSpan = (name: string, startMs?: number): Effect.Effect<void> =>
   Effect.withFiberRuntime((fiber) => {
     const now = Date.now()
-    const tracer = Context.get(fiber.currentDefaultServices, Tracer.Tracer)
-    const span = tracer.span(name, Context.getOption(fiber.currentContext, Tracer.ParentSpan), Context.empty(), [], nanos(startMs ?? now), "internal")
-    span.end(nanos(now), Exit.void)
+    openSpan(fiber, name, startMs ?? now).end(nanos(now), Exit.void)
     return Effect.void
   })
