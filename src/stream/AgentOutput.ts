@@ -44,7 +44,7 @@ export interface WatchOptions {
 
 /**
  * Starts a watch; its publishing ends with `close` (not with a scope: a scope and its finalizer
- * for each attempt were about 4% of the Effect work of a job).
+ * for each attempt were about 2.5% of the Effect steps of a job).
  */
 export const watchOutput = (options: WatchOptions = {}): Effect.Effect<OutputWatch> =>
   Effect.gen(function*() {
