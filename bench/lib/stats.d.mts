@@ -27,6 +27,16 @@ export declare const seededJobs: (options: {
 }) => Array<Job>
 export declare const makespanLowerBound: (jobs: ReadonlyArray<Job>, cap: number) => number
 export declare const policyMakespan: (jobs: ReadonlyArray<Job>, cap: number) => number
+export declare const dealLanes: (jobs: ReadonlyArray<Job>, lanes: number) => Array<Array<number>>
+export declare const laneCosts: (
+  lanes: ReadonlyArray<ReadonlyArray<number>>,
+  runs: ReadonlyArray<AgentRun>
+) => { readonly ownSeconds: number; readonly gapSeconds: number }
+export declare const floorMakespan: (
+  jobs: ReadonlyArray<Job>,
+  cap: number,
+  costs: { readonly ownSeconds: number; readonly gapSeconds: number }
+) => number
 export declare const makespanSeconds: (runs: ReadonlyArray<AgentRun>) => number
 export declare const slowestChain: (runs: ReadonlyArray<AgentRun>, jobSeconds: number) => {
   readonly agent: string

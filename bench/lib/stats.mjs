@@ -89,6 +89,46 @@ export const policyMakespan = (jobs, cap) => {
   return makespan
 }
 
+/**
+ * Each lane's jobs, dealt in queue order over `lanes` lanes (job i to lane i % lanes), as the
+ * sleeps a shell loop runs back to back (`shellLanes` in workloads.mjs).
+ */
+export const dealLanes = (jobs, lanes) => {
+  const dealt = Array.from({ length: Math.min(lanes, jobs.length) }, () => [])
+  jobs.forEach((job, i) => dealt[i % dealt.length].push(job.seconds))
+  return dealt
+}
+
+/**
+ * What a job costs beyond its sleep when nothing schedules it, from the runs of shell loops that
+ * ran `lanes[i]` (sleeps, in order) back to back and recorded themselves as `lane-<i>`: the
+ * agent's own time beyond its sleep (its forks of date and sleep) and the gap from one job's end to
+ * the next one's start in its lane (the shell starting the agent). Medians, in seconds: what most
+ * jobs pay, so a makespan built on them is no longer than one built on their means.
+ */
+export const laneCosts = (lanes, runs) => {
+  const own = []
+  const gaps = []
+  lanes.forEach((sleeps, i) => {
+    const list = runs.filter((r) => r.agent === `lane-${i}`).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0))
+    if (list.length !== sleeps.length) throw new Error(`lane ${i} recorded ${list.length} runs of ${sleeps.length}`)
+    list.forEach((run, k) => {
+      own.push(Number(run.end - run.start) / 1e9 - sleeps[k])
+      if (k + 1 < list.length) gaps.push(Number(list[k + 1].start - run.end) / 1e9)
+    })
+  })
+  return { ownSeconds: median(own), gapSeconds: gaps.length === 0 ? 0 : median(gaps) }
+}
+
+/**
+ * The makespan of the contract's order with no scheduler overhead at all, each job lasting its
+ * sleep plus what the agent itself costs (`laneCosts`): every job but the first of its slot is
+ * preceded by the gap a shell needs to start it. No implementation of the contract's order on
+ * this machine can beat it, whatever it does.
+ */
+export const floorMakespan = (jobs, cap, { ownSeconds, gapSeconds }) =>
+  policyMakespan(jobs.map((job) => ({ agent: job.agent, seconds: job.seconds + ownSeconds + gapSeconds })), cap) - gapSeconds
+
 /** Start and end times (ns, bigint) of agent runs: first start to last end, in seconds. */
 export const makespanSeconds = (runs) => {
   if (runs.length === 0) throw new Error("no agent runs recorded")

@@ -4,8 +4,11 @@ import {
   agentsNeverOverlap,
   cpuPercentOfCore,
   daemonCpuBudget,
+  dealLanes,
+  floorMakespan,
   fmt,
   fmtAgainst,
+  laneCosts,
   makespanLowerBound,
   makespanSeconds,
   markdownTable,
@@ -90,6 +93,36 @@ describe("bench stats", () => {
     expect(agentsNeverOverlap([...runs, { agent: "b", pid: 15, start: 2_500_000_000n, end: 2_600_000_000n }])).toBe(false)
     // xargs runs have no agent name.
     expect(parseRecords("start 5 9 ")[0]!.agent).toBe("")
+  })
+
+  it("the floor: jobs dealt to shell lanes, what each costs beyond its sleep, and the contract's order built on that", () => {
+    const jobs = [
+      { agent: "a", seconds: 1 },
+      { agent: "b", seconds: 2 },
+      { agent: "a", seconds: 3 }
+    ]
+    expect(dealLanes(jobs, 2)).toEqual([[1, 3], [2]])
+    expect(dealLanes(jobs, 8)).toEqual([[1], [2], [3]])
+    const s = 1_000_000_000n
+    // lane-0 ran sleeps 1 and 3: 0.1 s and 0.3 s beyond them, 0.02 s between; lane-1 ran sleep 2 with 0.2 s beyond.
+    const runs = [
+      { agent: "lane-0", pid: 2, start: 1_120_000_000n + s, end: 4_420_000_000n + s },
+      { agent: "lane-0", pid: 1, start: s, end: 1_100_000_000n + s },
+      { agent: "lane-1", pid: 3, start: s, end: 2_200_000_000n + s }
+    ]
+    const costs = laneCosts([[1, 3], [2]], runs)
+    expect(costs.ownSeconds).toBeCloseTo(0.2, 9)
+    expect(costs.gapSeconds).toBeCloseTo(0.02, 9)
+    expect(() => laneCosts([[1, 3, 5], [2]], runs)).toThrow(/lane 0 recorded 2 runs of 3/)
+    // A job with nothing after it in its lane leaves no gap.
+    expect(laneCosts([[2]], [{ agent: "lane-0", pid: 4, start: 0n, end: 2_500_000_000n }])).toEqual({ ownSeconds: 0.5, gapSeconds: 0 })
+    // B1's shape: 10 jobs of 0.5 s per agent, each 0.05 s beyond its sleep and 0.01 s apart: 10 x 0.55 + 9 x 0.01.
+    const b1 = Array.from({ length: 80 }, (_, i) => ({ agent: `agent-${i % 8}`, seconds: 0.5 }))
+    expect(floorMakespan(b1, 999, { ownSeconds: 0.05, gapSeconds: 0.01 })).toBeCloseTo(5.59, 9)
+    // Free jobs give the policy's own makespan.
+    const b2 = seededJobs({ agents: 20, perAgent: 5, minSeconds: 0.1, maxSeconds: 1.0, seed: 42 })
+    expect(floorMakespan(b2, 8, { ownSeconds: 0, gapSeconds: 0 })).toBeCloseTo(policyMakespan(b2, 8), 9)
+    expect(floorMakespan(b2, 8, { ownSeconds: 0.02, gapSeconds: 0.01 })).toBeGreaterThan(policyMakespan(b2, 8))
   })
 
   it("CPU share of a core, verdicts and the Markdown table", () => {
