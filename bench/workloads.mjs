@@ -110,7 +110,8 @@ const chainNote = (c) =>
 const B1 = {
   id: "B1",
   title: "8 agents x 10 triggers, each job sleeps 0.5 s, no cap: scheduling efficiency",
-  plan: (mode) => ({ runs: mode === "full" ? 5 : 3 }),
+  // Quick: 2 runs, each with its floor, so that quick mode stays under 5 minutes.
+  plan: (mode) => ({ runs: mode === "full" ? 5 : 2 }),
   estimateSeconds: ({ runs }) => runs * 14,
   run: async ({ runs }, say) => {
     const agents = 8
@@ -175,7 +176,7 @@ const B1 = {
 const B2 = {
   id: "B2",
   title: "20 agents x 5 triggers, job times 0.1-1.0 s (seed 42), cap 8: efficiency against the lower bound",
-  plan: (mode) => ({ runs: mode === "full" ? 5 : 3 }),
+  plan: (mode) => ({ runs: mode === "full" ? 5 : 2 }),
   estimateSeconds: ({ runs }) => runs * 18,
   run: async ({ runs }, say) => {
     const cap = 8
