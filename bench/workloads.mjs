@@ -95,6 +95,9 @@ const shellLanes = async (lanes) => {
   return runs
 }
 
+/** The median of each of several runs' `laneCosts`. */
+const medianCosts = (costs) => ({ ownSeconds: median(costs.map((c) => c.ownSeconds)), gapSeconds: median(costs.map((c) => c.gapSeconds)) })
+
 /** What a job costs beyond its sleep with no scheduler (`laneCosts`), for a note: "X ms of its own, Y ms to start". */
 const costsText = ({ ownSeconds, gapSeconds }) =>
   `${fmt(ownSeconds * 1000, 1)} ms of the agent's own beyond its sleep (its forks of date and sleep) and ${fmt(gapSeconds * 1000, 1)} ms for the shell to start the next`
@@ -141,7 +144,7 @@ const B1 = {
     const ideal = perAgent * jobSeconds
     const efficiency = ideal / median(makespans)
     const floorEfficiency = ideal / median(floors)
-    const cost = { ownSeconds: median(costs.map((c) => c.ownSeconds)), gapSeconds: median(costs.map((c) => c.gapSeconds)) }
+    const cost = medianCosts(costs)
     return {
       rows: [
         row("scheduling efficiency (ideal / median makespan)", efficiency, {
@@ -157,7 +160,7 @@ const B1 = {
       ],
       notes: [
         `B1 floor: the ideal leaves out what the agent itself costs, and what starting it costs: ${costsText(cost)}. ` +
-          `The same 80 jobs run by 8 shell loops, one per agent, each job started as soon as the one before it ended (no scheduler at all), ` +
+          `The same ${agents * perAgent} jobs run by ${agents} shell loops, one per agent, each job started as soon as the one before it ended (no scheduler at all), ` +
           `reach ${fmt(floorEfficiency)} of the ideal on this machine` +
           (floorEfficiency < 0.95
             ? ": below the target, so no scheduler reaches it here; the daemon's figure is to be read against this floor."
@@ -197,7 +200,7 @@ const B2 = {
       say(`run ${r + 1}/${runs}: makespan ${fmt(m)} s`)
     }
     const measured = median(makespans)
-    const cost = { ownSeconds: median(costs.map((c) => c.ownSeconds)), gapSeconds: median(costs.map((c) => c.gapSeconds)) }
+    const cost = medianCosts(costs)
     const floor = floorMakespan(jobs, cap, cost)
     return {
       rows: [
@@ -208,7 +211,7 @@ const B2 = {
           kind: "min"
         }),
         row("floor: the contract's order with no overhead, each job costing what it costs with no scheduler (lower bound / floor makespan)", bound / floor, {
-          baseline: `floor ${fmt(floor)} s; a job took ${costsText(cost)} (medians of 8 shell loops running the same jobs); the daemon reaches ${fmt(floor / measured)} of this floor`,
+          baseline: `floor ${fmt(floor)} s; a job took ${costsText(cost)} (medians of ${cap} shell loops running the same jobs); the daemon reaches ${fmt(floor / measured)} of this floor`,
           target: "—"
         })
       ],
