@@ -118,7 +118,8 @@ export class AgentProcess extends Context.Tag("starforge/AgentProcess")<AgentPro
     Effect.gen(function*() {
       const config = yield* DaemonConfig
       const helper = yield* Effect.acquireRelease(
-        Effect.sync(() => startSpawnHelper(procfs.isAlive)),
+        // No more standbys than agents may run at once.
+        Effect.sync(() => startSpawnHelper(procfs.isAlive, { standbys: config.settings.maxConcurrent })),
         (helper) => Effect.promise(() => helper.close())
       )
       return makeNode(config.settings.killGraceMs, config.settings.logMaxBytes, helper.spawn)

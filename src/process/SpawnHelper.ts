@@ -27,6 +27,9 @@
  * spawned by the daemon directly (a request it had not answered too). One window is left: a
  * helper killed after starting an agent but before naming it; the agent is then started again
  * directly, and the first copy is only found (by its environment) at the daemon's next start.
+ *
+ * Where creating a process is slow, the helper starts an agent from a standby shell made in
+ * advance instead of spawning it (see `helperMain`): the agent starts about 4 ms sooner.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { Readable } from "node:stream"
@@ -80,7 +83,9 @@ const Frame = {
   stdoutEnd: 5,
   stderrEnd: 6,
   /** Payload: JSON `{ code, signal }`. */
-  exit: 7
+  exit: 7,
+  /** Request id 0; payload: JSON `StandbyState`, each time it changes. */
+  standbys: 8
 } as const
 const FRAME_HEADER_BYTES = 9
 
@@ -88,15 +93,54 @@ const FRAME_HEADER_BYTES = 9
 const HELPER_HOLD_BYTES = 4 * 1024 * 1024
 
 /**
- * The helper's program, run with `node -e`. Self-contained: it is sent as source text, so it
- * refers to nothing outside itself (the frame kinds and the hold-back bound are its arguments).
+ * How many standbys the helper keeps at most (the daemon asks for no more than its cap). Each is
+ * an idle `/bin/sh` of about 1 MiB; 8 start a cap of 8 at once.
  */
-const helperMain = (kinds: typeof Frame, holdBytes: number) => {
+export const STANDBYS_MAX = 8
+
+/**
+ * After the last request, how long the helper waits before it starts a standby: starting one
+ * holds its event loop as long as a spawn does, and a burst of requests is served first.
+ */
+const STANDBY_REFILL_QUIET_MS = 25
+
+/**
+ * Variables a request may not carry for a standby to start it (it is spawned directly): dash
+ * refuses `OPTIND` that is not a number, and a shell that fails an `export` exits.
+ */
+const STANDBY_REFUSED_NAMES = ["OPTIND"]
+
+/**
+ * The helper's program, run with `node -e`. Self-contained: it is sent as source text, so it
+ * refers to nothing outside itself (the frame kinds, the hold-back bound and the standbys'
+ * settings are its arguments).
+ *
+ * Standbys: Node's `spawn()` forks this Node process, which costs 5–7 ms on a machine where
+ * creating a process is slow (a virtual machine that traps page-table writes), against 1 ms for a
+ * shell's fork. So the helper keeps a few `/bin/sh -s` processes started in advance, each already
+ * in a session of its own with its stdout and stderr pipes, reading its script from a pipe. An
+ * agent is started by writing one line to one of them: `cd` to the agent's directory, its exact
+ * environment, `exec` of its command with stdin from `/dev/null`. The agent is then that same
+ * process (same pid, group, session and pipes), as if spawned. A standby is used only where the
+ * result is the same as a spawn: after a self-test at start has shown that the shell adds nothing
+ * to the environment (dash does not; bash adds `SHLVL`), and when the request's directory exists,
+ * its command is found as `execvp` would find it, and its variables' names are ones a shell can
+ * export. Anything else is spawned directly, and so fails with its errno as before. A standby is
+ * started again in a quiet moment after each use.
+ */
+const helperMain = (
+  kinds: typeof Frame,
+  holdBytes: number,
+  standby: { readonly max: number; readonly shell: string; readonly quietMs: number; readonly refused: ReadonlyArray<string> }
+) => {
   // What `ps` shows instead of this program's source.
   process.title = "starforge-spawn-helper"
   const { spawn } = process.getBuiltinModule("node:child_process") as typeof import("node:child_process")
+  const fs = process.getBuiltinModule("node:fs") as typeof import("node:fs")
+  const path = process.getBuiltinModule("node:path") as typeof import("node:path")
+  type Child = import("node:child_process").ChildProcess
+  type Request = { command: string; args: Array<string>; cwd: string; env: Record<string, string> }
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => {})
-  process.on("disconnect", () => process.exit(0))
   const none = Buffer.alloc(0)
   /** The agents' pipes being read. */
   const pipes = new Set<import("node:stream").Readable>()
@@ -122,17 +166,35 @@ const helperMain = (kinds: typeof Frame, holdBytes: number) => {
   }
   const json = (id: number, kind: number, value: unknown) => frame(id, kind, Buffer.from(JSON.stringify(value)))
   /** Agents whose pipes may still be read, by request id. */
-  const reading = new Map<number, import("node:child_process").ChildProcess>()
-  process.on("message", (request: { op?: "close"; id: number; command: string; args: Array<string>; cwd: string; env: Record<string, string> }) => {
-    const { id } = request
-    if (request.op === "close") {
-      // The daemon stops reading (pipes held open by escaped processes): close them.
-      const child = reading.get(id)
-      child?.stdout?.destroy()
-      child?.stderr?.destroy()
-      return
+  const reading = new Map<number, Child>()
+
+  /** The agent runs as `child`: its pid, then its output, its pipes' ends and its exit, as frames. */
+  const attach = (id: number, child: Child) => {
+    const pid = Buffer.allocUnsafe(4)
+    pid.writeUInt32LE(child.pid!, 0)
+    frame(id, kinds.spawned, pid)
+    reading.set(id, child)
+    let open = 2
+    for (const [stream, data, end] of [[child.stdout!, kinds.stdout, kinds.stdoutEnd], [child.stderr!, kinds.stderr, kinds.stderrEnd]] as const) {
+      stream.on("data", (chunk: Buffer) => frame(id, data, chunk))
+      pipes.add(stream)
+      if (held) stream.pause()
+      let ended = false
+      const finish = () => {
+        if (ended) return
+        ended = true
+        pipes.delete(stream)
+        frame(id, end, none)
+        if (--open === 0) reading.delete(id)
+      }
+      stream.once("end", finish)
+      stream.once("close", finish)
     }
-    let child: import("node:child_process").ChildProcess
+    child.once("exit", (code, signal) => json(id, kinds.exit, { code, signal }))
+  }
+
+  const spawnDirectly = (id: number, request: Request) => {
+    let child: Child
     try {
       child = spawn(request.command, request.args, { cwd: request.cwd, env: request.env, detached: true, stdio: ["ignore", "pipe", "pipe"] })
     } catch (e) {
@@ -147,36 +209,157 @@ const helperMain = (kinds: typeof Frame, holdBytes: number) => {
     })
     // 'spawn' comes before any byte can be read (the pipes buffer until a listener is added) and
     // before the exit.
-    child.once("spawn", () => {
-      const pid = Buffer.allocUnsafe(4)
-      pid.writeUInt32LE(child.pid!, 0)
-      frame(id, kinds.spawned, pid)
-      reading.set(id, child)
-      let open = 2
-      for (const [stream, data, end] of [[child.stdout!, kinds.stdout, kinds.stdoutEnd], [child.stderr!, kinds.stderr, kinds.stderrEnd]] as const) {
-        stream.on("data", (chunk: Buffer) => frame(id, data, chunk))
-        pipes.add(stream)
-        if (held) stream.pause()
-        let ended = false
-        const finish = () => {
-          if (ended) return
-          ended = true
-          pipes.delete(stream)
-          frame(id, end, none)
-          if (--open === 0) reading.delete(id)
-        }
-        stream.once("end", finish)
-        stream.once("close", finish)
-      }
+    child.once("spawn", () => attach(id, child))
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Standbys
+  // ------------------------------------------------------------------------------------------
+
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+  const exportable = /^[A-Za-z_][A-Za-z0-9_]*$/
+  const isFile = (file: string, mode: number) => {
+    try {
+      if (!fs.statSync(file).isFile()) return false
+      fs.accessSync(file, mode)
+      return true
+    } catch {
+      return false
+    }
+  }
+  const isDirectory = (dir: string) => {
+    try {
+      return fs.statSync(dir).isDirectory()
+    } catch {
+      return false
+    }
+  }
+  /** Found and executable as `execvp` in `cwd` with the request's `PATH` would find it. */
+  const found = (request: Request) => {
+    const { command, cwd, env } = request
+    if (command.includes("/")) return isFile(path.resolve(cwd, command), fs.constants.X_OK)
+    if (env["PATH"] === undefined || command === "") return false
+    return env["PATH"].split(":").some((dir) => isFile(path.resolve(cwd, dir === "" ? "." : dir, command), fs.constants.X_OK))
+  }
+  /**
+   * The line that makes a standby the agent, or undefined where a standby would not give the
+   * same result as a spawn. `cd` first (it sets `PWD`), then the shell's own `PWD` and `OLDPWD`
+   * go and the request's variables come, all single-quoted (a quoted newline stays in its value).
+   */
+  const execLine = (request: Request): string | undefined => {
+    const { command, args, cwd, env } = request
+    const names = Object.keys(env)
+    if (!names.every((name) => exportable.test(name) && !standby.refused.includes(name))) return undefined
+    if ([command, cwd, ...args, ...Object.values(env)].some((s) => typeof s !== "string" || s.includes("\0"))) return undefined
+    if (!path.isAbsolute(cwd) || !isDirectory(cwd) || !found(request)) return undefined
+    const exports = names.length === 0 ? "" : `export ${names.map((name) => `${name}=${quote(env[name]!)}`).join(" ")}\n`
+    return `cd -P -- ${quote(cwd)} || exit 126\nunset PWD OLDPWD\n${exports}exec ${[command, ...args].map(quote).join(" ")} </dev/null\n`
+  }
+
+  /** Standbys waiting for a request, oldest first. */
+  const ready: Array<Child> = []
+  /** Set once the self-test has passed: until then, and if it fails, every agent is spawned directly. */
+  let standbysWork = false
+  let tested = false
+  const report = () => json(0, kinds.standbys, { ready: ready.length, works: tested ? standbysWork : null })
+  const startStandby = (): Child | undefined => {
+    let child: Child
+    try {
+      child = spawn(standby.shell, ["-s"], { argv0: "starforge-agent-standby", cwd: "/", env: {}, detached: true, stdio: ["pipe", "pipe", "pipe"] })
+    } catch {
+      return undefined
+    }
+    // A standby that dies unused (killed by someone) leaves the pool; one that cannot start too.
+    const leave = () => {
+      const at = ready.indexOf(child)
+      if (at < 0) return
+      ready.splice(at, 1)
+      report()
+    }
+    child.once("error", leave)
+    child.once("exit", leave)
+    // Written to once; a standby that died meanwhile must not take the helper with it.
+    child.stdin!.on("error", () => {})
+    return child
+  }
+  let refill: ReturnType<typeof setTimeout> | undefined
+  const refillSoon = () => {
+    if (refill !== undefined) clearTimeout(refill)
+    refill = setTimeout(() => {
+      refill = undefined
+      if (!standbysWork || ready.length >= standby.max || !process.connected) return
+      const child = startStandby()
+      if (child === undefined) return
+      ready.push(child)
+      report()
+      // One at a time: what the daemon sends meanwhile is read between two.
+      refillSoon()
+    }, standby.quietMs)
+  }
+  /** Starts the request's agent from a standby; false if there is none or it would not be the same. */
+  const fromStandby = (id: number, request: Request): boolean => {
+    if (!standbysWork || ready.length === 0) return false
+    const line = execLine(request)
+    if (line === undefined) return false
+    const child = ready.shift()!
+    report()
+    child.stdin!.end(line)
+    attach(id, child)
+    return true
+  }
+  // The self-test: a standby runs `env` with one variable whose value holds a quote. It must
+  // print that variable and nothing else (a shell that adds its own, bash's SHLVL, fails it). It
+  // is also this process's first spawn, which is slow (its code is compiled, its caches are
+  // cold): it is paid now, and the first agents do not wait for it.
+  const selfTest = () => {
+    const env = ["/usr/bin/env", "/bin/env"].find((file) => isFile(file, fs.constants.X_OK))
+    const child = env === undefined ? undefined : startStandby()
+    if (child === undefined) return
+    const probe = { STARFORGE_STANDBY_PROBE: "it's \"quoted\" $HOME" }
+    const line = execLine({ command: env!, args: [], cwd: "/", env: probe })
+    let out = ""
+    child.stdout!.on("data", (d: Buffer) => (out += d.toString("utf8")))
+    child.stderr!.resume()
+    child.once("exit", (code) => {
+      standbysWork = code === 0 && out === `STARFORGE_STANDBY_PROBE=${probe.STARFORGE_STANDBY_PROBE}\n`
+      tested = true
+      report()
+      refillSoon()
     })
-    child.once("exit", (code, signal) => json(id, kinds.exit, { code, signal }))
+    child.stdin!.end(line)
+  }
+
+  process.on("disconnect", () => {
+    // Standbys go with the helper, before it exits: a stopped daemon leaves none behind.
+    const idle = ready.splice(0)
+    if (idle.length === 0) process.exit(0)
+    let left = idle.length
+    setTimeout(() => process.exit(0), 1_000).unref()
+    for (const child of idle) {
+      child.once("exit", () => --left === 0 && process.exit(0))
+      child.kill("SIGKILL")
+    }
   })
-  // A Node process's first spawn() takes 7-8 ms (its code is compiled, its caches are cold), the
-  // next ones 2-3 ms: one that does nothing, now, and the first agents do not wait for it.
-  try {
-    spawn("/bin/sh", ["-c", ":"], { stdio: "ignore" }).once("error", () => {})
-  } catch {
-    // Then the first agent pays for it.
+  process.on("message", (request: { op?: "close"; id: number } & Request) => {
+    const { id } = request
+    if (request.op === "close") {
+      // The daemon stops reading (pipes held open by escaped processes): close them.
+      const child = reading.get(id)
+      child?.stdout?.destroy()
+      child?.stderr?.destroy()
+      return
+    }
+    if (!fromStandby(id, request)) spawnDirectly(id, request)
+    refillSoon()
+  })
+  if (standby.max > 0) selfTest()
+  else {
+    // The first spawn() is slow (see the self-test): one that does nothing, now.
+    try {
+      spawn("/bin/sh", ["-c", ":"], { stdio: "ignore" }).once("error", () => {})
+    } catch {
+      // Then the first agent pays for it.
+    }
   }
 }
 
@@ -245,6 +428,13 @@ export const spawnDirect: SpawnAgent = (request) =>
       }))
   })
 
+/** How many standbys are ready, and whether the self-test passed (null: not known yet). */
+export interface StandbyState {
+  readonly ready: number
+  readonly works: boolean | null
+}
+const NO_STANDBYS: StandbyState = { ready: 0, works: null }
+
 export interface SpawnHelper {
   readonly spawn: SpawnAgent
   /**
@@ -255,14 +445,31 @@ export interface SpawnHelper {
   readonly close: () => Promise<void>
   /** The helper's pid while it runs (for diagnostics and tests). */
   readonly pid: () => number | undefined
+  /** The helper's standbys as it last reported them (for diagnostics and tests). */
+  readonly standbys: () => StandbyState
 }
 
 /**
  * A helper process started now (in the background: the first spawn waits for it only as long as
  * it takes Node to start). `isAlive(pid)` tells whether an agent whose helper died still runs.
  */
-export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper => {
+export const startSpawnHelper = (
+  isAlive: (pid: number) => boolean,
+  options: {
+    /** How many standbys the helper keeps (see `helperMain`); 0: none, every agent is spawned. */
+    readonly standbys?: number
+    /** The POSIX shell the standbys run (a test gives one that fails the self-test). */
+    readonly shell?: string
+  } = {}
+): SpawnHelper => {
+  const standby = {
+    max: Math.max(0, Math.min(options.standbys ?? STANDBYS_MAX, STANDBYS_MAX)),
+    shell: options.shell ?? "/bin/sh",
+    quietMs: STANDBY_REFILL_QUIET_MS,
+    refused: STANDBY_REFUSED_NAMES
+  }
   let helper: ChildProcess | undefined
+  let standbys: StandbyState = NO_STANDBYS
   let nextId = 1
   const pending = new Map<number, Pending>()
   let closed = false
@@ -295,6 +502,10 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
     })
 
   const onFrame = (channel: ChildProcess, id: number, kind: number, payload: Buffer) => {
+    if (kind === Frame.standbys) {
+      standbys = JSON.parse(payload.toString("utf8")) as StandbyState
+      return
+    }
     const p = pending.get(id)
     if (p === undefined) return
     switch (kind) {
@@ -357,7 +568,7 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
     if (closed) return undefined
     let child: ChildProcess
     try {
-      child = spawn(process.execPath, [...HELPER_NODE_OPTIONS, "-e", `(${helperMain.toString()})(${JSON.stringify(Frame)}, ${HELPER_HOLD_BYTES})`], {
+      child = spawn(process.execPath, [...HELPER_NODE_OPTIONS, "-e", `(${helperMain.toString()})(${JSON.stringify(Frame)}, ${HELPER_HOLD_BYTES}, ${JSON.stringify(standby)})`], {
         detached: true,
         stdio: ["ignore", "pipe", "inherit", "ipc"],
         env: process.env
@@ -379,7 +590,10 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
       partial = at === data.length ? undefined : data.subarray(at)
     })
     const gone = () => {
-      if (helper === child) helper = undefined
+      if (helper === child) {
+        helper = undefined
+        standbys = NO_STANDBYS
+      }
       orphanAll()
     }
     // 'close': after the exit and the end of its stdout, so every frame it wrote has been read.
@@ -419,6 +633,7 @@ export const startSpawnHelper = (isAlive: (pid: number) => boolean): SpawnHelper
         else current.kill("SIGKILL")
       })
     },
-    pid: () => helper?.pid
+    pid: () => helper?.pid,
+    standbys: () => standbys
   }
 }

@@ -7,7 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import * as procfs from "../../src/process/procfs.js"
-import { type SpawnedAgent, type SpawnFailure, type SpawnHelper, startSpawnHelper } from "../../src/process/SpawnHelper.js"
+import { spawnDirect, type SpawnedAgent, type SpawnFailure, type SpawnHelper, startSpawnHelper } from "../../src/process/SpawnHelper.js"
 
 const helpers: Array<SpawnHelper> = []
 const pids = new Set<number>()
@@ -241,5 +241,148 @@ describe("spawn helper", { timeout: 20_000 }, () => {
     process.kill(pid, "SIGSTOP")
     await helper.close()
     expect(procfs.isAlive(pid)).toBe(false)
+  })
+})
+
+/** The pids of the helper's children that are standbys (not yet an agent). */
+const standbyPids = (helperPid: number): Array<number> =>
+  fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    const stat = procfs.readStat(pid)
+    if (stat === undefined || stat.ppid !== helperPid) return false
+    try {
+      return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("starforge-agent-standby\0")
+    } catch {
+      return false
+    }
+  })
+
+/**
+ * An agent that reports, as JSON on stdout, what it was started with: its arguments (with the
+ * name it was given), environment, directory, stdin, and its process group and session.
+ */
+const REPORTER = `
+const fs = require("node:fs")
+const stat = fs.readFileSync("/proc/self/stat", "utf8")
+const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+process.stdout.write(JSON.stringify({
+  argv0: process.argv0, args: process.argv.slice(1), env: process.env, cwd: process.cwd(),
+  stdin: fs.readFileSync(0, "utf8"), stdinIsDevice: fs.fstatSync(0).isCharacterDevice(), pgid: Number(fields[2]), sid: Number(fields[3])
+}))
+`
+
+/** Starts the reporter and returns what it reported, with its pid. */
+const report = async (spawnAgent: SpawnHelper["spawn"], request: { env: Record<string, string>; args?: Array<string>; cwd?: string }) => {
+  const agent = started(await spawnAgent({ command: process.execPath, args: ["-e", REPORTER, ...(request.args ?? [])], cwd: request.cwd ?? os.tmpdir(), env: request.env }))
+  const [out, exit, err] = await outcome(agent)
+  expect([exit, err]).toEqual([[0, null], ""])
+  return { pid: agent.pid, seen: JSON.parse(out) as { argv0: string; args: Array<string>; env: Record<string, string>; cwd: string; stdin: string; stdinIsDevice: boolean; pgid: number; sid: number } }
+}
+
+describe("spawn helper: standbys", { timeout: 20_000 }, () => {
+  const newHelperWith = (options: Parameters<typeof startSpawnHelper>[1]) => {
+    const helper = startSpawnHelper(procfs.isAlive, options)
+    helpers.push(helper)
+    const pid = helper.pid()
+    if (pid !== undefined) pids.add(pid)
+    return helper
+  }
+  const ready = (helper: SpawnHelper, count: number) =>
+    until(() => helper.standbys().works === true && helper.standbys().ready === count && standbyPids(helper.pid()!).length === count, `${count} standbys`)
+
+  it("keeps as many standbys as asked, each leading a session of its own, and starts an agent from one exactly as a spawn would", async () => {
+    const helper = newHelperWith({ standbys: 2 })
+    await ready(helper, 2)
+    const before = standbyPids(helper.pid()!)
+    for (const pid of before) expect(procfs.readStat(pid)).toMatchObject({ pgid: pid, sid: pid })
+    // Values a shell would change if it did not quote them, names it sets itself, an empty value.
+    const env = {
+      PATH: process.env["PATH"]!,
+      QUOTES: `it's "here" \`date\` $HOME \\ *`,
+      LINES: "one\ntwo\n",
+      EMPTY: "",
+      PWD: "/not/the/directory",
+      OLDPWD: "/before",
+      IFS: ":"
+    }
+    const args = ["it's", "two\nlines", "", "$(date)", "*", "-"]
+    const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "starforge-standby-")))
+    const fromStandby = await report(helper.spawn, { env, args, cwd: dir })
+    expect(before).toContain(fromStandby.pid)
+    const spawned = await report(spawnDirect, { env, args, cwd: dir })
+    expect(fromStandby.seen).toEqual({ ...spawned.seen, pgid: fromStandby.pid, sid: fromStandby.pid })
+    expect(spawned.seen).toMatchObject({ args, env, cwd: dir, stdin: "", stdinIsDevice: true, pgid: spawned.pid, sid: spawned.pid })
+    // The pool is made whole again.
+    await until(() => helper.standbys().ready === 2 && standbyPids(helper.pid()!).filter((pid) => !before.includes(pid)).length === 1, "a new standby")
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it("spawns directly where a standby would not do the same: a missing or non-executable command, a missing directory, a name a shell cannot export, OPTIND", async () => {
+    const helper = newHelperWith({ standbys: 1 })
+    await ready(helper, 1)
+    const [standby] = standbyPids(helper.pid()!)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-standby-"))
+    const notExecutable = path.join(dir, "agent")
+    fs.writeFileSync(notExecutable, "#!/bin/sh\n")
+    const failure = async (request: Parameters<SpawnHelper["spawn"]>[0]) => {
+      const result = await helper.spawn(request)
+      if (!("failed" in result)) throw new Error(`started: ${request.command}`)
+      return result.failed.code
+    }
+    const PATH = process.env["PATH"]!
+    expect(await failure({ command: "/nonexistent/agent", args: [], cwd: dir, env: { PATH } })).toBe("ENOENT")
+    expect(await failure({ command: "starforge-no-such-agent", args: [], cwd: dir, env: { PATH } })).toBe("ENOENT")
+    expect(await failure({ command: notExecutable, args: [], cwd: dir, env: { PATH } })).toBe("EACCES")
+    expect(await failure({ command: process.execPath, args: [], cwd: path.join(dir, "missing"), env: { PATH } })).toBe("ENOENT")
+    for (const env of [{ PATH, "NOT-A-NAME": "x" }, { PATH, OPTIND: "not a number" }] as Array<Record<string, string>>) {
+      const { pid, seen } = await report(helper.spawn, { env })
+      expect(pid).not.toBe(standby)
+      expect(seen.env).toEqual(env)
+    }
+    // The standby was left for the next agent that it can start.
+    expect(standbyPids(helper.pid()!)).toEqual([standby])
+    expect((await report(helper.spawn, { env: { PATH } })).pid).toBe(standby)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it.skipIf(!fs.existsSync("/bin/bash"))("a shell that adds to the environment (bash adds SHLVL) fails the self-test: no standby, every agent is spawned", async () => {
+    const helper = newHelperWith({ standbys: 2, shell: "/bin/bash" })
+    await until(() => helper.standbys().works === false, "the self-test to fail")
+    const { seen } = await report(helper.spawn, { env: { PATH: process.env["PATH"]! } })
+    expect(seen.env).toEqual({ PATH: process.env["PATH"] })
+    expect(helper.standbys().ready).toBe(0)
+    expect(standbyPids(helper.pid()!)).toEqual([])
+  })
+
+  it("a standby killed while it waits leaves the pool and is replaced", async () => {
+    const helper = newHelperWith({ standbys: 2 })
+    await ready(helper, 2)
+    const [killed, kept] = standbyPids(helper.pid()!)
+    process.kill(killed!, "SIGKILL")
+    await until(() => !standbyPids(helper.pid()!).includes(killed!), "the killed standby to be reaped")
+    // A request now is started by the one left, and the pool is made whole again.
+    expect((await report(helper.spawn, { env: { PATH: process.env["PATH"]! } })).pid).toBe(kept)
+    await ready(helper, 2)
+    expect(standbyPids(helper.pid()!)).not.toContain(killed)
+  })
+
+  it("close: the standbys are gone when close() resolves; a helper killed leaves none either (their script ends)", async () => {
+    const closed = newHelperWith({ standbys: 3 })
+    await ready(closed, 3)
+    const closedStandbys = standbyPids(closed.pid()!)
+    await closed.close()
+    for (const pid of closedStandbys) expect(procfs.isAlive(pid)).toBe(false)
+    const killed = newHelperWith({ standbys: 3 })
+    await ready(killed, 3)
+    const killedStandbys = standbyPids(killed.pid()!)
+    process.kill(killed.pid()!, "SIGKILL")
+    await until(() => killedStandbys.every((pid) => !procfs.isAlive(pid)), "the killed helper's standbys to end")
+  })
+
+  it("standbys: 0 keeps none", async () => {
+    const helper = newHelperWith({ standbys: 0 })
+    const [out] = await outcome(await run(helper, "echo spawned"))
+    expect(out).toBe("spawned\n")
+    expect(helper.standbys()).toEqual({ ready: 0, works: null })
+    expect(standbyPids(helper.pid()!)).toEqual([])
   })
 })
