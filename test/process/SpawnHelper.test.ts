@@ -258,13 +258,16 @@ const standbyPids = (helperPid: number): Array<number> =>
 
 /**
  * An agent that reports, as JSON on stdout, what it was started with: its arguments (with the
- * name it was given), environment, directory, stdin, and its process group and session.
+ * name it was given), environment, directory, stdin, process group and session, the signals it
+ * blocks and ignores, and its umask.
  */
 const REPORTER = `
 const fs = require("node:fs")
 const stat = fs.readFileSync("/proc/self/stat", "utf8")
 const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+const status = Object.fromEntries(fs.readFileSync("/proc/self/status", "utf8").split("\\n").map((line) => line.split(":\\t")))
 process.stdout.write(JSON.stringify({
+  signals: { blocked: status.SigBlk, ignored: status.SigIgn }, umask: status.Umask,
   argv0: process.argv0, args: process.argv.slice(1), env: process.env, cwd: process.cwd(),
   stdin: fs.readFileSync(0, "utf8"), stdinIsDevice: fs.fstatSync(0).isCharacterDevice(), pgid: Number(fields[2]), sid: Number(fields[3])
 }))
@@ -275,7 +278,7 @@ const report = async (spawnAgent: SpawnHelper["spawn"], request: { env: Record<s
   const agent = started(await spawnAgent({ command: process.execPath, args: ["-e", REPORTER, ...(request.args ?? [])], cwd: request.cwd ?? os.tmpdir(), env: request.env }))
   const [out, exit, err] = await outcome(agent)
   expect([exit, err]).toEqual([[0, null], ""])
-  return { pid: agent.pid, seen: JSON.parse(out) as { argv0: string; args: Array<string>; env: Record<string, string>; cwd: string; stdin: string; stdinIsDevice: boolean; pgid: number; sid: number } }
+  return { pid: agent.pid, seen: JSON.parse(out) as { signals: { blocked: string; ignored: string }; umask: string; argv0: string; args: Array<string>; env: Record<string, string>; cwd: string; stdin: string; stdinIsDevice: boolean; pgid: number; sid: number } }
 }
 
 describe("spawn helper: standbys", { timeout: 20_000 }, () => {
@@ -311,6 +314,8 @@ describe("spawn helper: standbys", { timeout: 20_000 }, () => {
     const spawned = await report(spawnDirect, { env, args, cwd: dir })
     expect(fromStandby.seen).toEqual({ ...spawned.seen, pgid: fromStandby.pid, sid: fromStandby.pid })
     expect(spawned.seen).toMatchObject({ args, env, cwd: dir, stdin: "", stdinIsDevice: true, pgid: spawned.pid, sid: spawned.pid })
+    expect(spawned.seen.signals.ignored).toMatch(/^[0-9a-f]{16}$/)
+    expect(spawned.seen.umask).toMatch(/^[0-7]{4}$/)
     // The pool is made whole again.
     await until(() => helper.standbys().ready === 2 && standbyPids(helper.pid()!).filter((pid) => !before.includes(pid)).length === 1, "a new standby")
     fs.rmSync(dir, { recursive: true, force: true })
