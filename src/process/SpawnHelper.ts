@@ -296,16 +296,37 @@ const helperMain = (
       refillSoon()
     }, standby.quietMs)
   }
+  /**
+   * Is this standby still waiting for its line? One killed or stopped by someone else may not
+   * have been reaped yet (its exit not seen): it must not be given an agent. Without `/proc`
+   * there is no telling, and it is taken as waiting.
+   */
+  const waiting = (child: Child) => {
+    let stat: string
+    try {
+      stat = fs.readFileSync(`/proc/${child.pid}/stat`, "utf8")
+    } catch {
+      return !fs.existsSync("/proc/self/stat")
+    }
+    return "SRD".includes(stat.charAt(stat.lastIndexOf(")") + 2))
+  }
   /** Starts the request's agent from a standby; false if there is none or it would not be the same. */
   const fromStandby = (id: number, request: Request): boolean => {
     if (!standbysWork || ready.length === 0) return false
     const line = execLine(request)
     if (line === undefined) return false
-    const child = ready.shift()!
+    for (let child = ready.shift(); child !== undefined; child = ready.shift()) {
+      if (!waiting(child)) {
+        child.kill("SIGKILL")
+        continue
+      }
+      report()
+      child.stdin!.end(line)
+      attach(id, child)
+      return true
+    }
     report()
-    child.stdin!.end(line)
-    attach(id, child)
-    return true
+    return false
   }
   // The self-test: a standby runs `env` with one variable whose value holds a quote. It must
   // print that variable and nothing else (a shell that adds its own, bash's SHLVL, fails it). It

@@ -358,16 +358,25 @@ describe("spawn helper: standbys", { timeout: 20_000 }, () => {
     expect(standbyPids(helper.pid()!)).toEqual([])
   })
 
-  it("a standby killed while it waits leaves the pool and is replaced", async () => {
+  it("a standby stopped or killed while it waits is not given an agent, and is replaced", async () => {
     const helper = newHelperWith({ standbys: 2 })
+    const PATH = process.env["PATH"]!
     await ready(helper, 2)
-    const [killed, kept] = standbyPids(helper.pid()!)
-    process.kill(killed!, "SIGKILL")
-    await until(() => !standbyPids(helper.pid()!).includes(killed!), "the killed standby to be reaped")
-    // A request now is started by the one left, and the pool is made whole again.
-    expect((await report(helper.spawn, { env: { PATH: process.env["PATH"]! } })).pid).toBe(kept)
+    // Stopped: it would never run the agent. The helper passes over it (and kills it).
+    const stopped = standbyPids(helper.pid()!)
+    for (const pid of stopped) process.kill(pid, "SIGSTOP")
+    await until(() => stopped.every((pid) => procfs.readStat(pid)?.state === "T"), "the standbys to stop")
+    expect(stopped).not.toContain((await report(helper.spawn, { env: { PATH } })).pid)
+    await until(() => stopped.every((pid) => !procfs.isAlive(pid)), "the stopped standbys to be killed")
     await ready(helper, 2)
-    expect(standbyPids(helper.pid()!)).not.toContain(killed)
+    // Killed: once they are dead, the next agent starts, whether the helper has reaped them yet
+    // or not (one killed as it is given an agent is not told apart: that agent ends killed).
+    const killed = standbyPids(helper.pid()!)
+    for (const pid of killed) process.kill(pid, "SIGKILL")
+    await until(() => killed.every((pid) => !procfs.isAlive(pid)), "the killed standbys to be dead")
+    expect(killed).not.toContain((await report(helper.spawn, { env: { PATH } })).pid)
+    await ready(helper, 2)
+    expect(standbyPids(helper.pid()!).filter((pid) => [...stopped, ...killed].includes(pid))).toEqual([])
   })
 
   it("close: the standbys are gone when close() resolves; a helper killed leaves none either (their script ends)", async () => {
