@@ -289,8 +289,14 @@ describe("spawn helper: standbys", { timeout: 20_000 }, () => {
     if (pid !== undefined) pids.add(pid)
     return helper
   }
-  const ready = (helper: SpawnHelper, count: number) =>
-    until(() => helper.standbys().works === true && helper.standbys().ready === count && standbyPids(helper.pid()!).length === count, `${count} standbys`)
+  /**
+   * Waits for `count` standbys; each is killed after the test whatever happens (one stopped by a
+   * test that fails would not see its helper's end).
+   */
+  const ready = async (helper: SpawnHelper, count: number) => {
+    await until(() => helper.standbys().works === true && helper.standbys().ready === count && standbyPids(helper.pid()!).length === count, `${count} standbys`)
+    for (const pid of standbyPids(helper.pid()!)) pids.add(pid)
+  }
 
   it("keeps as many standbys as asked, each leading a session of its own, and starts an agent from one exactly as a spawn would", async () => {
     const helper = newHelperWith({ standbys: 2 })
