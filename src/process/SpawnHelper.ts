@@ -94,7 +94,8 @@ const HELPER_HOLD_BYTES = 4 * 1024 * 1024
 
 /**
  * How many standbys the helper keeps at most (the daemon asks for no more than its cap). Each is
- * an idle `/bin/sh` of about 1 MiB; 8 start a cap of 8 at once.
+ * an idle `/bin/sh` of about 1 MiB; 8 serve a cap of 8 whose agents all end together. (Not the
+ * first agents of a daemon that starts with a backlog: they come before the helper has booted.)
  */
 export const STANDBYS_MAX = 8
 
@@ -258,10 +259,9 @@ const helperMain = (
 
   /** Standbys waiting for a request, oldest first. */
   const ready: Array<Child> = []
-  /** Set once the self-test has passed: until then, and if it fails, every agent is spawned directly. */
-  let standbysWork = false
-  let tested = false
-  const report = () => json(0, kinds.standbys, { ready: ready.length, works: tested ? standbysWork : null })
+  /** The self-test's outcome (null: not known yet). Until it has passed, every agent is spawned directly. */
+  let works: boolean | null = null
+  const report = () => json(0, kinds.standbys, { ready: ready.length, works })
   const startStandby = (): Child | undefined => {
     let child: Child
     try {
@@ -287,7 +287,7 @@ const helperMain = (
     if (refill !== undefined) clearTimeout(refill)
     refill = setTimeout(() => {
       refill = undefined
-      if (!standbysWork || ready.length >= standby.max || !process.connected) return
+      if (works !== true || ready.length >= standby.max || !process.connected) return
       const child = startStandby()
       if (child === undefined) return
       ready.push(child)
@@ -312,7 +312,7 @@ const helperMain = (
   }
   /** Starts the request's agent from a standby; false if there is none or it would not be the same. */
   const fromStandby = (id: number, request: Request): boolean => {
-    if (!standbysWork || ready.length === 0) return false
+    if (works !== true || ready.length === 0) return false
     const line = execLine(request)
     if (line === undefined) return false
     for (let child = ready.shift(); child !== undefined; child = ready.shift()) {
@@ -342,8 +342,7 @@ const helperMain = (
     child.stdout!.on("data", (d: Buffer) => (out += d.toString("utf8")))
     child.stderr!.resume()
     child.once("exit", (code) => {
-      standbysWork = code === 0 && out === `STARFORGE_STANDBY_PROBE=${probe.STARFORGE_STANDBY_PROBE}\n`
-      tested = true
+      works = code === 0 && out === `STARFORGE_STANDBY_PROBE=${probe.STARFORGE_STANDBY_PROBE}\n`
       report()
       refillSoon()
     })
