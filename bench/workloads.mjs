@@ -180,24 +180,33 @@ const B2 = {
   id: "B2",
   title: "20 agents x 5 triggers, job times 0.1-1.0 s (seed 42), cap 8: efficiency against the lower bound",
   plan: (mode) => ({ runs: mode === "full" ? 5 : 2 }),
-  estimateSeconds: ({ runs }) => runs * 18,
+  estimateSeconds: ({ runs }) => runs * 26,
   run: async ({ runs }, say) => {
     const cap = 8
     const jobs = seededJobs({ agents: 20, perAgent: 5, minSeconds: 0.1, maxSeconds: 1.0, seed: 42 })
     const bound = makespanLowerBound(jobs, cap)
     const policy = policyMakespan(jobs, cap)
     const lanes = dealLanes(jobs, cap)
+    const queue = (project) => {
+      jobs.forEach((job, i) => project.write(seqName(i, job.agent), { to_agent: job.agent, action: `sleep-${job.seconds}` }))
+      return jobs.length
+    }
     const makespans = []
     const costs = []
+    const loops = []
     for (let r = 0; r < runs; r++) {
       const project = makeProject({ MAX_CONCURRENT_AGENTS: String(cap) })
-      jobs.forEach((job, i) => project.write(seqName(i, job.agent), { to_agent: job.agent, action: `sleep-${job.seconds}` }))
+      queue(project)
       const runsOf = await runToCompletion(project, jobs.length, 120_000)
       const m = makespanSeconds(runsOf)
       makespans.push(m)
       // What each job costs beyond its sleep with no scheduler, 8 at a time as under the cap, right after: the same noise.
       costs.push(laneCosts(lanes, await shellLanes(lanes)))
-      say(`run ${r + 1}/${runs}: makespan ${fmt(m)} s`)
+      // The same queue under a bare Node loop (as B4's second ceiling), right after too.
+      const loopRuns = await contractLoopRuns(queue, cap)
+      if (!agentsNeverOverlap(loopRuns)) throw new Error("the contract loop ran an agent's two jobs at once")
+      loops.push(makespanSeconds(loopRuns))
+      say(`run ${r + 1}/${runs}: makespan ${fmt(m)} s; a bare Node loop ${fmt(loops[r])} s`)
     }
     const measured = median(makespans)
     const cost = medianCosts(costs)
@@ -213,6 +222,10 @@ const B2 = {
         row("floor: the contract's order with no overhead, each job costing what it costs with no scheduler (lower bound / floor makespan)", bound / floor, {
           baseline: `floor ${fmt(floor)} s; a job took ${costsText(cost)} (medians of ${cap} shell loops running the same jobs); the daemon reaches ${fmt(floor / measured)} of this floor`,
           target: "—"
+        }),
+        row("reference: a bare Node loop doing the contract's file work per job, the agents writing straight into their logs (lib/contractLoop.mjs; lower bound / its median makespan)", bound / median(loops), {
+          baseline: `makespans ${loops.map((m) => fmt(m)).join(", ")} s; the daemon reaches ${fmt(median(loops) / measured)} of it`,
+          target: "—"
         })
       ],
       notes: [
@@ -222,7 +235,10 @@ const B2 = {
           `The contract's order with no scheduler overhead, each job lasting its sleep plus those, takes ${fmt(floor)} s: ${fmt(bound / floor)} of the bound` +
           (bound / floor < 0.9
             ? ", below the target, so no implementation of the contract reaches it on this machine; the daemon's figure is to be read against this floor."
-            : "; the target is within reach of a scheduler that adds nothing.")
+            : "; the target is within reach of a scheduler that adds nothing."),
+        `B2 reference: a Node process that does only the contract's file work with synchronous calls and starts each agent with a spawn of its own ` +
+          `(no Effect, no spawn helper, no pipes to drain, no validation, history, retries or tracing) reaches ${fmt(bound / median(loops))} of the bound. ` +
+          "It shows what starting agents from Node costs on this machine before any of the daemon's work; it is not a bound the daemon cannot pass."
       ]
     }
   }
@@ -269,16 +285,25 @@ const nodeSpawnLoop = async (triggers, agents, ballastMiB, withoutPipes = false)
 }
 
 /**
- * `lib/contractLoop.mjs` on `triggers` queued triggers for `agents` agents (as B4 queues them): the
- * contract's file work per job around bare spawns. Jobs/s.
+ * `lib/contractLoop.mjs`, `concurrency` agents at a time, on the triggers `queue` writes into a new
+ * project: the contract's file work per job around bare spawns. The agents' runs.
  */
-const contractLoop = async (triggers, agents) => {
+const contractLoopRuns = async (queue, concurrency) => {
   const base = makeProject()
-  for (let i = 0; i < triggers; i++) base.write(seqName(i, `agent-${i % agents}`), { to_agent: `agent-${i % agents}` })
-  const loop = spawnTracked(process.execPath, [CONTRACT_LOOP, String(agents), base.agent, base.root], { env: base.env, stdio: ["ignore", "ignore", "inherit"] })
+  const triggers = queue(base)
+  const loop = spawnTracked(process.execPath, [CONTRACT_LOOP, String(concurrency), base.agent, base.root], { env: base.env, stdio: ["ignore", "ignore", "inherit"] })
   await loop.exited
   const runs = pairRuns(base.readRecords())
   if (runs.length !== triggers) throw new Error(`the contract loop recorded ${runs.length} runs of ${triggers}`)
+  return runs
+}
+
+/** The contract loop on `triggers` queued triggers for `agents` agents, as B4 queues them. Jobs/s. */
+const contractLoop = async (triggers, agents) => {
+  const runs = await contractLoopRuns((base) => {
+    for (let i = 0; i < triggers; i++) base.write(seqName(i, `agent-${i % agents}`), { to_agent: `agent-${i % agents}` })
+    return triggers
+  }, agents)
   return triggers / makespanSeconds(runs)
 }
 
