@@ -40,6 +40,11 @@ await build({
   define: { "import.meta.url": "__starforge_url" },
   banner: { js: 'const __starforge_url = require("node:url").pathToFileURL(__filename).href;' },
   sourcemap: true,
+  // Less source to read and hold: each command started 14 ms sooner (`--version`, `daemon status`:
+  // medians of 30 alternated calls, 288 -> 274 and 302 -> 288 ms). Names are kept: renaming them
+  // gained nothing more, and the spawn helper's program is sent as its own source text.
+  minifyWhitespace: true,
+  minifySyntax: true,
   // One non-ASCII character makes V8 hold the whole 2.4 MB source as a two-byte string, twice
   // over while the loader wraps it: about 10 MB of every command's and the daemon's memory.
   charset: "ascii",
