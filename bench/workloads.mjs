@@ -226,8 +226,8 @@ const B2 = {
           baseline: `floor ${fmt(floor)} s; a job took ${costsText(cost)} (medians of ${cap} shell loops running the same jobs); the daemon reaches ${fmt(floor / measured)} of this floor`,
           target: "—"
         }),
-        row("reference: a bare Node loop doing the contract's file work per job, the agents writing straight into their logs (lib/contractLoop.mjs; lower bound / its median makespan)", bound / median(loops), {
-          baseline: `makespans ${loops.map((m) => fmt(m)).join(", ")} s; the daemon reaches ${fmt(median(loops) / measured)} of it`,
+        row(`reference: a bare Node loop doing the contract's file work per job, the agents writing straight into their logs (lib/contractLoop.mjs; lower bound / ${loops.length === 1 ? "its makespan, one run" : "its median makespan"})`, bound / median(loops), {
+          baseline: `makespan${loops.length === 1 ? "" : "s"} ${loops.map((m) => fmt(m)).join(", ")} s; the daemon reaches ${fmt(median(loops) / measured)} of it`,
           target: "—"
         })
       ],

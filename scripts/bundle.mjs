@@ -19,16 +19,18 @@ const otlpApart = {
 // In a CommonJS bundle esbuild wraps a Node built-in module for each file that imports it with
 // `import * as` (`__toESM`: an object with a getter per export, `node:fs` has about a hundred): 50
 // wrappers, about 10 ms of every command's start. Each built-in is imported once, by a module of
-// its own, and every file imports that module instead: one wrapper per built-in.
+// its own, and every file imports that module instead: one wrapper per built-in. Its default
+// export is the module itself, as Node gives it to an ES module. `require()` calls (in CommonJS
+// packages) are left as they are: they would get a copy of the wrapper, not the module.
 const builtinsOnce = {
   name: "builtins-once",
   setup(build) {
-    build.onResolve({ filter: /^node:/ }, (args) =>
-      args.namespace === "builtin-once" ? { path: args.path, external: true } : { path: args.path, namespace: "builtin-once" })
+    build.onResolve({ filter: /^node:/ }, (args) => {
+      if (args.namespace === "builtin-once") return { path: args.path, external: true }
+      return args.kind === "import-statement" ? { path: args.path, namespace: "builtin-once" } : undefined
+    })
     build.onLoad({ filter: /.*/, namespace: "builtin-once" }, (args) => ({
-      // No default export: a default import of a built-in (none is bundled today) fails the build
-      // here instead of costing a second wrapper.
-      contents: `export * from ${JSON.stringify(args.path)}\n`,
+      contents: `export * from ${JSON.stringify(args.path)}\nexport default require(${JSON.stringify(args.path)})\n`,
       loader: "js"
     }))
   }
