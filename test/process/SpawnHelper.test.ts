@@ -76,8 +76,8 @@ const exitedAgent = (dir: string) => {
   return text.endsWith("\n") && !fs.existsSync(`/proc/${text.trim()}`)
 }
 
-const newHelper = () => {
-  const helper = startSpawnHelper(procfs.isAlive)
+const newHelper = (options?: Parameters<typeof startSpawnHelper>[1]) => {
+  const helper = startSpawnHelper(procfs.isAlive, options)
   helpers.push(helper)
   // Killed after the test whatever happened to it (a helper a test stopped cannot exit by itself).
   const pid = helper.pid()
@@ -282,13 +282,6 @@ const report = async (spawnAgent: SpawnHelper["spawn"], request: { env: Record<s
 }
 
 describe("spawn helper: standbys", { timeout: 20_000 }, () => {
-  const newHelperWith = (options: Parameters<typeof startSpawnHelper>[1]) => {
-    const helper = startSpawnHelper(procfs.isAlive, options)
-    helpers.push(helper)
-    const pid = helper.pid()
-    if (pid !== undefined) pids.add(pid)
-    return helper
-  }
   /**
    * Waits for `count` standbys; each is killed after the test whatever happens (one stopped by a
    * test that fails would not see its helper's end).
@@ -299,7 +292,7 @@ describe("spawn helper: standbys", { timeout: 20_000 }, () => {
   }
 
   it("keeps as many standbys as asked, each leading a session of its own, and starts an agent from one exactly as a spawn would", async () => {
-    const helper = newHelperWith({ standbys: 2 })
+    const helper = newHelper({ standbys: 2 })
     await ready(helper, 2)
     const before = standbyPids(helper.pid()!)
     for (const pid of before) expect(procfs.readStat(pid)).toMatchObject({ pgid: pid, sid: pid })
@@ -328,7 +321,7 @@ describe("spawn helper: standbys", { timeout: 20_000 }, () => {
   })
 
   it("spawns directly where a standby would not do the same: a missing or non-executable command, a missing directory, a name a shell cannot export, OPTIND", async () => {
-    const helper = newHelperWith({ standbys: 1 })
+    const helper = newHelper({ standbys: 1 })
     await ready(helper, 1)
     const [standby] = standbyPids(helper.pid()!)
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-standby-"))
@@ -356,7 +349,7 @@ describe("spawn helper: standbys", { timeout: 20_000 }, () => {
   })
 
   it.skipIf(!fs.existsSync("/bin/bash"))("a shell that adds to the environment (bash adds SHLVL) fails the self-test: no standby, every agent is spawned", async () => {
-    const helper = newHelperWith({ standbys: 2, shell: "/bin/bash" })
+    const helper = newHelper({ standbys: 2, shell: "/bin/bash" })
     await until(() => helper.standbys().works === false, "the self-test to fail")
     const { seen } = await report(helper.spawn, { env: { PATH: process.env["PATH"]! } })
     expect(seen.env).toEqual({ PATH: process.env["PATH"] })
@@ -365,7 +358,7 @@ describe("spawn helper: standbys", { timeout: 20_000 }, () => {
   })
 
   it("a standby stopped or killed while it waits is not given an agent, and is replaced", async () => {
-    const helper = newHelperWith({ standbys: 2 })
+    const helper = newHelper({ standbys: 2 })
     const PATH = process.env["PATH"]!
     await ready(helper, 2)
     // Stopped: it would never run the agent. The helper passes over it (and kills it).
@@ -386,12 +379,12 @@ describe("spawn helper: standbys", { timeout: 20_000 }, () => {
   })
 
   it("close: the standbys are gone when close() resolves; a helper killed leaves none either (their script ends)", async () => {
-    const closed = newHelperWith({ standbys: 3 })
+    const closed = newHelper({ standbys: 3 })
     await ready(closed, 3)
     const closedStandbys = standbyPids(closed.pid()!)
     await closed.close()
     for (const pid of closedStandbys) expect(procfs.isAlive(pid)).toBe(false)
-    const killed = newHelperWith({ standbys: 3 })
+    const killed = newHelper({ standbys: 3 })
     await ready(killed, 3)
     const killedStandbys = standbyPids(killed.pid()!)
     process.kill(killed.pid()!, "SIGKILL")
@@ -399,7 +392,7 @@ describe("spawn helper: standbys", { timeout: 20_000 }, () => {
   })
 
   it("standbys: 0 keeps none", async () => {
-    const helper = newHelperWith({ standbys: 0 })
+    const helper = newHelper({ standbys: 0 })
     const [out] = await outcome(await run(helper, "echo spawned"))
     expect(out).toBe("spawned\n")
     expect(helper.standbys()).toEqual({ ready: 0, works: null })
