@@ -6,7 +6,7 @@
 import { build } from "esbuild"
 import { chmodSync, copyFileSync } from "node:fs"
 
-// The span exporter (src/daemon/otlp.ts, with @effect/opentelemetry) is only loaded when
+// The span exporter (src/observability/otlp.ts, with @effect/opentelemetry) is only loaded when
 // OTEL_EXPORTER_OTLP_ENDPOINT is set: it is a bundle of its own, dist/otlp.cjs, required at that
 // moment, so the commands never load it.
 const otlpApart = {
@@ -37,7 +37,7 @@ const builtinsOnce = {
 }
 
 await build({
-  entryPoints: ["src/daemon/otlp.ts"],
+  entryPoints: ["src/observability/otlp.ts"],
   outfile: "dist/otlp.cjs",
   bundle: true,
   platform: "node",

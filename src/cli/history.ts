@@ -2,7 +2,7 @@
 import * as path from "node:path"
 import { Command, Options } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
-import { readHistory } from "../daemon/History.js"
+import { readHistory } from "../state/History.js"
 import { UsageError } from "../domain/errors.js"
 import { formatDuration } from "../domain/time.js"
 import { isValidAgentName } from "../domain/Trigger.js"

@@ -3,7 +3,7 @@ import * as path from "node:path"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import type { Slot } from "../domain/Slot.js"
 import { formatDuration } from "../domain/time.js"
-import { dayOf, readUsage, type UsageFile } from "../daemon/Usage.js"
+import { dayOf, readUsage, type UsageFile } from "../state/Usage.js"
 import { formatCost } from "../stream/StreamJson.js"
 
 export const usageFile = (paths: ProjectPaths) => path.join(paths.daemonDir, "usage.json")

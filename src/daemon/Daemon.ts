@@ -20,19 +20,20 @@ import { DaemonConfig, load, type LoadOptions } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { daemonDirectories } from "../domain/ProjectPaths.js"
 import { formatSeconds } from "../domain/Outcome.js"
-import * as LogMaintenance from "../logs/LogMaintenance.js"
-import * as Monitor from "../monitor/Monitor.js"
+import * as LogMaintenance from "../monitor/LogMaintenance.js"
+import * as Housekeeping from "../monitor/Housekeeping.js"
+import * as Recovery from "../monitor/Recovery.js"
 import { AgentProcess } from "../process/AgentProcess.js"
 import * as FileTriggerQueue from "../queue/FileTriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonInstance, type Hello } from "./DaemonInstance.js"
-import { DaemonLog } from "./DaemonLog.js"
-import { DaemonState } from "./DaemonState.js"
-import { History } from "./History.js"
-import { Usage } from "./Usage.js"
+import { DaemonLog } from "../observability/DaemonLog.js"
+import { DaemonState } from "../state/DaemonState.js"
+import { History } from "../state/History.js"
+import { Usage } from "../state/Usage.js"
 import { Notifier } from "../notify/Notifier.js"
-import * as Scheduler from "./Scheduler.js"
-import * as Telemetry from "./Telemetry.js"
+import * as Scheduler from "../scheduler/Scheduler.js"
+import * as Telemetry from "../observability/Telemetry.js"
 
 export interface DaemonOptions extends LoadOptions {
   /** Copy every daemon-log line to stderr (foreground mode). */
@@ -59,7 +60,7 @@ const startUp = Effect.gen(function*() {
       `orchestrator ${settings.orchestratorIntervalMs > 0 ? `every ${formatSeconds(settings.orchestratorIntervalMs / 1000)}` : "disabled"}`
   )
   for (const warning of warnings) yield* log.event("WARN", warning)
-  yield* Monitor.recover
+  yield* Recovery.recover
 })
 
 const directories = Layer.effectDiscard(
@@ -83,7 +84,7 @@ export const layer = (options: DaemonOptions) => {
     })
   )
   return ready.pipe(
-    Layer.provideMerge(Monitor.layer),
+    Layer.provideMerge(Housekeeping.layer),
     Layer.provideMerge(LogMaintenance.layer),
     Layer.provideMerge(Scheduler.layer),
     Layer.provideMerge(Layer.scopedDiscard(

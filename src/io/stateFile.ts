@@ -9,7 +9,7 @@ import { Effect, Either, type Scope } from "effect"
 import { StorageError } from "../domain/errors.js"
 import { archiveStamp } from "../domain/time.js"
 import { coalesced } from "./coalesced.js"
-import { freeName } from "../queue/triggerFiles.js"
+import { freeName } from "./freeName.js"
 
 /** What reading one of the daemon's JSON state files found. */
 export type ReadStateFile<A> =

@@ -14,7 +14,7 @@
 import { randomUUID } from "node:crypto"
 import { Clock, Context, Duration, Effect, ExecutionStrategy, Layer, Queue, Ref, Scope } from "effect"
 import { agentVariableSuffix, DaemonConfig, type DaemonSettings } from "../config/DaemonConfig.js"
-import { DaemonLog } from "../daemon/DaemonLog.js"
+import { DaemonLog } from "../observability/DaemonLog.js"
 import { isoSeconds } from "../domain/time.js"
 
 export type NotifyKind = "start" | "progress" | "complete" | "failed" | "timeout" | "stalled" | "dead_letter" | "usage_limit"

@@ -6,7 +6,7 @@
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { afterEach, describe, expect, it } from "vitest"
-import { exportSettings } from "../../src/daemon/Telemetry.js"
+import { exportSettings } from "../../src/observability/Telemetry.js"
 import { archivedTriggers, exitWithin, startForeground } from "../support/daemonHelpers.js"
 import { trigger, useProjects, waitFor } from "../support/project.js"
 

@@ -10,7 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
 import { daemonDirectories, type ProjectPaths, projectPaths } from "../../src/domain/ProjectPaths.js"
-import { DaemonLog } from "../../src/daemon/DaemonLog.js"
+import { DaemonLog } from "../../src/observability/DaemonLog.js"
 import * as FileTriggerQueue from "../../src/queue/FileTriggerQueue.js"
 import {
   type ClaimedTrigger,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, TestClock } from "effect"
-import { KEEP_DAYS, make, MAX_COOLDOWN_MS, pauseUntil } from "../../src/daemon/Usage.js"
+import { KEEP_DAYS, make, MAX_COOLDOWN_MS, pauseUntil } from "../../src/state/Usage.js"
 
 describe("pauseUntil", () => {
   it("takes a reset time ahead, else a doubling cooldown capped at 6 hours", () => {

@@ -9,7 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Scope, TestClock } from "effect"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
 import { type ProjectPaths, projectPaths } from "../../src/domain/ProjectPaths.js"
-import { DaemonState, loadState, make, type StateFile } from "../../src/daemon/DaemonState.js"
+import { DaemonState, loadState, make, type StateFile } from "../../src/state/DaemonState.js"
 
 const T0 = Date.UTC(2025, 9, 25, 5, 0, 0)
 

@@ -13,8 +13,8 @@ import { pipeline } from "node:stream/promises"
 import * as zlib from "node:zlib"
 import { Clock, Duration, Effect, Layer, Schedule } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
-import { DaemonLog } from "../daemon/DaemonLog.js"
-import { isOpenForWriting } from "./LogFile.js"
+import { DaemonLog } from "../observability/DaemonLog.js"
+import { isOpenForWriting } from "../logs/LogFile.js"
 
 /** `x.log` or a rotated part `x.log.N`, each possibly gzipped. */
 const LOG_NAME = /\.log(?:\.\d+)?(?:\.gz)?$/

@@ -4,7 +4,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { parseSince } from "../../src/cli/history.js"
-import { type HistoryEntry, readHistory, recentCounts } from "../../src/daemon/History.js"
+import { type HistoryEntry, readHistory, recentCounts } from "../../src/state/History.js"
 
 const dirs: Array<string> = []
 afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })))

@@ -1,6 +1,6 @@
 import { Effect, Option, Tracer } from "effect"
 import { describe, expect, it } from "vitest"
-import { endedSpan, jobParent, validTraceId } from "../../src/daemon/Tracing.js"
+import { endedSpan, jobParent, validTraceId } from "../../src/observability/Tracing.js"
 
 describe("jobParent", () => {
   it("takes a valid trace_id as the trace; otherwise a fresh random trace id, and always a fresh span id", () => {

@@ -4,7 +4,7 @@ import * as path from "node:path"
 import { Effect, HashMap, Layer, Logger } from "effect"
 import { describe, expect, it } from "vitest"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
-import { DaemonLog, formatLine } from "../../src/daemon/DaemonLog.js"
+import { DaemonLog, formatLine } from "../../src/observability/DaemonLog.js"
 import { projectPaths } from "../../src/domain/ProjectPaths.js"
 
 describe("formatLine", () => {
