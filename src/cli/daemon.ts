@@ -19,7 +19,7 @@ import { isValidAgentName } from "../domain/Trigger.js"
 import type { Slot } from "../domain/Slot.js"
 import { costLine, limitLines, progressCell, readUsageStatus } from "./progress.js"
 import { logParts, readLogFile } from "../logs/LogFile.js"
-import * as procfs from "../process/procfs.js"
+import * as procfs from "../platform/linux.js"
 import { countBySuffix, countTriggers, ExitWith, jsonOption, printJson, projectOption, resolveProject, table, tailLines } from "./shared.js"
 
 /** This program, to start the background daemon with (the bundle and the tsc build alike). */

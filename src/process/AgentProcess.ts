@@ -27,7 +27,7 @@ import { isoSeconds } from "../domain/time.js"
 import { endedSpan, NO_STACK } from "../observability/Tracing.js"
 import { yieldToEventLoop } from "../io/eventLoop.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
-import * as procfs from "./procfs.js"
+import * as procfs from "../platform/linux.js"
 import { type SpawnAgent, spawnDirect, startSpawnHelper } from "./SpawnHelper.js"
 
 export interface SpawnInfo {

@@ -14,7 +14,7 @@ import { Clock, Deferred, Effect, Fiber, Option, Queue, TestClock } from "effect
 import { ExitStatus } from "../../src/domain/Outcome.js"
 import { logParts, readLogFile } from "../../src/logs/LogFile.js"
 import { AgentProcess, type AgentRunSpec, makeFake, makeNode, makeWatchdog, type RunEnd, type SpawnInfo } from "../../src/process/AgentProcess.js"
-import * as procfs from "../../src/process/procfs.js"
+import * as procfs from "../../src/platform/linux.js"
 import { spawnDirect, startSpawnHelper } from "../../src/process/SpawnHelper.js"
 
 const KILL_GRACE_MS = 1_000

@@ -6,7 +6,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import * as procfs from "../../src/process/procfs.js"
+import * as procfs from "../../src/platform/linux.js"
 import { spawnDirect, type SpawnedAgent, type SpawnFailure, type SpawnHelper, startSpawnHelper } from "../../src/process/SpawnHelper.js"
 
 const helpers: Array<SpawnHelper> = []

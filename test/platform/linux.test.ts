@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { identify, isAlive, parseStat, readStat, startTimeOf } from "../../src/process/procfs.js"
+import { identify, isAlive, parseStat, readStat, startTimeOf } from "../../src/platform/linux.js"
 
 /** A `/proc/<pid>/stat` line; fields after the command name, starting with field 3 (state). */
 const statLine = (pid: number, comm: string, fields: ReadonlyArray<string | number>) =>

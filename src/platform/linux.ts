@@ -1,12 +1,15 @@
 /**
- * Process identity and process-group signalling on Linux, through `/proc`.
+ * The Linux layer of the platform services, through `/proc` and abstract unix sockets. The only
+ * module that reads `/proc` (a test checks it).
  *
- * A bare pid is never trusted: the kernel reuses pids, so an agent is identified by its pid
- * together with its start time (`/proc/<pid>/stat` field 22, clock ticks since boot).
- * Zombies count as gone: they hold no resources and cannot be stopped, and on machines whose
- * pid 1 does not reap they linger.
+ * - Identity: a process's start time is `/proc/<pid>/stat` field 22 (clock ticks since boot).
+ * - The lock: an abstract socket named after the project root; it leaves no file behind.
  */
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
+import { Effect, Layer } from "effect"
+import { InstanceLock, type InstanceLockShape, listen, LockHeld, ask } from "./InstanceLock.js"
+import { type AgentLeader, groupIsEmpty, type ProcessEntry, ProcessTable, type ProcessTableShape, sendSignal } from "./ProcessTable.js"
 
 export interface ProcStat {
   readonly pid: number
@@ -99,39 +102,9 @@ const scanGroups = (): ReadonlyMap<number, ReadonlyArray<ProcStat>> => {
  */
 export const groupMembers = (pgid: number): ReadonlyArray<ProcStat> => {
   // Cheap check first: no process at all in the group.
-  try {
-    process.kill(-pgid, 0)
-  } catch {
-    return []
-  }
+  if (groupIsEmpty(pgid)) return []
   const recent = lastScan !== undefined && performance.now() - lastScan.at < SCAN_REUSE_MS ? lastScan.groups.get(pgid) : undefined
   return recent ?? scanGroups().get(pgid) ?? []
-}
-
-/** Sends a signal to a whole process group; false when the group no longer exists. */
-export const signalGroup = (pgid: number, signal: NodeJS.Signals): boolean => {
-  try {
-    process.kill(-pgid, signal)
-    return true
-  } catch {
-    return false
-  }
-}
-
-export const signalProcess = (pid: number, signal: NodeJS.Signals): boolean => {
-  try {
-    process.kill(pid, signal)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** A live process that leads its own session and carries the environment the daemon gives its agents. */
-export interface AgentLeader {
-  readonly pid: number
-  readonly agent: string
-  readonly startTime: string
 }
 
 /**
@@ -162,3 +135,56 @@ export const agentLeaders = (root: string): ReadonlyArray<AgentLeader> => {
   }
   return found
 }
+
+export type { AgentLeader }
+export const signalGroup = (pgid: number, signal: NodeJS.Signals): boolean => sendSignal(-pgid, signal)
+export const signalProcess = (pid: number, signal: NodeJS.Signals): boolean => sendSignal(pid, signal)
+
+/** The real user id of a live process (`Uid:` in `/proc/<pid>/status`). */
+export const ownerOf = (pid: number): number | undefined => {
+  try {
+    const uid = /^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
+    return uid === undefined ? undefined : Number(uid)
+  } catch {
+    return undefined
+  }
+}
+
+const entryOf = (stat: ProcStat): ProcessEntry => ({
+  pid: stat.pid,
+  ppid: stat.ppid,
+  pgid: stat.pgid,
+  state: stat.state,
+  startTime: stat.startTime,
+  sessionLeader: stat.sid === stat.pid
+})
+
+export const processTable: ProcessTableShape = {
+  startTimeOf: (pid) => Effect.sync(() => startTimeOf(pid)),
+  identify: (pid, startTime) => Effect.sync(() => identify(pid, startTime)),
+  isAlive: (pid) => Effect.sync(() => isAlive(pid)),
+  groupMembers: (pgid) => Effect.sync(() => groupMembers(pgid).map(entryOf)),
+  agentLeaders: (root) => Effect.sync(() => agentLeaders(root)),
+  ownerOf: (pid) => Effect.sync(() => ownerOf(pid)),
+  signalGroup: (pgid, signal) => Effect.sync(() => sendSignal(-pgid, signal)),
+  signalProcess: (pid, signal) => Effect.sync(() => sendSignal(pid, signal))
+}
+
+/** The abstract socket name of a project's lock: a hash of its root, so any path length fits. */
+export const lockAddress = (root: string): string =>
+  "\0starforge-" + crypto.createHash("sha256").update(root).digest("hex").slice(0, 40)
+
+export const instanceLock: InstanceLockShape = {
+  hold: (root, answer) =>
+    Effect.flatMap(listen(lockAddress(root), answer), (bound) =>
+      bound ? Effect.void : Effect.flatMap(ask(lockAddress(root)), (other) =>
+        Effect.fail(new LockHeld({ answer: other._tag === "Answered" ? other.line : undefined })))),
+  probe: (root, timeoutMs) =>
+    Effect.map(ask(lockAddress(root), timeoutMs), (answer) => (answer._tag === "Answered" ? answer.line : undefined)),
+  address: lockAddress
+}
+
+export const layer: Layer.Layer<ProcessTable | InstanceLock> = Layer.merge(
+  Layer.succeed(ProcessTable, processTable),
+  Layer.succeed(InstanceLock, instanceLock)
+)
