@@ -6,6 +6,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Layer, Logger } from "effect"
 import { helpFirst } from "./cli/argv.js"
 import { run } from "./cli/Cli.js"
+import * as Platform from "./platform/Platform.js"
 
 // `starforge daemon logs | head` closes our stdout early: that is the reader's choice, not an error.
 process.stdout.on("error", (error: NodeJS.ErrnoException) => {
@@ -38,6 +39,6 @@ run([...helpFirst(process.argv)]).pipe(
   // The daemon writes its own log; Effect's default logger would repeat every event on stdout, and
   // its tracer logger would add every event to the current span: the daemon's spans (Daemon.run)
   // live as long as the daemon, so their events were a leak of every log line ever written.
-  Effect.provide(Layer.mergeAll(NodeContext.layer, Logger.remove(Logger.defaultLogger), Logger.remove(Logger.tracerLogger))),
+  Effect.provide(Layer.mergeAll(NodeContext.layer, Platform.layer, Logger.remove(Logger.defaultLogger), Logger.remove(Logger.tracerLogger))),
   NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
 )

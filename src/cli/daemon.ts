@@ -4,10 +4,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Deferred, Duration, Effect, Either, Option, Schedule } from "effect"
+import { Console, Deferred, Duration, Effect, Either, Fiber, Option, Schedule } from "effect"
 import { load, VARIABLES } from "../config/DaemonConfig.js"
 import * as Daemon from "../daemon/Daemon.js"
-import { isOurDaemon, probe, probeEffect } from "../daemon/DaemonInstance.js"
+import { isOurDaemon, probe } from "../daemon/DaemonInstance.js"
 import { displayLine } from "../observability/DaemonLog.js"
 import { recentCounts } from "../state/History.js"
 import { daemonExecArgv } from "../daemon/nodeOptions.js"
@@ -19,7 +19,7 @@ import { isValidAgentName } from "../domain/Trigger.js"
 import type { Slot } from "../domain/Slot.js"
 import { costLine, limitLines, progressCell, readUsageStatus } from "./progress.js"
 import { logParts, readLogFile } from "../logs/LogFile.js"
-import * as procfs from "../platform/linux.js"
+import { ProcessTable } from "../platform/ProcessTable.js"
 import { countBySuffix, countTriggers, ExitWith, jsonOption, printJson, projectOption, resolveProject, table, tailLines } from "./shared.js"
 
 /** This program, to start the background daemon with (the bundle and the tsc build alike). */
@@ -126,7 +126,7 @@ const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
   Effect.gen(function*() {
     const flags = yield* flagsOf(startFlags)
     const graceMs = (yield* load({ project: paths.root, flags })).settings.killGraceMs
-    const running = yield* probeEffect(paths)
+    const running = yield* probe(paths)
     if (running) return yield* Console.log(`Daemon already running (PID: ${running.pid})`)
     // Crashes the daemon cannot log itself end up here rather than nowhere.
     const out = yield* Effect.try({
@@ -191,25 +191,24 @@ const start = Command.make(
     })
 ).pipe(Command.withDescription("Start the daemon in the background (or --foreground) for the project."))
 
+/** Waits up to `ms` for `pid` to be gone; true when it is. */
 const waitUntilGone = (pid: number, ms: number) =>
-  Effect.promise(async () => {
-    const deadline = Date.now() + ms
-    while (procfs.isAlive(pid)) {
-      if (Date.now() >= deadline) return false
-      await new Promise((r) => setTimeout(r, 50))
-    }
-    return true
-  })
+  Effect.flatMap(ProcessTable, (table) =>
+    table.isAlive(pid).pipe(
+      Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (alive) => !alive }),
+      Effect.timeoutTo({ duration: Duration.millis(ms), onSuccess: () => true, onTimeout: () => false })
+    ))
 
 /** SIGTERM, wait for the graceful shutdown, SIGKILL after the timeout. */
 const stopDaemon = (paths: ProjectPaths, timeoutSeconds: Option.Option<number>) =>
   Effect.gen(function*() {
-    const hello = yield* probeEffect(paths)
+    const table = yield* ProcessTable
+    const hello = yield* probe(paths)
     if (!hello) {
-      removeStalePidFile(paths)
+      yield* removeStalePidFile(paths)
       return yield* Console.log("Daemon is not running")
     }
-    if (!isOurDaemon(paths, hello)) {
+    if (!(yield* isOurDaemon(paths, hello))) {
       return yield* new UsageError({
         message: `The process answering for ${paths.root} (PID: ${hello.pid}) is not the daemon named in ` +
           `${paths.pidFile}; it was not signalled. Check it with 'ps -p ${hello.pid}'`
@@ -218,37 +217,43 @@ const stopDaemon = (paths: ProjectPaths, timeoutSeconds: Option.Option<number>) 
     // The daemon's own grace, not this command's configuration.
     const timeoutMs = Option.getOrElse(Option.map(timeoutSeconds, (s) => s * 1000), () => hello.settings.kill_grace_ms + 10_000)
     yield* Console.log(`Stopping daemon (PID: ${hello.pid})...`)
-    procfs.signalProcess(hello.pid, "SIGTERM")
+    yield* table.signalProcess(hello.pid, "SIGTERM")
     if (yield* waitUntilGone(hello.pid, timeoutMs)) return yield* Console.log("Daemon stopped")
-    procfs.signalProcess(hello.pid, "SIGKILL")
+    yield* table.signalProcess(hello.pid, "SIGKILL")
     yield* waitUntilGone(hello.pid, 5_000)
     // The daemon could not stop its agents; stop those that are provably still its agents.
     let stopped = 0
     for (const [agent, slot] of Object.entries(readTable(paths.slotsFile).table)) {
       if (slot.status !== "busy" || slot.pid === null) continue
       const pid = Number(slot.pid)
-      if (procfs.identify(pid, slot.pid_start_time) === "same") {
-        procfs.signalGroup(pid, "SIGKILL")
+      if ((yield* table.identify(pid, slot.pid_start_time)) === "same") {
+        yield* table.signalGroup(pid, "SIGKILL")
         stopped++
         yield* Console.log(`Killed agent ${agent} (PID ${pid})`)
       }
     }
-    removeStalePidFile(paths)
+    yield* removeStalePidFile(paths)
     yield* Console.log(
       `Daemon did not stop within ${timeoutMs / 1000}s and was killed${stopped > 0 ? `, with ${stopped} agent process group(s)` : ""}; ` +
         `its triggers go back to the queue at the next start`
     )
   })
 
-const removeStalePidFile = (paths: ProjectPaths) => {
-  try {
-    const pid = Number(fs.readFileSync(paths.pidFile, "utf8").trim())
-    // Only a pid file whose process is gone is removed; a live pid that is not our daemon is left alone.
-    if (!Number.isInteger(pid) || !procfs.isAlive(pid)) fs.rmSync(paths.pidFile, { force: true })
-  } catch {
-    // No pid file.
-  }
-}
+/** Removes a pid file whose process is gone; a live pid that is not our daemon is left alone. */
+const removeStalePidFile = (paths: ProjectPaths) =>
+  Effect.gen(function*() {
+    const recorded = yield* Effect.sync(() => {
+      try {
+        return fs.readFileSync(paths.pidFile, "utf8").trim()
+      } catch {
+        return undefined
+      }
+    })
+    if (recorded === undefined) return
+    const pid = Number(recorded)
+    const alive = Number.isInteger(pid) && pid > 0 && (yield* Effect.flatMap(ProcessTable, (table) => table.isAlive(pid)))
+    if (!alive) yield* Effect.sync(() => fs.rmSync(paths.pidFile, { force: true }))
+  })
 
 const timeoutOption = Options.integer("timeout").pipe(
   Options.optional,
@@ -277,14 +282,14 @@ const restart = Command.make(
 export const readStatus = (paths: ProjectPaths) =>
   Effect.gen(function*() {
     // The daemon answers while the files are read.
-    const answer = probe(paths)
+    const answer = yield* Effect.fork(probe(paths))
     const config = yield* Effect.either(load({ project: paths.root }))
     const settings = Either.isRight(config) ? config.right.settings : undefined
     const slots = readTable(paths.slotsFile).table
     const busy = Object.values(slots).filter((s) => s.status === "busy").length
     // One read of the queue's directory for both (10,000 pending triggers: about 12 ms a read).
     const [pending, processing] = countBySuffix(paths.triggers, [".trigger", ".processing"]) as [number, number]
-    const hello = yield* Effect.promise(() => answer)
+    const hello = yield* Fiber.join(answer)
     const running = hello ? Math.min(busy, processing) : 0
     // Without a daemon, claimed triggers go back to the queue at the next start.
     const interrupted = hello ? 0 : processing

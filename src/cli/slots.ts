@@ -2,9 +2,9 @@
 import * as fs from "node:fs"
 import { Args, Command } from "@effect/cli"
 import { Console, Effect } from "effect"
-import { probeEffect } from "../daemon/DaemonInstance.js"
+import { probe } from "../daemon/DaemonInstance.js"
 import { idleSlot, type Slot } from "../domain/Slot.js"
-import * as procfs from "../platform/linux.js"
+import { ProcessTable } from "../platform/ProcessTable.js"
 import { writeFileAtomic } from "../io/stateFile.js"
 import { readTable } from "../slots/AgentSlots.js"
 import { SLOT_HEADER, slotRows } from "./daemon.js"
@@ -43,7 +43,7 @@ const show = Command.make(
 const cleanup = Command.make("cleanup", { project: projectOption }, ({ project }) =>
   Effect.gen(function*() {
     const { paths, slots } = yield* readSlots(project)
-    const daemon = yield* probeEffect(paths)
+    const daemon = yield* probe(paths)
     if (daemon) {
       return yield* Console.log(`The daemon (PID: ${daemon.pid}) is running and keeps its slots itself; nothing to clean up`)
     }
@@ -52,7 +52,7 @@ const cleanup = Command.make("cleanup", { project: projectOption }, ({ project }
     for (const [agent, slot] of Object.entries(slots)) {
       if (slot.status !== "busy") continue
       const pid = Number(slot.pid)
-      if (slot.pid !== null && procfs.identify(pid, slot.pid_start_time) === "same") {
+      if (slot.pid !== null && (yield* Effect.flatMap(ProcessTable, (table) => table.identify(pid, slot.pid_start_time))) === "same") {
         yield* Console.log(`${agent} (PID ${pid}) is still running; left busy (the next daemon start stops it)`)
         continue
       }

@@ -26,6 +26,7 @@ import * as Recovery from "../monitor/Recovery.js"
 import { AgentProcess } from "../process/AgentProcess.js"
 import * as FileTriggerQueue from "../queue/FileTriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
+import * as Platform from "../platform/Platform.js"
 import { DaemonInstance, type Hello } from "./DaemonInstance.js"
 import { DaemonLog } from "../observability/DaemonLog.js"
 import { DaemonState } from "../state/DaemonState.js"
@@ -98,7 +99,8 @@ export const layer = (options: DaemonOptions) => {
     // 50-90 ms to boot) gets ready while the rest starts, not after the first agents are due.
     Layer.provideMerge(AgentProcess.layer),
     Layer.provideMerge(DaemonInstance.layer),
-    Layer.provideMerge(DaemonConfig.layer(options))
+    Layer.provideMerge(DaemonConfig.layer(options)),
+    Layer.provideMerge(Platform.layer)
   )
 }
 

@@ -7,10 +7,10 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { socketName } from "../../src/daemon/DaemonInstance.js"
-import { projectPaths } from "../../src/domain/ProjectPaths.js"
+import * as Linux from "../../src/platform/linux.js"
+import * as Posix from "../../src/platform/posix.js"
 import { daemonProcesses } from "../support/daemonHelpers.js"
-import { isAlive, runCli, useProjects } from "../support/project.js"
+import { isAlive, PLATFORM, runCli, useProjects } from "../support/project.js"
 
 const projects = useProjects()
 
@@ -38,7 +38,9 @@ describe("daemon identity", () => {
     const server = net.createServer((socket) => {
       socket.end(JSON.stringify({ pid: victim.pid, project: p.root, started: new Date().toISOString(), settings: { parallel: true, max_concurrent: 1, kill_grace_ms: 1000 } }) + "\n")
     })
-    await new Promise<void>((resolve) => server.listen(socketName(projectPaths(p.root)), resolve))
+    const address = (PLATFORM === "posix" ? Posix : Linux).lockAddress(p.root)
+    if (PLATFORM === "posix") fs.mkdirSync(path.dirname(address), { recursive: true })
+    await new Promise<void>((resolve) => server.listen(address, resolve))
     try {
       const stop = await p.cli(["daemon", "stop"])
       expect(stop.code).not.toBe(0)

@@ -15,6 +15,29 @@ import { afterEach } from "vitest"
 
 export const BIN = fileURLToPath(new URL("../../dist/bin.cjs", import.meta.url))
 
+/**
+ * The platform layer the daemon and the CLI run on in these tests: vitest's `posix` project sets
+ * `STARFORGE_PLATFORM=posix`, and then every daemon and command also runs under a guard that
+ * fails on any read of `/proc` (`no-proc.cjs`), recorded in `PROC_GUARD_LOG`.
+ */
+export const PLATFORM: "linux" | "posix" = process.env["STARFORGE_PLATFORM"] === "posix" ? "posix" : "linux"
+export const PROC_GUARD_LOG = path.join(os.tmpdir(), `starforge-proc-guard-${process.pid}.log`)
+export const platformEnv: Record<string, string> = PLATFORM === "posix"
+  ? {
+    STARFORGE_PLATFORM: "posix",
+    NODE_OPTIONS: `--require ${fileURLToPath(new URL("./no-proc.cjs", import.meta.url))}`,
+    STARFORGE_PROC_GUARD_LOG: PROC_GUARD_LOG
+  }
+  : {}
+
+/** Fails with what the guard recorded since the last check (reads of `/proc` by the portable layer). */
+export const checkProcGuard = () => {
+  const recorded = readText(PROC_GUARD_LOG)
+  if (!recorded) return
+  fs.rmSync(PROC_GUARD_LOG, { force: true })
+  throw new Error(`the daemon or the CLI read /proc on the portable layer:\n${recorded}`)
+}
+
 export interface CliResult {
   readonly code: number
   readonly stdout: string
@@ -35,7 +58,7 @@ export const runCli = (
       [BIN, ...args],
       {
         cwd: options.cwd ?? os.tmpdir(),
-        env: options.env ?? { PATH: process.env["PATH"] ?? "/usr/bin:/bin" },
+        env: { ...(options.env ?? { PATH: process.env["PATH"] ?? "/usr/bin:/bin" }), ...platformEnv },
         timeout: options.timeoutMs ?? 60_000
       },
       (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })
@@ -106,6 +129,7 @@ export const makeProject = (settings: Record<string, string> = {}): TestProject 
     AGENT_KILL_GRACE: "1",
     INITIAL_RETRY_DELAY: "0.2",
     PROCESS_MONITOR_INTERVAL: "1",
+    ...platformEnv,
     ...settings
   }
   let counter = 0
@@ -162,6 +186,7 @@ export const useProjects = () => {
     for (const project of made.splice(0)) await project.cleanup().catch((e: unknown) => void failures.push(e))
     for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
     if (failures.length > 0) throw failures[0]
+    checkProcGuard()
   })
   return {
     /** A new temporary project (see `makeProject`), cleaned up after the test. */
