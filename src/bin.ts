@@ -3,7 +3,7 @@
 import { ValidationError } from "@effect/cli"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Effect, Layer, Logger } from "effect"
+import { Cause, Effect, HashMap, Layer, Logger, LogLevel } from "effect"
 import { helpFirst } from "./cli/argv.js"
 import { run } from "./cli/Cli.js"
 import * as Platform from "./platform/Platform.js"
@@ -18,6 +18,16 @@ const fail = (message: string, code: number) =>
     process.stderr.write(`starforge: ${message}\n`)
     process.exitCode = code
   })
+
+/**
+ * Warnings and errors logged through Effect (a state file that cannot be written, …), one
+ * `starforge: …` line each on stderr. The daemon's own events (annotated `event`) are not repeated:
+ * they are in its log, and a foreground daemon echoes them.
+ */
+const stderrLogger = Logger.make(({ annotations, message }) => {
+  if (HashMap.has(annotations, "event")) return
+  process.stderr.write(`starforge: ${(Array.isArray(message) ? message : [message]).map(String).join(" ")}\n`)
+})
 
 run([...helpFirst(process.argv)]).pipe(
   Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => {
@@ -36,9 +46,8 @@ run([...helpFirst(process.argv)]).pipe(
     const error = Cause.squash(cause)
     return fail(`unexpected error: ${error instanceof Error ? error.message : String(error)}`, 70)
   }),
-  // The daemon writes its own log; Effect's default logger would repeat every event on stdout, and
-  // its tracer logger would add every event to the current span: the daemon's spans (Daemon.run)
-  // live as long as the daemon, so their events were a leak of every log line ever written.
-  Effect.provide(Layer.mergeAll(NodeContext.layer, Platform.layer, Logger.remove(Logger.defaultLogger), Logger.remove(Logger.tracerLogger))),
+  // The daemon writes its own log: Effect's default logger would repeat every event on stdout. Only
+  // warnings and errors reach the loggers, so the daemon builds no log entry for its other events.
+  Effect.provide(Layer.mergeAll(NodeContext.layer, Platform.layer, Logger.replace(Logger.defaultLogger, stderrLogger), Logger.minimumLogLevel(LogLevel.Warning))),
   NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
 )

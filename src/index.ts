@@ -1,19 +1,48 @@
 /**
- * starforge as a library: the daemon as an Effect program and its services, for embedding and
- * for tests with fake layers.
+ * starforge as a library: the daemon as an Effect program and every service it is built from,
+ * with its live layer and its test double, so an embedding program can run the daemon as it is
+ * (`Daemon.run`), replace its agent runner, queue or configuration (`Daemon.layer(options,
+ * services)`), or rebuild the graph from its parts.
+ *
+ * A service whose module has more than the tag (module-level layers, test doubles, helpers) is
+ * exported as a namespace, Effect style: `AgentProcess.AgentProcess` is the tag,
+ * `AgentProcess.makeFake` its double. The others are the tag itself, with `layer` (and `memory`)
+ * as static members.
  */
+
+// The daemon
 export * as Daemon from "./daemon/Daemon.js"
-export { DaemonConfig, type DaemonSettings, defaultSettings, VARIABLES } from "./config/DaemonConfig.js"
-export { DaemonLog } from "./observability/DaemonLog.js"
-export { DaemonState } from "./state/DaemonState.js"
-export { DaemonInstance } from "./daemon/DaemonInstance.js"
+export { DaemonInstance, type Hello } from "./daemon/DaemonInstance.js"
+
+// Configuration: DaemonConfig.layer(options) loads it, DaemonConfig.layerSettings(project, settings) gives it in full.
+export { DaemonConfig, type DaemonConfigShape, type DaemonSettings, defaultSettings, type LoadOptions, VARIABLES } from "./config/DaemonConfig.js"
+
+// Observability: DaemonLog.layer({ echo }) / DaemonLog.memory.
+export { DaemonLog, type DaemonLogShape, type EventContext, type EventLevel } from "./observability/DaemonLog.js"
+
+// The daemon's records: each with `layer` (the project's files) and `memory` (tests).
+export { DaemonState, type DaemonStateShape } from "./state/DaemonState.js"
+export { History, type HistoryEntry, type HistoryOutcome, type HistoryShape } from "./state/History.js"
+export { Usage, type UsageShape } from "./state/Usage.js"
+export { Notifier, type NotifierShape, type NotifyEvent, type NotifyKind } from "./notify/Notifier.js"
+// AgentSlots.AgentSlots: AgentSlots.AgentSlots.layer / .memory(initial).
+export * as AgentSlots from "./slots/AgentSlots.js"
+
+// Running agents: AgentProcess.AgentProcess (tag, `.layer`: child processes), AgentProcess.makeFake (tests).
+// The platform's process spawner (`Spawner`) will be exported here too.
+export * as AgentProcess from "./process/AgentProcess.js"
+
+// Triggers: TriggerQueue.TriggerQueue (tag), TriggerQueue.makeMemory (in memory); FileTriggerQueue.layer (the trigger directory).
+export * as TriggerQueue from "./queue/TriggerQueue.js"
+export * as FileTriggerQueue from "./queue/FileTriggerQueue.js"
+
+// Scheduling and upkeep: Scheduler.layer, Recovery.recover, Housekeeping.layer, LogMaintenance.layer.
 export * as Scheduler from "./scheduler/Scheduler.js"
 export * as Recovery from "./monitor/Recovery.js"
 export * as Housekeeping from "./monitor/Housekeeping.js"
-export * as AgentProcess from "./process/AgentProcess.js"
-export * as TriggerQueue from "./queue/TriggerQueue.js"
-export * as FileTriggerQueue from "./queue/FileTriggerQueue.js"
-export * as AgentSlots from "./slots/AgentSlots.js"
+export * as LogMaintenance from "./monitor/LogMaintenance.js"
+
+// The domain
 export * as Trigger from "./domain/Trigger.js"
 export * from "./domain/errors.js"
 export * from "./domain/Outcome.js"

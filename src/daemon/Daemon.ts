@@ -1,8 +1,8 @@
 /**
  * The daemon as an Effect program: the layers composed in the order the contract needs.
  *
- *   configuration → single-instance lock + pid file → daemon log → slots, processes, state, queue
- *   → start-up lines and crash recovery → scheduler → monitor → ready
+ *   configuration → single-instance lock + pid file → agent runner → daemon log → slots, state,
+ *   queue → start-up lines and crash recovery → scheduler → monitor → ready
  *
  * Interrupting the program (SIGTERM/SIGINT through the CLI, or an embedding program closing its
  * scope) is the graceful shutdown: the layers are released in reverse order, so the jobs are
@@ -12,12 +12,14 @@
  * import { Daemon } from "starforge"
  * import { NodeRuntime } from "@effect/platform-node"
  * Daemon.run({ project: "/path/to/project" }).pipe(NodeRuntime.runMain)
+ * // Own agent runner and queue; the configuration is still loaded for the project:
+ * Daemon.run({ project: "/path/to/project" }, { agentProcess: myRunner, queue: myQueue })
  * ```
  */
 import * as fs from "node:fs"
-import { Effect, Either, Layer } from "effect"
-import { DaemonConfig, load, type LoadOptions } from "../config/DaemonConfig.js"
-import { StorageError } from "../domain/errors.js"
+import { Context, Effect, Either, FiberRef, Layer, Tracer } from "effect"
+import { DaemonConfig, type LoadOptions } from "../config/DaemonConfig.js"
+import { type ConfigInvalid, StorageError } from "../domain/errors.js"
 import { daemonDirectories } from "../domain/ProjectPaths.js"
 import { formatSeconds } from "../domain/Outcome.js"
 import * as LogMaintenance from "../monitor/LogMaintenance.js"
@@ -25,6 +27,7 @@ import * as Housekeeping from "../monitor/Housekeeping.js"
 import * as Recovery from "../monitor/Recovery.js"
 import { AgentProcess } from "../process/AgentProcess.js"
 import * as FileTriggerQueue from "../queue/FileTriggerQueue.js"
+import type { TriggerQueue } from "../queue/TriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
 import * as Platform from "../platform/Platform.js"
 import { DaemonInstance, type Hello } from "./DaemonInstance.js"
@@ -41,6 +44,22 @@ export interface DaemonOptions extends LoadOptions {
   readonly echo?: boolean
   /** Called once the daemon takes triggers. */
   readonly onReady?: (hello: Hello) => Effect.Effect<void>
+}
+
+/**
+ * The daemon's replaceable parts; each one left out is the real one. Error types are the
+ * caller's own and show up in the daemon's error type.
+ */
+export interface DaemonServices<EA = never, EQ = never, EC = never> {
+  /** Runs the agents' attempts. Default: child processes (`AgentProcess.layer`). */
+  readonly agentProcess?: Layer.Layer<AgentProcess, EA, DaemonConfig>
+  /** Where triggers come from and go to. Default: the project's trigger directory (`FileTriggerQueue.layer`). */
+  readonly queue?: Layer.Layer<TriggerQueue, EQ, DaemonConfig | DaemonLog>
+  /**
+   * The configuration, e.g. `DaemonConfig.layerSettings(project, settings)`. Default: loaded for
+   * `options.project` from its flags, environment, `.env` and `daemon.conf` (`DaemonConfig.layer`).
+   */
+  readonly config?: Layer.Layer<DaemonConfig, EC>
 }
 
 /** Start-up lines, then recovery, before any trigger is taken. */
@@ -62,7 +81,7 @@ const startUp = Effect.gen(function*() {
   )
   for (const warning of warnings) yield* log.event("WARN", warning)
   yield* Recovery.recover
-})
+}).pipe(Effect.withSpan("Daemon.start"))
 
 const directories = Layer.effectDiscard(
   Effect.flatMap(DaemonConfig, ({ paths }) =>
@@ -73,9 +92,20 @@ const directories = Layer.effectDiscard(
       })))
 )
 
-/** Every layer of a running daemon for one project. */
-export const layer = (options: DaemonOptions) => {
-  const services = Layer.mergeAll(AgentSlots.layer, DaemonState.layer, FileTriggerQueue.layer, History.layer, Usage.layer, Notifier.layer)
+/**
+ * Builds `layer` with no current span. Effect's tracer logger adds every log line to the current
+ * span as an event: the daemon's fibers live as long as it does, so under a caller's span (or one
+ * of ours) every event it ever logged would be kept. Their work has spans of its own.
+ */
+const withoutCurrentSpan = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
+  Layer.locallyWith(layer, FiberRef.currentContext, Context.omit(Tracer.ParentSpan))
+
+/**
+ * Every layer of a running daemon for one project. `services` replaces the agent runner, the
+ * queue or the configuration (see `DaemonServices`); the rest is always the daemon's own.
+ */
+export const layer = <EA = never, EQ = never, EC = never>(options: DaemonOptions, services: DaemonServices<EA, EQ, EC> = {}) => {
+  const core = Layer.mergeAll(AgentSlots.layer, DaemonState.layer, services.queue ?? FileTriggerQueue.layer, History.layer, Usage.layer, Notifier.layer)
   const ready = Layer.effectDiscard(
     Effect.gen(function*() {
       const instance = yield* DaemonInstance
@@ -92,17 +122,21 @@ export const layer = (options: DaemonOptions) => {
       // Released after the scheduler: by then every job is stopped and requeued.
       Effect.zipRight(startUp, Effect.addFinalizer(() => Effect.flatMap(DaemonLog, (log) => log.event("STOP", "All agents stopped; state saved"))))
     )),
-    Layer.provideMerge(services),
+    Layer.provideMerge(core),
     Layer.provideMerge(DaemonLog.layer({ echo: options.echo ?? false })),
     Layer.provideMerge(directories),
     // First once the daemon knows it is the project's only one: its spawn helper (a Node process,
     // 50-90 ms to boot) gets ready while the rest starts, not after the first agents are due.
-    Layer.provideMerge(AgentProcess.layer),
+    Layer.provideMerge(services.agentProcess ?? AgentProcess.layer),
     Layer.provideMerge(DaemonInstance.layer),
-    Layer.provideMerge(DaemonConfig.layer(options)),
-    Layer.provideMerge(Platform.layer)
+    Layer.provideMerge(configLayer(options, services)),
+    Layer.provideMerge(Platform.layer),
+    withoutCurrentSpan
   )
 }
+
+const configLayer = <EC>(options: DaemonOptions, services: DaemonServices<unknown, unknown, EC>): Layer.Layer<DaemonConfig, EC | ConfigInvalid> =>
+  services.config ?? DaemonConfig.layer(options)
 
 /** Logs the shutdown once the program is interrupted. */
 const stopLine = Effect.gen(function*() {
@@ -114,16 +148,19 @@ const stopLine = Effect.gen(function*() {
  * Span export for `OTEL_EXPORTER_OTLP_ENDPOINT` (see `Telemetry`); nothing without it. A bad
  * configuration exports nothing: the daemon's own layers report it.
  */
-const telemetry = (options: DaemonOptions) =>
+const telemetry = <EC>(options: DaemonOptions, config: Layer.Layer<DaemonConfig, EC>) =>
   Layer.unwrapEffect(
-    Effect.map(Effect.either(load(options)), (config) =>
+    Effect.map(Effect.either(Effect.provide(DaemonConfig, config)), (config) =>
       Telemetry.layer(
         Either.isRight(config) ? Telemetry.exportSettings(config.right.settings.otlpEndpoint, options.env ?? process.env) : undefined
       ))
   )
 
-/** Runs the daemon until interrupted; fails at start on bad configuration or a running daemon. */
-export const run = (options: DaemonOptions) =>
+/**
+ * Runs the daemon until interrupted; fails at start on bad configuration or a running daemon.
+ * `services` as for `layer`.
+ */
+export const run = <EA = never, EQ = never, EC = never>(options: DaemonOptions, services: DaemonServices<EA, EQ, EC> = {}) =>
   Layer.launch(
-    Layer.scopedDiscard(Effect.addFinalizer(() => stopLine)).pipe(Layer.provideMerge(layer(options)))
-  ).pipe(Effect.withSpan("Daemon.run"), Effect.provide(telemetry(options)))
+    Layer.scopedDiscard(Effect.addFinalizer(() => stopLine)).pipe(Layer.provideMerge(layer(options, services)))
+  ).pipe(Effect.provide(telemetry(options, configLayer(options, services))))

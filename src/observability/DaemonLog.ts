@@ -6,7 +6,7 @@
  * embedding program sees the same events through its own logger.
  */
 import * as fs from "node:fs"
-import { Clock, Context, Effect, FiberRef, HashSet, Layer, Ref } from "effect"
+import { Clock, Context, Effect, type Fiber, FiberRef, HashSet, Layer, LogLevel, Ref } from "effect"
 import { DaemonConfig, LOG_SEVERITIES, type LogSeverity } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { withoutLineBreaks } from "../domain/text.js"
@@ -88,14 +88,21 @@ export interface DaemonLogShape {
 export const formatLine = (ms: number, level: EventLevel, message: string, traceId?: string | null) =>
   `[${new Date(ms).toISOString()}] [${withoutLineBreaks(traceId ?? "")}] ${level}: ${withoutLineBreaks(message)}\n`
 
+const logLevelOf = (level: EventLevel): LogLevel.LogLevel =>
+  level === "ERROR" ? LogLevel.Error : level === "WARN" ? LogLevel.Warning : LogLevel.Info
+
 /**
- * The event for Effect's loggers too (an embedding program's own), as structured annotations.
- * Skipped when there are none (the `starforge` command removes Effect's default ones): building
- * the annotations cost about 0.35 ms per job.
+ * Whether an Effect logger would take the event: there is one, and the event's level is not
+ * below the minimum (the `starforge` command logs warnings and errors only). Building the
+ * annotations of an event nobody takes cost about 0.35 ms per job.
  */
-const logWithAnnotations = (level: EventLevel, message: string, context: EventContext | undefined) => {
-  const log = level === "ERROR" ? Effect.logError(message) : level === "WARN" ? Effect.logWarning(message) : Effect.logInfo(message)
-  return log.pipe(
+const wantedByLoggers = (fiber: Fiber.RuntimeFiber<unknown, unknown>, level: EventLevel): boolean =>
+  HashSet.size(fiber.getFiberRef(FiberRef.currentLoggers)) > 0 &&
+  !LogLevel.lessThan(logLevelOf(level), fiber.getFiberRef(FiberRef.currentMinimumLogLevel))
+
+/** The event for Effect's loggers too (an embedding program's own), as structured annotations. */
+const logWithAnnotations = (level: EventLevel, message: string, context: EventContext | undefined) =>
+  Effect.logWithLevel(logLevelOf(level), message).pipe(
     Effect.annotateLogs({
       event: level,
       ...(context?.agent ? { agent: context.agent } : {}),
@@ -105,7 +112,6 @@ const logWithAnnotations = (level: EventLevel, message: string, context: EventCo
       ...(context?.attempt ? { attempt: context.attempt } : {})
     })
   )
-}
 
 /** A daemon-log line for people: JSON lines (`STARFORGE_LOG_FORMAT=json`) shown as text lines. */
 export const displayLine = (line: string): string => {
@@ -122,7 +128,8 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
   /**
    * Appends to `C/logs/daemon.log` in `STARFORGE_LOG_FORMAT` (text lines or JSON lines), the
    * events of `STARFORGE_LOG_LEVEL` and above; with `echo`, every line also goes to stderr
-   * (foreground). A line that cannot be written is reported on stderr once, never fatal.
+   * (foreground). A line that cannot be written is reported once as an Effect warning (the
+   * `starforge` command prints it on stderr), never fatal.
    */
   static readonly layer = (options: { readonly echo: boolean }) =>
     Layer.scoped(
@@ -149,18 +156,17 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
                 const line = settings.logFormat === "json"
                   ? formatJsonLine(ms, level, message, context)
                   : formatLine(ms, level, message, context?.traceId)
+                let report: Effect.Effect<void> = Effect.void
                 try {
                   file.write(line)
                   failing = false
                 } catch (e) {
-                  if (!failing) process.stderr.write(`starforge: cannot write ${paths.daemonLog}: ${(e as Error).message}\n`)
+                  if (!failing) report = Effect.logWarning(`cannot write ${paths.daemonLog}: ${(e as Error).message}`)
                   failing = true
                 }
                 if (options.echo) process.stderr.write(line)
-                // Also to the program's Effect loggers, when an embedding program installed any.
-                return HashSet.size(fiber.getFiberRef(FiberRef.currentLoggers)) === 0
-                  ? Effect.void
-                  : logWithAnnotations(level, message, context)
+                // Also to the program's Effect loggers, unless none would take it.
+                return wantedByLoggers(fiber, level) ? Effect.zipRight(report, logWithAnnotations(level, message, context)) : report
               })
               : Effect.void
         }

@@ -160,7 +160,7 @@ export const loadTable = (file: string, now: number): LoadedTable => {
 export class AgentSlots extends Context.Tag("starforge/AgentSlots")<AgentSlots, AgentSlotsShape>() {
   /**
    * The slot file of the project. The table found at start is kept as is (busy slots included)
-   * for crash recovery; a failed write is reported on stderr and retried with the next change.
+   * for crash recovery; a failed write is reported once as an Effect warning and retried with the next change.
    */
   static readonly layer = Layer.scoped(
     AgentSlots,

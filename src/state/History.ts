@@ -66,7 +66,7 @@ export interface HistoryShape {
 }
 
 export class History extends Context.Tag("starforge/History")<History, HistoryShape>() {
-  /** Appends to `C/daemon/history.jsonl`; a line that cannot be written is reported on stderr once. */
+  /** Appends to `C/daemon/history.jsonl`; a line that cannot be written is reported once, as an Effect warning. */
   static readonly layer = Layer.scoped(
     History,
     Effect.gen(function*() {
@@ -84,13 +84,15 @@ export class History extends Context.Tag("starforge/History")<History, HistorySh
       let failing = false
       return {
         record: (entry) =>
-          Effect.sync(() => {
+          Effect.suspend(() => {
             try {
               file.write(JSON.stringify(entry) + "\n")
               failing = false
+              return Effect.void
             } catch (e) {
-              if (!failing) process.stderr.write(`starforge: cannot write ${paths.historyFile}: ${(e as Error).message}\n`)
+              const first = !failing
               failing = true
+              return first ? Effect.logWarning(`cannot write ${paths.historyFile}: ${(e as Error).message}`) : Effect.void
             }
           })
       }

@@ -122,7 +122,7 @@ export class Usage extends Context.Tag("starforge/Usage")<Usage, UsageShape>() {
       const file = path.join(paths.daemonDir, "usage.json")
       return yield* make(readUsage(file), settings.usageLimitCooldownMs, (usage) =>
         writeFileAtomic(file, JSON.stringify(usage, null, 2) + "\n").pipe(
-          Effect.catchAll((error) => Effect.sync(() => process.stderr.write(`starforge: ${error.message}\n`)))
+          Effect.catchAll((error) => Effect.logWarning(error.message))
         ))
     })
   )

@@ -127,3 +127,20 @@ describe("state files deleted while the daemon runs", () => {
     expect(copiesOf(statePath(p))).toEqual([])
   })
 })
+
+describe("a state file that cannot be written", () => {
+  it("is reported on the foreground daemon's stderr, and the work goes on", async () => {
+    const p = projects.make()
+    const fg = await startForeground(p)
+    // A directory in the way of usage.json: the atomic rename over it fails.
+    const usage = path.join(p.claude, "daemon", "usage.json")
+    fs.rmSync(usage, { force: true })
+    fs.mkdirSync(path.join(usage, "blocker"), { recursive: true })
+    p.drop("junior-dev-a-work-1", trigger("junior-dev-a"))
+    await done(p, 1)
+    const reported = await waitFor(() => fg.stderr().split("\n").find((l) => l.startsWith("starforge: ") && l.includes("usage.json")), {
+      what: "the failed write of usage.json on stderr"
+    })
+    expect(reported).toMatch(/^starforge: writing .*usage\.json.*(EISDIR|ENOTEMPTY|EEXIST)/)
+  })
+})
