@@ -12,7 +12,7 @@
  *   `Idempotency-Key`), so a receiver can drop duplicates of its own.
  */
 import { randomUUID } from "node:crypto"
-import { Clock, Context, Duration, Effect, ExecutionStrategy, Layer, Queue, Ref, Scope } from "effect"
+import { Clock, Context, Data, Duration, Effect, ExecutionStrategy, Exit, Layer, Queue, Ref, Schedule, Scope } from "effect"
 import { agentVariableSuffix, DaemonConfig, type DaemonSettings } from "../config/DaemonConfig.js"
 import { DaemonLog } from "../observability/DaemonLog.js"
 import { isoSeconds } from "../domain/time.js"
@@ -139,11 +139,13 @@ const defaults: Omit<SendOptions, "report"> = {
   flushMs: 5_000
 }
 
-/** What one try came to. */
-type TryResult =
-  | { readonly _tag: "Sent" }
-  | { readonly _tag: "Retry"; readonly afterMs: number | null; readonly why: string }
-  | { readonly _tag: "GiveUp"; readonly why: string }
+/** A try the webhook certainly did not take: worth another, after `retryAfterMs` if it asked for a wait. */
+class NotTaken extends Data.TaggedError("NotTaken")<{ readonly why: string; readonly retryAfterMs: number | null }> {}
+
+/** A try that may have been taken, or was turned down for good: sending it again could only duplicate it. */
+class Undelivered extends Data.TaggedError("Undelivered")<{ readonly why: string }> {}
+
+type DeliveryFailure = NotTaken | Undelivered
 
 const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_CONNECT_TIMEOUT"])
 
@@ -170,8 +172,8 @@ const retryAfterMs = async (response: Response): Promise<number | null> => {
   return Number.isFinite(header) && header >= 0 ? header * 1000 : null
 }
 
-const tryOnce = (destination: Destination, n: Notification, timeoutMs: number): Effect.Effect<TryResult> =>
-  Effect.promise(async (signal): Promise<TryResult> => {
+const tryOnce = (destination: Destination, n: Notification, timeoutMs: number): Effect.Effect<void, DeliveryFailure> =>
+  Effect.flatten(Effect.promise(async (signal): Promise<Exit.Exit<void, DeliveryFailure>> => {
     const body = destination.kind === "discord" ? discordBody(n) : genericBody(n)
     try {
       const response = await fetch(destination.url, {
@@ -182,40 +184,58 @@ const tryOnce = (destination: Destination, n: Notification, timeoutMs: number): 
       })
       if (response.ok) {
         await response.body?.cancel().catch(() => undefined)
-        return { _tag: "Sent" }
+        return Exit.void
       }
-      if (response.status === 429) return { _tag: "Retry", afterMs: await retryAfterMs(response), why: "HTTP 429" }
+      if (response.status === 429) return Exit.fail(new NotTaken({ why: "HTTP 429", retryAfterMs: await retryAfterMs(response) }))
       await response.body?.cancel().catch(() => undefined)
       // A gateway answered for a server it could not reach: the message was not taken.
-      if ([502, 503, 504].includes(response.status)) return { _tag: "Retry", afterMs: null, why: `HTTP ${response.status}` }
-      return { _tag: "GiveUp", why: `HTTP ${response.status}` }
+      if ([502, 503, 504].includes(response.status)) {
+        return Exit.fail(new NotTaken({ why: `HTTP ${response.status}`, retryAfterMs: null }))
+      }
+      return Exit.fail(new Undelivered({ why: `HTTP ${response.status}` }))
     } catch (e) {
       const code = errorCode(e)
-      if (code !== undefined && NOT_SENT.has(code)) return { _tag: "Retry", afterMs: null, why: code }
+      if (code !== undefined && NOT_SENT.has(code)) return Exit.fail(new NotTaken({ why: code, retryAfterMs: null }))
       const timedOut = (e as Error).name === "TimeoutError" || (e as Error).name === "AbortError"
       // It may have arrived: sending it again could make a duplicate.
-      return { _tag: "GiveUp", why: timedOut ? `no answer within ${timeoutMs / 1000}s` : code ?? (e as Error).message }
+      return Exit.fail(new Undelivered({ why: timedOut ? `no answer within ${timeoutMs / 1000}s` : code ?? (e as Error).message }))
     }
-  })
+  }))
+
+/**
+ * The waits between the tries of one message: `backoffMs`, doubling with each try, unless a 429
+ * asked for its own wait; never longer than `maxRetryAfterMs`; `maxTries` tries in all.
+ */
+const retrySchedule = (o: SendOptions) =>
+  Schedule.exponential(Duration.millis(o.backoffMs)).pipe(
+    Schedule.intersect(Schedule.identity<DeliveryFailure>()),
+    Schedule.modifyDelay(([backoff, failure]) =>
+      Duration.min(
+        failure._tag === "NotTaken" && failure.retryAfterMs !== null ? Duration.millis(failure.retryAfterMs) : backoff,
+        Duration.millis(o.maxRetryAfterMs)
+      )),
+    Schedule.intersect(Schedule.recurs(Math.max(0, o.maxTries - 1)))
+  )
 
 /** Builds the notifier; its senders run until the scope closes (then get `flushMs` to finish). */
 export const make = (settings: DaemonSettings, options: Partial<Omit<SendOptions, "report">> & Pick<SendOptions, "report">) =>
   Effect.gen(function*() {
     const o: SendOptions = { ...defaults, ...options }
-    const deliver = (destination: Destination, n: Notification) =>
-      Effect.gen(function*() {
-        for (let tryNo = 1;; tryNo++) {
-          const result = yield* tryOnce(destination, n, o.requestTimeoutMs)
-          if (result._tag === "Sent") return
-          const where = `${destination.kind === "discord" ? "Discord webhook" : "NOTIFY_WEBHOOK_URL"} ${new URL(destination.url).host}`
-          if (result._tag === "GiveUp" || tryNo >= o.maxTries) {
-            return yield* o.report(`${n.kind} notification for ${n.agent} not delivered to ${where}: ${result.why}` +
-              (result._tag === "Retry" ? ` after ${tryNo} tries` : ""))
-          }
-          const waitMs = Math.min(result.afterMs ?? o.backoffMs * 2 ** (tryNo - 1), o.maxRetryAfterMs)
-          yield* Effect.sleep(Duration.millis(waitMs))
-        }
-      })
+    const schedule = retrySchedule(o)
+    const deliver = (destination: Destination, n: Notification) => {
+      const notDelivered = (why: string) => {
+        const where = `${destination.kind === "discord" ? "Discord webhook" : "NOTIFY_WEBHOOK_URL"} ${new URL(destination.url).host}`
+        return o.report(`${n.kind} notification for ${n.agent} not delivered to ${where}: ${why}`)
+      }
+      return tryOnce(destination, n, o.requestTimeoutMs).pipe(
+        Effect.retry({ schedule, while: (failure) => failure._tag === "NotTaken" }),
+        Effect.catchTags({
+          // Still not taken when the schedule ended: every try was used.
+          NotTaken: (failure) => notDelivered(`${failure.why} after ${Math.max(1, o.maxTries)} tries`),
+          Undelivered: (failure) => notDelivered(failure.why)
+        })
+      )
+    }
 
     // One queue and one sender per webhook URL, all known from the configuration.
     const urls = new Set<string>([

@@ -18,7 +18,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Error as PlatformError } from "@effect/platform"
-import { Effect, Exit, Mailbox, type Scope } from "effect"
+import { Effect, Mailbox, Runtime, type Scope } from "effect"
 
 const watchError = (dir: string, reason: PlatformError.SystemErrorReason, cause: unknown) =>
   new PlatformError.SystemError({ module: "FileSystem", reason, method: "watch", pathOrDescriptor: dir, cause })
@@ -29,8 +29,11 @@ export const watchDirectory = (
 ): Effect.Effect<Mailbox.ReadonlyMailbox<string, PlatformError.SystemError>, PlatformError.SystemError, Scope.Scope> =>
   Effect.gen(function*() {
     const events = yield* Mailbox.make<string, PlatformError.SystemError>()
+    // The watcher's callbacks run outside any fiber: each runs its mailbox operation to the end
+    // at once (an unbounded mailbox never makes an offer wait).
+    const run = Runtime.runSync(yield* Effect.runtime<never>())
     const lost = (reason: PlatformError.SystemErrorReason, cause: unknown) =>
-      void events.unsafeDone(Exit.fail(watchError(dir, reason, cause)))
+      void run(events.fail(watchError(dir, reason, cause)))
     yield* Effect.acquireRelease(
       Effect.try({
         try: () => {
@@ -48,10 +51,10 @@ export const watchDirectory = (
             if (name === self && identity() !== watched) {
               return lost("NotFound", new Error(`${dir} was removed`))
             }
-            if (accept(name)) events.unsafeOffer(path.join(dir, name))
+            if (accept(name)) run(events.offer(path.join(dir, name)))
           })
           watcher.on("error", (error) => lost("Unknown", error))
-          watcher.on("close", () => void events.unsafeDone(Exit.void))
+          watcher.on("close", () => void run(events.end))
           return watcher
         },
         catch: (cause) =>
