@@ -162,7 +162,7 @@ console.log(`\ntook ${fmt(took, 0)} s (estimated ${Math.round(expected)} s); loa
 const PREVIOUS = "## Previous runs"
 /**
  * The "Previous runs" section of the file being replaced, with that file's own run added at its
- * top (its "Written by" and "Builds" lines and its table, not its details): one `###` entry per
+ * top (its "Written by", "Builds" and "Machine" lines and its table, not its details): one `###` entry per
  * run, the newest first, at most 8 (entries whose heading says "kept" always stay).
  */
 const previousRuns = (old) => {
@@ -178,8 +178,8 @@ const previousRuns = (old) => {
   const table = lines.filter((l) => l.startsWith("|"))
   if (written !== undefined && table.length > 0) {
     const date = /on (\d{4}-\d\d-\d\d)T/.exec(written)?.[1] ?? "an earlier run"
-    const builds = lines.find((l) => l.startsWith("Builds:"))
-    entries.unshift([`### ${date}`, "", written, ...(builds === undefined ? [] : ["", builds]), "", ...table].join("\n"))
+    const facts = ["Builds:", "Machine:"].map((start) => lines.find((l) => l.startsWith(start))).filter((l) => l !== undefined)
+    entries.unshift([`### ${date}`, "", written, ...facts.flatMap((l) => ["", l]), "", ...table].join("\n"))
   }
   const kept = []
   for (const [i, e] of entries.entries()) if (i < 8 || /^### .*kept/.test(e)) kept.push(e)

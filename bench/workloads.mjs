@@ -443,14 +443,14 @@ const B3 = {
       )
     }
     say(`shell floor p50 ${fmt(f50, 2)} ms, p99 ${fmt(f99, 2)} ms (${floor.length} starts)`)
-    rows.push(
-      row("floor: a shell loop starting the agent, p50 / p99 (spawn record -> agent's start record)", f50, {
-        unit: " ms",
-        digits: 2,
-        baseline: `p99 ${fmt(f99, 2)} ms, ${floor.length} starts, half before and half after each block's daemons`,
-        target: "—"
-      })
-    )
+    rows.push({
+      figure: "floor: a shell loop starting the agent, latency p50 / p99 (its spawn record -> the agent's start record)",
+      variant: undefined,
+      measured: `${fmt(f50, 2)} / ${fmt(f99, 2)} ms`,
+      baseline: `${floor.length} starts, half before and half after each block's daemons`,
+      target: "—",
+      verdict: "—"
+    })
     return {
       rows,
       notes: [
