@@ -7,9 +7,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
-import { DAEMON_NODE_OPTIONS } from "../../dist/daemon/nodeOptions.js"
 import { median, parseRecords } from "./stats.mjs"
 
+/** This checkout's build (the `after` variants; the baseline's is in `variant.bin`, see lib/variants.mjs). */
 export const BIN = fileURLToPath(new URL("../../dist/bin.cjs", import.meta.url))
 /**
  * Extra node options for every daemon and CLI call, for profiling: e.g.
@@ -264,19 +264,21 @@ export const spawnTracked = (command, args, options) => {
   return { child, pid: child.pid, exited }
 }
 
+/** The environment of a variant's daemon or CLI on the project (its STARFORGE_PLATFORM, lib/variants.mjs). */
+const variantEnv = (project, variant) => ({ ...project.env, ...variant.env })
+
 /**
- * `starforge daemon start --foreground` on the project, with the daemon's Node options; resolves once it
- * prints its ready line.
+ * `starforge daemon start --foreground` of the variant's build on the project, with the Node
+ * options that build gives its background daemon; resolves once it prints its ready line.
  * Its output goes to `<base>/daemon.out` (shown if it fails).
  */
-export const startDaemon = async (project, { readyTimeoutMs = 60_000 } = {}) => {
+export const startDaemon = async (project, variant, { readyTimeoutMs = 60_000 } = {}) => {
   const outFile = path.join(project.base, "daemon.out")
   const out = fs.openSync(outFile, "a")
   const startedNs = nowNs()
-  // With the Node options `starforge daemon start` gives its background daemon.
-  const daemon = spawnTracked(process.execPath, [...DAEMON_NODE_OPTIONS, ...NODE_ARGS, BIN, "daemon", "start", "--foreground", "--project", project.root], {
+  const daemon = spawnTracked(process.execPath, [...variant.nodeOptions, ...NODE_ARGS, variant.bin, "daemon", "start", "--foreground", "--project", project.root], {
     cwd: project.root,
-    env: project.env,
+    env: variantEnv(project, variant),
     stdio: ["ignore", out, out]
   })
   fs.closeSync(out)
@@ -284,9 +286,9 @@ export const startDaemon = async (project, { readyTimeoutMs = 60_000 } = {}) => 
   daemon.exited.then(() => (exited = true))
   const output = () => fs.readFileSync(outFile, "utf8")
   await waitFor(() => {
-    if (exited) throw new Error(`the daemon exited during start-up:\n${output().slice(-2000)}`)
+    if (exited) throw new Error(`the ${variant.label} daemon exited during start-up:\n${output().slice(-2000)}`)
     return /^Daemon started \(PID: \d+\)$/m.test(output())
-  }, { timeoutMs: readyTimeoutMs, what: "the daemon to be ready" })
+  }, { timeoutMs: readyTimeoutMs, what: `the ${variant.label} daemon to be ready` })
   return {
     pid: daemon.pid,
     startedNs,
@@ -304,12 +306,12 @@ export const startDaemon = async (project, { readyTimeoutMs = 60_000 } = {}) => 
   }
 }
 
-/** Runs `starforge <args> --project root` to its end; returns its wall time in ms and its output. */
-export const timeCli = (project, args) => {
+/** Runs the variant's `starforge <args> --project root` to its end; returns its wall time in ms and its output. */
+export const timeCli = (project, args, variant) => {
   const t0 = performance.now()
-  const result = spawnSync(process.execPath, [...NODE_ARGS, BIN, ...args, "--project", project.root], {
+  const result = spawnSync(process.execPath, [...NODE_ARGS, variant.bin, ...args, "--project", project.root], {
     cwd: project.root,
-    env: project.env,
+    env: variantEnv(project, variant),
     encoding: "utf8",
     timeout: 60_000
   })
@@ -332,6 +334,13 @@ export const cpuTicks = (pid) => {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   return Number(fields[11]) + Number(fields[12])
+}
+
+/** utime + stime of a process plus those of the children it has waited for (cutime + cstime: e.g. a `ps` it ran), in clock ticks. */
+export const cpuTicksWithChildren = (pid) => {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])
 }
 
 /** Busy time of the whole machine (every core: user, nice, system, irq, softirq), in clock ticks. */
