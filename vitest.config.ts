@@ -10,7 +10,17 @@ export default defineConfig({
     maxWorkers: 2,
     minWorkers: 1,
     projects: [
-      { extends: true, test: { name: "linux", include: ["test/**/*.test.ts"] } }
+      { extends: true, test: { name: "linux", include: ["test/**/*.test.ts"] } },
+      // The daemon and the CLI on the portable layer (as on macOS), with every read of /proc
+      // failing: the lifecycle, recovery, pid-reuse, shutdown and group-kill tests again.
+      {
+        extends: true,
+        test: {
+          name: "posix",
+          include: ["test/integration/**/*.test.ts", "test/reliability/faults-*.test.ts", "test/monitor/*.test.ts"],
+          env: { STARFORGE_PLATFORM: "posix" }
+        }
+      }
     ]
   }
 })

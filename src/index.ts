@@ -1,12 +1,12 @@
 /**
  * starforge as a library: the daemon as an Effect program and every service it is built from,
  * with its live layer and its test double, so an embedding program can run the daemon as it is
- * (`Daemon.run`), replace its agent runner, queue or configuration (`Daemon.layer(options,
+ * (`Daemon.run`), replace its spawner, queue or configuration (`Daemon.layer(options,
  * services)`), or rebuild the graph from its parts.
  *
  * A service whose module has more than the tag (module-level layers, test doubles, helpers) is
- * exported as a namespace, Effect style: `AgentProcess.AgentProcess` is the tag,
- * `AgentProcess.makeFake` its double. The others are the tag itself, with `layer` (and `memory`)
+ * exported as a namespace, Effect style: `Spawner.Spawner` is the tag,
+ * `Spawner.makeFake` its double. The others are the tag itself, with `layer` (and `memory`)
  * as static members.
  */
 
@@ -28,9 +28,16 @@ export { Notifier, type NotifierShape, type NotifyEvent, type NotifyKind } from 
 // AgentSlots.AgentSlots: AgentSlots.AgentSlots.layer / .memory(initial).
 export * as AgentSlots from "./slots/AgentSlots.js"
 
-// Running agents: AgentProcess.AgentProcess (tag, `.layer`: child processes), AgentProcess.makeFake (tests).
-// The platform's process spawner (`Spawner`) will be exported here too.
-export * as AgentProcess from "./process/AgentProcess.js"
+// Running agents: Spawner.Spawner (tag, `.direct`: child processes; its handle is a scoped resource),
+// Spawner.makeFake (tests); AgentRun.start (one attempt into its log); KillLadder (SIGTERM, then SIGKILL).
+export * as Spawner from "./process/Spawner.js"
+export * as AgentRun from "./process/AgentRun.js"
+export * as KillLadder from "./process/KillLadder.js"
+
+// The platform: Platform.layer picks Linux (/proc, abstract socket) or POSIX (ps, socket file).
+export * as Platform from "./platform/Platform.js"
+export { type AgentLeader, type Identity, type ProcessEntry, ProcessTable, type ProcessTableShape } from "./platform/ProcessTable.js"
+export { InstanceLock, LockHeld } from "./platform/InstanceLock.js"
 
 // Triggers: TriggerQueue.TriggerQueue (tag), TriggerQueue.makeMemory (in memory); FileTriggerQueue.layer (the trigger directory).
 export * as TriggerQueue from "./queue/TriggerQueue.js"

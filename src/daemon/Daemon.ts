@@ -1,7 +1,7 @@
 /**
  * The daemon as an Effect program: the layers composed in the order the contract needs.
  *
- *   configuration → single-instance lock + pid file → agent runner → daemon log → slots, state,
+ *   configuration → platform → single-instance lock + pid file → spawner → daemon log → slots, state,
  *   queue → start-up lines and crash recovery → scheduler → monitor → ready
  *
  * Interrupting the program (SIGTERM/SIGINT through the CLI, or an embedding program closing its
@@ -13,7 +13,7 @@
  * import { NodeRuntime } from "@effect/platform-node"
  * Daemon.run({ project: "/path/to/project" }).pipe(NodeRuntime.runMain)
  * // Own agent runner and queue; the configuration is still loaded for the project:
- * Daemon.run({ project: "/path/to/project" }, { agentProcess: myRunner, queue: myQueue })
+ * Daemon.run({ project: "/path/to/project" }, { spawner: mySpawner, queue: myQueue })
  * ```
  */
 import * as fs from "node:fs"
@@ -25,7 +25,8 @@ import { formatSeconds } from "../domain/Outcome.js"
 import * as LogMaintenance from "../monitor/LogMaintenance.js"
 import * as Housekeeping from "../monitor/Housekeeping.js"
 import * as Recovery from "../monitor/Recovery.js"
-import { AgentProcess } from "../process/AgentProcess.js"
+import { Spawner } from "../process/Spawner.js"
+import type { ProcessTable } from "../platform/ProcessTable.js"
 import * as FileTriggerQueue from "../queue/FileTriggerQueue.js"
 import type { TriggerQueue } from "../queue/TriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
@@ -51,8 +52,8 @@ export interface DaemonOptions extends LoadOptions {
  * caller's own and show up in the daemon's error type.
  */
 export interface DaemonServices<EA = never, EQ = never, EC = never> {
-  /** Runs the agents' attempts. Default: child processes (`AgentProcess.layer`). */
-  readonly agentProcess?: Layer.Layer<AgentProcess, EA, DaemonConfig>
+  /** Starts the agents. Default: child processes of the daemon (`Spawner.direct`). */
+  readonly spawner?: Layer.Layer<Spawner, EA, DaemonConfig | ProcessTable>
   /** Where triggers come from and go to. Default: the project's trigger directory (`FileTriggerQueue.layer`). */
   readonly queue?: Layer.Layer<TriggerQueue, EQ, DaemonConfig | DaemonLog>
   /**
@@ -125,9 +126,7 @@ export const layer = <EA = never, EQ = never, EC = never>(options: DaemonOptions
     Layer.provideMerge(core),
     Layer.provideMerge(DaemonLog.layer({ echo: options.echo ?? false })),
     Layer.provideMerge(directories),
-    // First once the daemon knows it is the project's only one: its spawn helper (a Node process,
-    // 50-90 ms to boot) gets ready while the rest starts, not after the first agents are due.
-    Layer.provideMerge(services.agentProcess ?? AgentProcess.layer),
+    Layer.provideMerge(services.spawner ?? Spawner.direct),
     Layer.provideMerge(DaemonInstance.layer),
     Layer.provideMerge(configLayer(options, services)),
     Layer.provideMerge(Platform.layer),

@@ -105,7 +105,7 @@ export const writeFileAtomic = (file: string, content: string) =>
         try {
           await fs.promises.writeFile(tmp, content, { mode: 0o644 })
         } catch (e) {
-          // The directory is made when it is missing, not before every write (a third of its cost).
+          // The directory is made only when it is missing: a mkdir before every write costs too much.
           if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e
           await fs.promises.mkdir(path.dirname(file), { recursive: true })
           await fs.promises.writeFile(tmp, content, { mode: 0o644 })
@@ -122,8 +122,8 @@ export const writeFileAtomic = (file: string, content: string) =>
 
 
 /**
- * Saves a state file atomically; a failed write is reported once as an Effect warning (not at
- * every change, a full disk would flood it) and the next change tries again.
+ * Saves a state file atomically; a failed write is reported on stderr once (not at every change,
+ * a full disk would flood it) and the next change tries again.
  */
 export const reportingFailures = <A>(file: string, render: (value: A) => string) => {
   let failing = false
@@ -131,10 +131,9 @@ export const reportingFailures = <A>(file: string, render: (value: A) => string)
     writeFileAtomic(file, render(value)).pipe(
       Effect.matchEffect({
         onFailure: (error) =>
-          Effect.suspend(() => {
-            const first = !failing
+          Effect.sync(() => {
+            if (!failing) process.stderr.write(`starforge: ${error.message}; retried at the next change\n`)
             failing = true
-            return first ? Effect.logWarning(`${error.message}; retried at the next change`) : Effect.void
           }),
         onSuccess: () => Effect.sync(() => void (failing = false))
       })
@@ -151,7 +150,7 @@ export interface WriteBehind {
 /**
  * Keeps a file in step with a changing value without making anyone wait for the disk. A change
  * is written at once when the writer is idle; changes that come while it writes, or within
- * `spacingMs` after a write, share the next write. So a burst of changes (100 agents starting)
+ * `spacingMs` after a write, share the next write. So a burst of changes (many agents starting)
  * costs a handful of writes, and a job's start never waits for one. Closing the scope flushes.
  *
  * What a crash between a change and its write loses is harmless for the files kept this way: a
@@ -168,5 +167,5 @@ export const writeBehind = <A>(
     const writer = yield* coalesced(flush, spacingMs)
     // Registered after the writer's fiber, so it runs before that fiber is interrupted.
     yield* Effect.addFinalizer(() => flush)
-    return { changed: Effect.sync(writer.signal), flush }
+    return { changed: writer.signal, flush }
   })

@@ -10,16 +10,17 @@
 import { Effect } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { DaemonLog } from "../observability/DaemonLog.js"
-import { AgentProcess } from "../process/AgentProcess.js"
+import { ProcessTable } from "../platform/ProcessTable.js"
+import { stopOrphan } from "../process/KillLadder.js"
 import { TriggerQueue } from "../queue/TriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonState } from "../state/DaemonState.js"
 
 export const recover = Effect.gen(function*() {
-  const { paths } = yield* DaemonConfig
+  const { paths, settings } = yield* DaemonConfig
+  const table = yield* ProcessTable
   const slots = yield* AgentSlots
   const state = yield* DaemonState
-  const agentProcess = yield* AgentProcess
   const queue = yield* TriggerQueue
   const log = yield* DaemonLog
   for (const note of [slots.startNote, state.startNote]) if (note !== undefined) yield* log.event("RECOVERY", note)
@@ -31,7 +32,7 @@ export const recover = Effect.gen(function*() {
         yield* log.event("RECOVERY", `Released the slot of ${agent} (no process was recorded)`, { agent })
         return true
       }
-      const fate = yield* agentProcess.stopOrphan(pid, slot.pid_start_time ?? null)
+      const fate = yield* stopOrphan(pid, slot.pid_start_time ?? null, settings.killGraceMs)
       yield* log.event(
         "RECOVERY",
         fate === "stopped"
@@ -44,9 +45,9 @@ export const recover = Effect.gen(function*() {
   )
   // Agents the slot file does not name: it was lost or corrupt, or the daemon died between
   // starting an agent and recording it. Found by their environment, stopped the same way.
-  const unrecorded = yield* agentProcess.runningAgents(paths.root)
+  const unrecorded = yield* table.agentLeaders(paths.root)
   yield* Effect.forEach(unrecorded, ({ agent, pid, startTime }) =>
-    agentProcess.stopOrphan(pid, startTime).pipe(
+    stopOrphan(pid, startTime, settings.killGraceMs).pipe(
       Effect.flatMap((fate) =>
         fate === "stopped"
           ? log.event("RECOVERY", `Stopped orphaned agent ${agent} (PID ${pid}) left by an earlier daemon; the slot file did not record it`, { agent })

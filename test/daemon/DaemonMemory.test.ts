@@ -11,7 +11,7 @@ import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, FiberRef, HashSet, Layer, Logger, Queue } from "effect"
-import { AgentProcess, Daemon, DaemonConfig, DaemonLog, TriggerQueue } from "../../src/index.js"
+import { Daemon, DaemonConfig, DaemonLog, Spawner, TriggerQueue } from "../../src/index.js"
 
 v8.setFlagsFromString("--expose-gc")
 const gc = vm.runInNewContext("gc") as () => void
@@ -37,7 +37,7 @@ describe("Daemon embedded with Effect's default loggers", () => {
     Effect.gen(function*() {
       const project = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-memory-"))
       dirs.push(project)
-      const agents = yield* AgentProcess.makeFake()
+      const agents = yield* Spawner.makeFake
       const memory = yield* TriggerQueue.makeMemory
       // A fiber of the daemon's own graph (started with its queue) logs the events it is asked for.
       const bursts = yield* Queue.unbounded<Burst>()
@@ -64,7 +64,7 @@ describe("Daemon embedded with Effect's default loggers", () => {
       const tracerLoggerOn = yield* Deferred.make<boolean>()
       const daemon = yield* Daemon.run({ project, onReady: () => Deferred.succeed(ready, undefined) }, {
         config: DaemonConfig.layerSettings(project, { logLevel: "info" }),
-        agentProcess: agents.layer,
+        spawner: agents.layer,
         queue: Layer.merge(memory.layer, chatter)
       }).pipe(
         // The embedding program's own span around the daemon.

@@ -11,10 +11,10 @@ describe("coalesced", () => {
       const runner = yield* coalesced(Effect.sync(() => void runs++), 1_000).pipe(Scope.extend(scope))
       yield* TestClock.adjust("10 seconds")
       expect(runs).toBe(0)
-      runner.signal()
+      yield* runner.signal
       yield* Effect.yieldNow()
       expect(runs).toBe(1)
-      for (let i = 0; i < 50; i++) runner.signal()
+      for (let i = 0; i < 50; i++) yield* runner.signal
       yield* TestClock.adjust("999 millis")
       expect(runs).toBe(1)
       yield* TestClock.adjust("1 millis")
@@ -22,7 +22,7 @@ describe("coalesced", () => {
       // Quiet again: the runner ends, and the next signal (after the spacing) runs at once.
       yield* TestClock.adjust("5 seconds")
       expect(runs).toBe(2)
-      runner.signal()
+      yield* runner.signal
       yield* Effect.yieldNow()
       expect(runs).toBe(3)
       yield* Scope.close(scope, Exit.void)
@@ -33,12 +33,12 @@ describe("coalesced", () => {
       const scope = yield* Scope.make()
       let runs = 0
       const runner = yield* coalesced(Effect.sync(() => void runs++), 1_000).pipe(Scope.extend(scope))
-      runner.signal()
-      runner.signal()
+      yield* runner.signal
+      yield* runner.signal
       yield* Effect.yieldNow()
       expect(runs).toBe(1)
       yield* Scope.close(scope, Exit.void)
-      runner.signal()
+      yield* runner.signal
       yield* TestClock.adjust("10 seconds")
       expect(runs).toBe(1)
     }))

@@ -1,33 +1,41 @@
 /**
- * Faults, "nothing lost", at the library level: the scheduler over fault-injecting layers, so
- * it runs the same with or without root. The agent's log cannot be written (disk full, logs
- * directory not writable) for a while; the archive or the dead-letter move fails for a while.
- * Nothing is lost, nothing is counted against the trigger, no agent runs twice for one success,
- * and work resumes when the storage does.
+ * Faults, "nothing lost", at the library level: the scheduler over the fake spawner and an
+ * in-memory queue wrapped to fail on demand, so it runs the same with or without root. The
+ * agent's log cannot be written (its directory is gone) for a while; the archive or the
+ * dead-letter move fails for a while. Nothing is lost, nothing is counted against the trigger, no
+ * agent runs twice for one success, and work resumes when the storage does.
+ *
+ * Every wait is for an event (`eventually`): a process start, a timer the code set, a line of
+ * the daemon log, an outcome of the queue.
  */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, ExecutionStrategy, Exit, Layer, Queue, Scope, TestClock } from "effect"
+import { Effect, ExecutionStrategy, Exit, Layer, Scope, TestClock } from "effect"
 import { DaemonConfig, type DaemonSettings } from "../../src/config/DaemonConfig.js"
 import { StorageError } from "../../src/domain/errors.js"
 import { ExitStatus } from "../../src/domain/Outcome.js"
+import { projectPaths } from "../../src/domain/ProjectPaths.js"
 import type { Trigger } from "../../src/domain/Trigger.js"
+import { Notifier } from "../../src/notify/Notifier.js"
 import { DaemonLog } from "../../src/observability/DaemonLog.js"
+import { type FakeProcess, makeFake } from "../../src/process/Spawner.js"
+import { type Completion, makeMemory, TriggerQueue } from "../../src/queue/TriggerQueue.js"
+import * as Scheduler from "../../src/scheduler/Scheduler.js"
+import { AgentSlots } from "../../src/slots/AgentSlots.js"
 import { DaemonState } from "../../src/state/DaemonState.js"
 import { History } from "../../src/state/History.js"
 import { Usage } from "../../src/state/Usage.js"
-import { Notifier } from "../../src/notify/Notifier.js"
-import * as Scheduler from "../../src/scheduler/Scheduler.js"
-import { settle } from "../support/settle.js"
-import { AgentProcess, type FakeRun, makeFake } from "../../src/process/AgentProcess.js"
-import { type Completion, makeMemory, TriggerQueue } from "../../src/queue/TriggerQueue.js"
-import { AgentSlots } from "../../src/slots/AgentSlots.js"
+import { eventually, eventuallySleeping, eventuallyTake } from "../support/eventually.js"
 
 const settings: Partial<DaemonSettings> = {
   parallel: true,
   maxConcurrent: 999,
   agentTimeoutMs: 60_000,
   killGraceMs: 1_000,
-  initialRetryDelayMs: 1_000,
+  // 2 s: no other timer of the daemon (its state writes, 1 s after an attempt) falls on a retry.
+  initialRetryDelayMs: 2_000,
   monitorIntervalMs: 10_000,
   agentCommand: ["agent"]
 }
@@ -36,58 +44,73 @@ const t = (agent: string): Trigger => ({ to_agent: agent, action: "work" })
 
 const ENOSPC = Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" })
 
-/** Faults the test switches on and off: how many of the next operations fail. */
+/** Faults the test switches on and off: how many of the next archive or dead-letter moves fail. */
 interface Faults {
-  logOpen: number
   complete: number
 }
 
-/** The scheduler over the in-memory queue and the fake agent runner, each wrapped to fail on demand. */
+const readText = (file: string) => fs.readFileSync(file, "utf8")
+
+/** The scheduler over the in-memory queue (wrapped to fail on demand) and the fake spawner, in a temporary project. */
 const withFaultyScheduler = <A, E>(
   overrides: Partial<DaemonSettings>,
   body: (env: {
     readonly faults: Faults
+    readonly logs: string
+    /** The agents' logs directory goes away (its logs with it): no agent log can be opened. */
+    readonly logsGone: Effect.Effect<void>
+    /** …and comes back. */
+    readonly logsBack: Effect.Effect<void>
     readonly add: (name: string, trigger: Trigger) => Effect.Effect<void>
-    readonly next: Effect.Effect<FakeRun>
+    /** The next process that starts, with its log's header read from disk. */
+    readonly next: Effect.Effect<FakeProcess & { readonly header: string }>
     readonly startedCount: Effect.Effect<number>
     /** Every `complete` that went through, in order. */
     readonly outcomes: Effect.Effect<ReadonlyArray<{ readonly name: string; readonly completion: Completion }>>
+    /** Until the queue has `count` outcomes. */
+    readonly outcomesAt: (count: number) => Effect.Effect<ReadonlyArray<{ readonly name: string; readonly completion: Completion }>>
     readonly requeued: Effect.Effect<ReadonlyArray<string>>
+    /** Until the queue has requeued `count` triggers. */
+    readonly requeuedAt: (count: number) => Effect.Effect<ReadonlyArray<string>>
     readonly lines: Effect.Effect<ReadonlyArray<string>>
+    /** Until the daemon log has `count` lines containing `text`; returns them. */
+    readonly linesWith: (text: string, count?: number) => Effect.Effect<ReadonlyArray<string>>
     readonly close: Effect.Effect<void>
   }) => Effect.Effect<A, E>
 ) =>
   Effect.gen(function*() {
-    const faults: Faults = { logOpen: 0, complete: 0 }
-    const fake = yield* makeFake()
+    const faults: Faults = { complete: 0 }
+    const paths = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const root = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-faults-"))
+        fs.mkdirSync(projectPaths(root).logs, { recursive: true })
+        return projectPaths(root)
+      }),
+      (paths) => Effect.sync(() => fs.rmSync(paths.root, { recursive: true, force: true }))
+    )
+    const away = `${paths.logs}.away`
+    const fake = yield* makeFake
     const queue = yield* makeMemory
     const log = yield* DaemonLog.memory
     const history = yield* History.memory
     const notifier = yield* Notifier.memory
-    const fail = (key: keyof Faults, operation: string, path: string) =>
-      Effect.suspend(() => {
-        if (faults[key] <= 0) return Effect.void
-        faults[key]--
-        return Effect.fail(new StorageError({ operation, path, cause: ENOSPC }))
-      })
-    const faultyProcess = Layer.effect(
-      AgentProcess,
-      Effect.map(AgentProcess, (real) => ({
-        ...real,
-        // Opening the log is the first thing a run does: a failure means the agent never started.
-        run: (spec) => Effect.zipRight(fail("logOpen", "writing the agent log", spec.logFile), real.run(spec))
-      }))
-    ).pipe(Layer.provide(fake.layer))
     const faultyQueue = Layer.effect(
       TriggerQueue,
       Effect.map(TriggerQueue, (real) => ({
         ...real,
         complete: (claimed, completion) =>
-          Effect.zipRight(fail("complete", "archiving", claimed.file), real.complete(claimed, completion))
+          Effect.zipRight(
+            Effect.suspend(() => {
+              if (faults.complete <= 0) return Effect.void
+              faults.complete--
+              return Effect.fail(new StorageError({ operation: "archiving", path: claimed.file, cause: ENOSPC }))
+            }),
+            real.complete(claimed, completion)
+          )
       }))
     ).pipe(Layer.provide(queue.layer))
     const services = Layer.mergeAll(
-      faultyProcess,
+      fake.layer,
       faultyQueue,
       log.layer,
       history.layer,
@@ -95,18 +118,39 @@ const withFaultyScheduler = <A, E>(
       DaemonState.memory,
       Usage.memory(),
       notifier.layer,
-      DaemonConfig.layerSettings("/nonexistent/project", { ...settings, ...overrides })
+      DaemonConfig.layerSettings(paths.root, { ...settings, ...overrides })
     )
     const schedulerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     yield* Layer.buildWithScope(Layer.provideMerge(Scheduler.layer, services), schedulerScope)
+    const given = new Set<string>()
     return yield* body({
       faults,
+      logs: paths.logs,
+      logsGone: Effect.sync(() => fs.renameSync(paths.logs, away)),
+      logsBack: Effect.sync(() => fs.renameSync(away, paths.logs)),
       add: (name, trigger) => queue.add(name, trigger),
-      next: Queue.take(fake.started),
+      next: Effect.gen(function*() {
+        const process = yield* eventuallyTake("a process to start", fake.started)
+        const trigger = path.basename(process.request.env["STARFORGE_TRIGGER_FILE"] ?? "", ".processing")
+        // Its log was written before it was spawned: the one not yet seen that names its trigger.
+        const file = fs.readdirSync(paths.logs).map((name) => path.join(paths.logs, name)).find((file) =>
+          !given.has(file) && readText(file).includes(`\nTrigger: ${trigger}.trigger\n`)
+        )
+        if (file === undefined) return yield* Effect.dieMessage(`no log in ${paths.logs} for ${trigger}`)
+        given.add(file)
+        return { ...process, header: readText(file).split("\n\n")[0]! }
+      }),
       startedCount: Effect.map(fake.runs, (r) => r.length),
       outcomes: queue.outcomes,
+      outcomesAt: (count) => eventually(`${count} outcome(s) of the queue`, queue.outcomes, (all) => all.length >= count),
       requeued: queue.requeued,
+      requeuedAt: (count) => eventually(`${count} requeue(s)`, queue.requeued, (all) => all.length >= count),
       lines: log.lines,
+      linesWith: (text, count = 1) =>
+        Effect.map(
+          eventually(`${count} daemon log line(s) with "${text}"`, log.lines, (all) => all.filter((l) => l.includes(text)).length >= count),
+          (all) => all.filter((l) => l.includes(text))
+        ),
       close: Scope.close(schedulerScope, Exit.void)
     })
   })
@@ -118,32 +162,32 @@ describe("the agent's log cannot be written", () => {
     withFaultyScheduler({ maxRetries: 1 }, (s) =>
       Effect.gen(function*() {
         // Five failures in a row, far more than MAX_RETRIES=1: none of them is an attempt.
-        s.faults.logOpen = 5
+        yield* s.logsGone
         yield* s.add("a-1", t("a"))
-        yield* settle
         for (let i = 1; i <= 5; i++) {
-          expect(yield* s.requeued).toHaveLength(i)
+          expect(yield* s.requeuedAt(i)).toHaveLength(i)
           expect(yield* s.outcomes).toEqual([])
+          expect(yield* s.startedCount).toBe(0)
+          if (i === 5) yield* s.logsBack
           // Not tried again before PROCESS_MONITOR_INTERVAL, even though the queue changed.
+          yield* eventuallySleeping(`try ${i + 1}`, i * 10_000)
           yield* TestClock.adjust("9999 millis")
-          yield* settle
-          expect(yield* s.requeued).toHaveLength(i)
           yield* TestClock.adjust("1 millis")
-          yield* settle
         }
         const run = yield* s.next
-        expect(run.spec.env["STARFORGE_ATTEMPT"]).toBe("1")
+        expect(run.request.env["STARFORGE_ATTEMPT"]).toBe("1")
+        expect(run.header).toContain("Attempt: 1/1")
+        expect(run.header).toContain("Started: 1970-01-01T00:00:50Z")
         yield* run.finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
-        expect((yield* s.outcomes).map((o) => [o.name, o.completion._tag])).toEqual([["a-1", "Done"]])
+        expect((yield* s.outcomesAt(1)).map((o) => [o.name, o.completion._tag])).toEqual([["a-1", "Done"]])
         expect(yield* s.startedCount).toBe(1)
         const lines = yield* s.lines
         expect(errors(lines)).toHaveLength(5)
-        expect(errors(lines)[0]).toContain(
-          "ERROR: writing the agent log /nonexistent/project/.claude/logs/a-"
-        )
+        // One try every 10 s, each named by its time: none came early.
+        expect(errors(lines).map((l) => /logs\/(a-\d+\.log) failed/.exec(l)?.[1])).toEqual(["a-0.log", "a-10.log", "a-20.log", "a-30.log", "a-40.log"])
+        expect(errors(lines)[0]).toContain(`ERROR: writing the agent log ${s.logs}/a-0.log failed: ENOENT: no such file or directory`)
         expect(errors(lines)[0]).toMatch(
-          /failed: ENOSPC: no space left on device, write; a was not started for a-1\.trigger \(attempt 1\/1 not counted\); it stays queued and is tried again in 10s$/
+          /; a was not started for a-1\.trigger \(attempt 1\/1 not counted\); it stays queued and is tried again in 10s$/
         )
         expect(lines.filter((l) => l.includes("QUEUE: a-1.trigger not started; back in the queue"))).toHaveLength(5)
         expect(lines.some((l) => l.includes("DLQ:"))).toBe(false)
@@ -154,27 +198,32 @@ describe("the agent's log cannot be written", () => {
       Effect.gen(function*() {
         yield* s.add("a-1", t("a"))
         yield* (yield* s.next).finish(ExitStatus.Exited({ code: 3 }))
-        s.faults.logOpen = 2
-        yield* settle
-        // The retry after 1 s, then 2 × the monitor interval of storage failures.
-        yield* TestClock.adjust("1 second")
-        yield* settle
+        yield* s.linesWith("RETRY: Attempt 2/2 for a-1.trigger in 2s")
+        yield* s.logsGone
+        // The retry after 2 s, then 2 × the monitor interval of storage failures.
+        yield* eventuallySleeping("the wait before attempt 2", 2_000)
+        yield* TestClock.adjust("2 seconds")
+        yield* s.requeuedAt(1)
+        yield* eventuallySleeping("the next try", 12_000)
         yield* TestClock.adjust("10 seconds")
-        yield* settle
+        yield* s.requeuedAt(2)
+        yield* s.logsBack
+        yield* eventuallySleeping("the next try", 22_000)
         yield* TestClock.adjust("10 seconds")
         const second = yield* s.next
-        expect(second.spec.env["STARFORGE_ATTEMPT"]).toBe("2")
+        expect(second.request.env["STARFORGE_ATTEMPT"]).toBe("2")
+        expect(second.header).toContain("Attempt: 2/2")
         yield* second.finish(ExitStatus.Exited({ code: 3 }))
-        yield* settle
-        const outcomes = yield* s.outcomes
+        const outcomes = yield* s.outcomesAt(1)
         expect(outcomes.map((o) => o.completion._tag)).toEqual(["DeadLetter"])
         const meta = (outcomes[0]!.completion as Extract<Completion, { _tag: "DeadLetter" }>).meta
         expect(meta.attempts).toBe(2)
-        expect(meta.retry_timestamps).toEqual(["1970-01-01T00:00:00Z", "1970-01-01T00:00:21Z"])
+        expect(meta.retry_timestamps).toEqual(["1970-01-01T00:00:00Z", "1970-01-01T00:00:22Z"])
         expect(errors(yield* s.lines).map((l) => /attempt \d\/2 not counted/.exec(l)?.[0])).toEqual([
           "attempt 2/2 not counted",
           "attempt 2/2 not counted"
         ])
+        expect(yield* s.startedCount).toBe(2)
       })))
 })
 
@@ -185,13 +234,13 @@ describe("the archive cannot be written", () => {
         s.faults.complete = 3
         yield* s.add("a-1", t("a"))
         yield* (yield* s.next).finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
-        for (let i = 0; i < 3; i++) {
+        for (let i = 1; i <= 3; i++) {
+          yield* s.linesWith("] ERROR: archiving", i)
           expect(yield* s.outcomes).toEqual([])
+          yield* eventuallySleeping(`archive try ${i + 1}`, i * 10_000)
           yield* TestClock.adjust("10 seconds")
-          yield* settle
         }
-        expect((yield* s.outcomes).map((o) => [o.name, o.completion._tag])).toEqual([["a-1", "Done"]])
+        expect((yield* s.outcomesAt(1)).map((o) => [o.name, o.completion._tag])).toEqual([["a-1", "Done"]])
         expect(yield* s.startedCount).toBe(1)
         expect(yield* s.requeued).toEqual([])
         const lines = yield* s.lines
@@ -211,12 +260,13 @@ describe("the archive cannot be written", () => {
         yield* s.add("a-2", t("a"))
         yield* (yield* s.next).finish(ExitStatus.Exited({ code: 0 }))
         const second = yield* s.next
-        expect(second.spec.header).toContain("Trigger: a-2.trigger")
+        expect(second.header).toContain("Trigger: a-2.trigger")
+        yield* s.linesWith("] ERROR: archiving /memory/a-1.processing")
         yield* second.finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
+        expect((yield* s.outcomesAt(1)).map((o) => o.name)).toEqual(["a-2"])
+        yield* eventuallySleeping("the next archive try", 10_000)
         yield* TestClock.adjust("10 seconds")
-        yield* settle
-        expect((yield* s.outcomes).map((o) => o.name)).toEqual(["a-2", "a-1"])
+        expect((yield* s.outcomesAt(2)).map((o) => o.name)).toEqual(["a-2", "a-1"])
         expect(yield* s.startedCount).toBe(2)
       })))
 
@@ -226,10 +276,12 @@ describe("the archive cannot be written", () => {
         s.faults.complete = 2
         yield* s.add("a-1", t("a"))
         yield* (yield* s.next).finish(ExitStatus.Exited({ code: 9 }))
-        yield* settle
-        yield* TestClock.adjust("20 seconds")
-        yield* settle
-        expect((yield* s.outcomes).map((o) => o.completion._tag)).toEqual(["DeadLetter"])
+        for (let i = 1; i <= 2; i++) {
+          yield* s.linesWith("] ERROR: archiving", i)
+          yield* eventuallySleeping(`dead-letter try ${i + 1}`, i * 10_000)
+          yield* TestClock.adjust("10 seconds")
+        }
+        expect((yield* s.outcomesAt(1)).map((o) => o.completion._tag)).toEqual(["DeadLetter"])
         expect(yield* s.startedCount).toBe(1)
         expect(errors(yield* s.lines)).toHaveLength(2)
         expect(errors(yield* s.lines)[0]).toContain("moving a-1.trigger to the dead-letter queue is tried again in 10s")
@@ -241,7 +293,7 @@ describe("the archive cannot be written", () => {
         s.faults.complete = 1
         yield* s.add("a-1", t("a"))
         yield* (yield* s.next).finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
+        yield* s.linesWith("] ERROR: archiving")
         expect(yield* s.outcomes).toEqual([])
         yield* s.close
         expect((yield* s.outcomes).map((o) => o.completion._tag)).toEqual(["Done"])
@@ -256,11 +308,10 @@ describe("a shutdown while the archive keeps failing", () => {
         s.faults.complete = 100
         yield* s.add("a-1", t("a"))
         yield* (yield* s.next).finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
+        yield* s.linesWith("] ERROR: archiving")
         yield* s.close
         expect(yield* s.outcomes).toEqual([])
         expect(yield* s.requeued).toEqual([])
         expect((yield* s.lines).at(-1)).toContain("/memory/a-1.processing is left as it is")
       })))
 })
-

@@ -1,23 +1,34 @@
 /**
- * The scheduler against fake layers: an in-memory queue, in-memory slots and a fake process
- * runner whose runs finish when the test says so, all under the TestClock.
+ * The scheduler against fake layers: an in-memory queue, in-memory slots and the fake spawner,
+ * whose processes write and exit when the test says so, all under the TestClock. The attempts
+ * write their agents' logs for real, into a temporary project.
+ *
+ * The tests never pause for a number of turns: each awaits the event it expects (a process
+ * start, a timer the code set, a line of the daemon log, an outcome of the queue), with a
+ * deadline (`eventually`). What must NOT happen is asserted once a later event proves the
+ * scheduler had its chance: a later start, or a start time that shows when it came.
  */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Duration, Effect, ExecutionStrategy, Exit, Layer, Queue, Scope, TestClock } from "effect"
+import { Context, Deferred, Duration, Effect, ExecutionStrategy, Exit, Layer, Schedule, Scope, TestClock } from "effect"
 import { DaemonConfig, type DaemonSettings } from "../../src/config/DaemonConfig.js"
+import type { SlotTable } from "../../src/domain/Slot.js"
 import { ExitStatus } from "../../src/domain/Outcome.js"
+import { projectPaths } from "../../src/domain/ProjectPaths.js"
 import type { Trigger } from "../../src/domain/Trigger.js"
+import { Notifier, type NotifyEvent } from "../../src/notify/Notifier.js"
 import { DaemonLog } from "../../src/observability/DaemonLog.js"
+import { type FakeProcess, makeFake, SpawnError, Spawner } from "../../src/process/Spawner.js"
+import { type DeadLetterMeta, makeMemory } from "../../src/queue/TriggerQueue.js"
+import * as Job from "../../src/scheduler/Job.js"
+import * as Scheduler from "../../src/scheduler/Scheduler.js"
+import { AgentSlots } from "../../src/slots/AgentSlots.js"
 import { DaemonState } from "../../src/state/DaemonState.js"
 import { type HistoryEntry, History } from "../../src/state/History.js"
 import { Usage } from "../../src/state/Usage.js"
-import { Notifier, type NotifyEvent } from "../../src/notify/Notifier.js"
-import * as Scheduler from "../../src/scheduler/Scheduler.js"
-import { settle } from "../support/settle.js"
-import { type FakeRun, makeFake } from "../../src/process/AgentProcess.js"
-import { type DeadLetterMeta, makeMemory } from "../../src/queue/TriggerQueue.js"
-import { AgentSlots } from "../../src/slots/AgentSlots.js"
-import type { SlotTable } from "../../src/domain/Slot.js"
+import { eventually, eventuallyDone, eventuallySleeping, eventuallyTake } from "../support/eventually.js"
 
 const base: Partial<DaemonSettings> = {
   parallel: true,
@@ -31,32 +42,69 @@ const base: Partial<DaemonSettings> = {
 
 const t = (agent: string, extra: Partial<Trigger> = {}): Trigger => ({ to_agent: agent, action: "work", ...extra })
 
+/** A started process of the fake, with what its attempt wrote at the top of its log. */
+interface Run extends FakeProcess {
+  /** The trigger's name, from `STARFORGE_TRIGGER_FILE`. */
+  readonly trigger: string
+  readonly attempt: string
+  readonly log: string
+  /** The log's header, read from disk (`Agent:`, `Trigger:`, `Started:`, `Attempt:` lines). */
+  readonly header: string
+}
+
+type Outcome = { readonly name: string; readonly completion: { readonly _tag: string; readonly meta?: DeadLetterMeta } }
+
+/** A temporary project with its logs directory; removed with the test's scope. */
+const tempProject = Effect.acquireRelease(
+  Effect.sync(() => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-scheduler-"))
+    fs.mkdirSync(projectPaths(root).logs, { recursive: true })
+    return projectPaths(root)
+  }),
+  (paths) => Effect.sync(() => fs.rmSync(paths.root, { recursive: true, force: true }))
+)
+
+const readText = (file: string) => fs.readFileSync(file, "utf8")
+
 /** Builds the scheduler over fakes; the test body runs with the scheduler's scope open. */
 const withScheduler = <A, E>(
-  settings: Partial<DaemonSettings> & { readonly project?: string },
+  settings: Partial<DaemonSettings> & {
+    /** Every spawn fails with this message (the command cannot start). */
+    readonly spawnError?: string
+  },
   body: (env: {
+    readonly logs: string
     readonly add: (name: string, trigger: Trigger) => Effect.Effect<void>
-    readonly next: Effect.Effect<FakeRun>
+    /** The next process that starts (its log found on disk). */
+    readonly next: Effect.Effect<Run>
     readonly startedCount: Effect.Effect<number>
-    readonly outcomes: Effect.Effect<ReadonlyArray<{ name: string; completion: { _tag: string; meta?: DeadLetterMeta } }>>
+    readonly outcomes: Effect.Effect<ReadonlyArray<Outcome>>
+    /** Until the queue has `count` outcomes. */
+    readonly outcomesAt: (count: number) => Effect.Effect<ReadonlyArray<Outcome>>
     readonly requeued: Effect.Effect<ReadonlyArray<string>>
     readonly busy: Effect.Effect<ReadonlyArray<string>>
     readonly slots: Effect.Effect<SlotTable>
     readonly notified: Effect.Effect<ReadonlyArray<NotifyEvent>>
     readonly lines: Effect.Effect<ReadonlyArray<string>>
+    /** Until the daemon log has `count` lines containing `text`; returns them. */
+    readonly linesWith: (text: string, count?: number) => Effect.Effect<ReadonlyArray<string>>
     readonly history: Effect.Effect<ReadonlyArray<HistoryEntry>>
     readonly close: Effect.Effect<void>
   }) => Effect.Effect<A, E>
 ) =>
   Effect.gen(function*() {
-    const { project, ...rest } = settings
-    const fake = yield* makeFake()
+    const { spawnError, ...rest } = settings
+    const paths = yield* tempProject
+    const fake = yield* makeFake
     const queue = yield* makeMemory
     const log = yield* DaemonLog.memory
     const history = yield* History.memory
     const notifier = yield* Notifier.memory
+    const spawner = spawnError === undefined
+      ? fake.layer
+      : Layer.succeed(Spawner, { spawn: () => Effect.fail(new SpawnError({ message: spawnError })) })
     const services = Layer.mergeAll(
-      fake.layer,
+      spawner,
       history.layer,
       queue.layer,
       log.layer,
@@ -64,32 +112,78 @@ const withScheduler = <A, E>(
       DaemonState.memory,
       Usage.memory(),
       notifier.layer,
-      DaemonConfig.layerSettings(project ?? "/nonexistent/project", { ...base, ...rest })
+      DaemonConfig.layerSettings(paths.root, { ...base, ...rest })
     )
     const schedulerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     const context = yield* Layer.buildWithScope(Layer.provideMerge(Scheduler.layer, services), schedulerScope)
     const slots = Context.get(context, AgentSlots)
+    // Each process's log was written before it was spawned: the first log not yet given to a run
+    // whose header names its agent, trigger and attempt.
+    const given = new Set<string>()
+    const next = Effect.gen(function*() {
+      const process = yield* eventuallyTake("a process to start", fake.started)
+      const trigger = path.basename(process.request.env["STARFORGE_TRIGGER_FILE"] ?? "", ".processing")
+      const attempt = process.request.env["STARFORGE_ATTEMPT"] ?? ""
+      const lead = `Agent: ${process.agent}\nTrigger: ${trigger}.trigger\n`
+      const file = fs.readdirSync(paths.logs).map((name) => path.join(paths.logs, name)).find((file) =>
+        !given.has(file) && readText(file).startsWith(lead) && readText(file).includes(`\nAttempt: ${attempt}/`)
+      )
+      if (file === undefined) return yield* Effect.dieMessage(`no log in ${paths.logs} for ${trigger} attempt ${attempt}`)
+      given.add(file)
+      return { ...process, trigger, attempt, log: file, header: readText(file).split("\n\n")[0]! } satisfies Run
+    })
+    const linesWith = (text: string, count = 1) =>
+      Effect.map(
+        eventually(`${count} daemon log line(s) with "${text}"`, log.lines, (all) => all.filter((l) => l.includes(text)).length >= count),
+        (all) => all.filter((l) => l.includes(text))
+      )
     return yield* body({
+      logs: paths.logs,
       add: (name, trigger) => queue.add(name, trigger),
-      next: Queue.take(fake.started),
+      next,
       startedCount: Effect.map(fake.runs, (r) => r.length),
-      outcomes: queue.outcomes as never,
+      outcomes: queue.outcomes,
+      outcomesAt: (count) => eventually(`${count} outcome(s) of the queue`, queue.outcomes, (all) => all.length >= count),
       requeued: queue.requeued,
       busy: slots.listBusy,
       slots: slots.snapshot,
       notified: notifier.events,
       lines: log.lines,
+      linesWith,
       history: history.entries,
       close: Scope.close(schedulerScope, Exit.void)
     })
   })
 
-describe("retryDelays", () => {
-  it("spaces attempts by INITIAL_RETRY_DELAY, doubling, for MAX_RETRIES attempts in total", () => {
-    expect(Scheduler.retryDelays(5_000, 3).map(Duration.toMillis)).toEqual([5_000, 10_000])
-    expect(Scheduler.retryDelays(200, 4).map(Duration.toMillis)).toEqual([200, 400, 800])
-    expect(Scheduler.retryDelays(5_000, 1)).toEqual([])
+/**
+ * The delays `policy` puts between attempts, for as many failures as it takes. `Schedule.run`
+ * also returns the output of the step that ended the schedule: no wait follows that one.
+ */
+const delaysOf = (policy: ReturnType<typeof Job.retryPolicy>) =>
+  Effect.map(Schedule.run(Schedule.delays(policy), 0, Array.from({ length: 20 })), (delays) => {
+    expect(delays.length).toBeLessThan(20)
+    return Array.from(delays, Duration.toMillis).slice(0, -1)
   })
+
+describe("retryPolicy", () => {
+  it.effect("spaces attempts by INITIAL_RETRY_DELAY, doubling, for MAX_RETRIES attempts in total", () =>
+    Effect.gen(function*() {
+      expect(yield* delaysOf(Job.retryPolicy(5_000, 3))).toEqual([5_000, 10_000])
+      expect(yield* delaysOf(Job.retryPolicy(200, 4))).toEqual([200, 400, 800])
+      expect(yield* delaysOf(Job.retryPolicy(5_000, 1))).toEqual([])
+      // The scheduler re-exports it.
+      expect(Scheduler.retryPolicy).toBe(Job.retryPolicy)
+    }))
+
+  it.effect("resumed at attempt `first`, waits what the attempts after it would have waited", () =>
+    Effect.gen(function*() {
+      expect(yield* delaysOf(Job.retryPolicy(5_000, 3, 1))).toEqual([5_000, 10_000])
+      expect(yield* delaysOf(Job.retryPolicy(5_000, 3, 2))).toEqual([10_000])
+      expect(yield* delaysOf(Job.retryPolicy(200, 5, 3))).toEqual([800, 1_600])
+      // Its last attempt, or past it: no retry left.
+      expect(yield* delaysOf(Job.retryPolicy(5_000, 3, 3))).toEqual([])
+      expect(yield* delaysOf(Job.retryPolicy(5_000, 3, 4))).toEqual([])
+    }))
 })
 
 describe("Scheduler", () => {
@@ -100,22 +194,28 @@ describe("Scheduler", () => {
         yield* s.add("a-2", t("a"))
         yield* s.add("a-3", t("a"))
         const first = yield* s.next
-        expect(first.spec.header).toContain("Trigger: a-1.trigger")
-        yield* settle
-        expect(yield* s.startedCount).toBe(1)
+        expect(first.trigger).toBe("a-1")
+        expect(first.header).toContain("Trigger: a-1.trigger")
+        // Queued after a-2 and a-3: the pass that starts it went past them, and left them queued.
+        yield* s.add("b-1", t("b"))
+        const probe = yield* s.next
+        expect(probe.trigger).toBe("b-1")
+        expect(yield* s.startedCount).toBe(2)
+        yield* probe.finish(ExitStatus.Exited({ code: 0 }))
         yield* first.finish(ExitStatus.Exited({ code: 0 }))
         const second = yield* s.next
-        expect(second.spec.header).toContain("Trigger: a-2.trigger")
+        expect(second.header).toContain("Trigger: a-2.trigger")
         yield* second.finish(ExitStatus.Exited({ code: 0 }))
         const third = yield* s.next
-        expect(third.spec.header).toContain("Trigger: a-3.trigger")
+        expect(third.header).toContain("Trigger: a-3.trigger")
         yield* third.finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
-        expect((yield* s.outcomes).map((o) => [o.name, o.completion._tag])).toEqual([
+        const outcomes = yield* s.outcomesAt(4)
+        expect(outcomes.filter((o) => o.name.startsWith("a-")).map((o) => [o.name, o.completion._tag])).toEqual([
           ["a-1", "Done"],
           ["a-2", "Done"],
           ["a-3", "Done"]
         ])
+        expect(yield* s.startedCount).toBe(4)
         expect(yield* s.busy).toEqual([])
       })))
 
@@ -127,11 +227,14 @@ describe("Scheduler", () => {
         yield* s.add("b-3", t("b"))
         const one = yield* s.next
         const two = yield* s.next
-        expect([one.spec.agent, two.spec.agent]).toEqual(["a", "b"])
-        expect(two.spec.header).toContain("Trigger: b-3.trigger")
-        yield* settle
-        expect(yield* s.startedCount).toBe(2)
-        expect([...(yield* s.busy)].sort()).toEqual(["a", "b"])
+        expect([one.agent, two.agent]).toEqual(["a", "b"])
+        expect(two.header).toContain("Trigger: b-3.trigger")
+        expect(two.request.env["STARFORGE_TRIGGER_FILE"]).toBe("/memory/b-3.processing")
+        // Queued after a-2: its start proves a-2 was passed over, not forgotten.
+        yield* s.add("c-4", t("c"))
+        expect((yield* s.next).trigger).toBe("c-4")
+        expect(yield* s.startedCount).toBe(3)
+        expect([...(yield* s.busy)].sort()).toEqual(["a", "b", "c"])
       })))
 
   it.scoped("never runs more than MAX_CONCURRENT_AGENTS at once", () =>
@@ -142,11 +245,13 @@ describe("Scheduler", () => {
         yield* s.add("c-1", t("c"))
         const a = yield* s.next
         yield* s.next
-        yield* settle
-        expect(yield* s.startedCount).toBe(2)
+        yield* TestClock.adjust("1 second")
         yield* a.finish(ExitStatus.Exited({ code: 0 }))
         const c = yield* s.next
-        expect(c.spec.agent).toBe("c")
+        expect(c.agent).toBe("c")
+        // Started once a's slot was free, not with the first two.
+        expect(c.header).toContain("Started: 1970-01-01T00:00:01Z")
+        expect(yield* s.startedCount).toBe(3)
       })))
 
   it.scoped("sequential mode runs one agent at a time whatever the cap", () =>
@@ -155,10 +260,13 @@ describe("Scheduler", () => {
         yield* s.add("a-1", t("a"))
         yield* s.add("b-1", t("b"))
         const a = yield* s.next
-        yield* settle
-        expect(yield* s.startedCount).toBe(1)
+        expect(a.header).toContain("Started: 1970-01-01T00:00:00Z")
+        yield* TestClock.adjust("1 second")
         yield* a.finish(ExitStatus.Exited({ code: 0 }))
-        expect((yield* s.next).spec.agent).toBe("b")
+        const b = yield* s.next
+        expect(b.agent).toBe("b")
+        expect(b.header).toContain("Started: 1970-01-01T00:00:01Z")
+        expect(yield* s.startedCount).toBe(2)
       })))
 
   it.scoped("high priority runs before older normal triggers", () =>
@@ -173,7 +281,7 @@ describe("Scheduler", () => {
         const order: Array<string> = []
         for (let i = 0; i < 3; i++) {
           const run = yield* s.next
-          order.push(run.spec.agent)
+          order.push(run.agent)
           yield* run.finish(ExitStatus.Exited({ code: 0 }))
         }
         expect(order).toEqual(["c", "a", "b"])
@@ -184,25 +292,27 @@ describe("Scheduler", () => {
       Effect.gen(function*() {
         yield* s.add("a-1", t("a", { trace_id: "T-1" }))
         const first = yield* s.next
-        expect(first.spec.env["STARFORGE_ATTEMPT"]).toBe("1")
+        expect(first.request.env["STARFORGE_ATTEMPT"]).toBe("1")
+        expect(first.header).toContain("Attempt: 1/3")
         yield* first.finish(ExitStatus.Exited({ code: 3 }))
-        yield* settle
+        yield* s.linesWith("RETRY: Attempt 2/3")
+        yield* eventuallySleeping("the wait before attempt 2", 5_000)
         yield* TestClock.adjust("4999 millis")
-        yield* settle
         expect(yield* s.startedCount).toBe(1)
         yield* TestClock.adjust("1 millis")
         const second = yield* s.next
-        expect(second.spec.env["STARFORGE_ATTEMPT"]).toBe("2")
+        expect(second.request.env["STARFORGE_ATTEMPT"]).toBe("2")
+        expect(second.header).toContain("Started: 1970-01-01T00:00:05Z")
         yield* second.finish(ExitStatus.Exited({ code: 3 }))
-        yield* settle
+        yield* s.linesWith("RETRY: Attempt 3/3")
+        yield* eventuallySleeping("the wait before attempt 3", 15_000)
         yield* TestClock.adjust("9999 millis")
-        yield* settle
         expect(yield* s.startedCount).toBe(2)
         yield* TestClock.adjust("1 millis")
         const third = yield* s.next
+        expect(third.header).toContain("Started: 1970-01-01T00:00:15Z")
         yield* third.finish(ExitStatus.Signaled({ signal: "SIGKILL" }))
-        yield* settle
-        const outcomes = yield* s.outcomes
+        const outcomes = yield* s.outcomesAt(1)
         expect(outcomes).toHaveLength(1)
         expect(outcomes[0]!.completion._tag).toBe("DeadLetter")
         const meta = outcomes[0]!.completion.meta!
@@ -213,35 +323,44 @@ describe("Scheduler", () => {
         expect(meta.trace_id).toBe("T-1")
         expect(meta.agent).toBe("a")
         expect(meta.failure_reason).toContain("SIGKILL")
+        expect(meta.last_log).toBe(third.log)
         const lines = (yield* s.lines).join("\n")
         expect(lines).toMatch(/RETRY: Attempt 2\/3 for a-1.trigger in 5s/)
         expect(lines).toMatch(/RETRY: Attempt 3\/3 for a-1.trigger in 10s/)
         expect(lines).toMatch(/\[T-1\] DLQ:/)
+        expect(yield* s.startedCount).toBe(3)
       })))
 
   it.scoped("every finished attempt is one history entry: failed, timed out, succeeded, interrupted by shutdown", () =>
-    withScheduler({ initialRetryDelayMs: 1_000, agentTimeoutMs: 10_000, maxRetries: 3 }, (s) =>
+    // 2 s between attempts: no other timer of the daemon falls on the instants awaited.
+    withScheduler({ initialRetryDelayMs: 2_000, agentTimeoutMs: 10_000, maxRetries: 3 }, (s) =>
       Effect.gen(function*() {
         yield* s.add("a-1", t("a", { trace_id: "T-9", context: { ticket: 52 } }))
+        const first = yield* s.next
         yield* TestClock.adjust("2 seconds")
-        yield* (yield* s.next).finish(ExitStatus.Exited({ code: 4 }))
-        yield* settle
-        yield* TestClock.adjust("1 second")
-        yield* s.next
+        yield* first.finish(ExitStatus.Exited({ code: 4 }))
+        yield* eventuallySleeping("the wait before attempt 2", 4_000)
+        yield* TestClock.adjust("2 seconds")
+        const second = yield* s.next
+        yield* eventuallySleeping("the second attempt's AGENT_TIMEOUT", 14_000)
         yield* TestClock.adjust("10 seconds") // the second attempt times out
-        yield* settle
-        yield* TestClock.adjust("2 seconds")
-        yield* (yield* s.next).finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
+        yield* eventuallyDone("the second attempt to be stopped", second.interrupted)
+        yield* eventuallySleeping("the wait before attempt 3", 18_000)
+        yield* TestClock.adjust("4 seconds")
+        const third = yield* s.next
+        yield* third.finish(ExitStatus.Exited({ code: 0 }))
+        yield* s.outcomesAt(1)
         yield* s.add("b-1", t("b"))
-        yield* s.next
+        const b = yield* s.next
         yield* s.close
+        expect(yield* Deferred.isDone(b.interrupted)).toBe(true)
         const entries = yield* s.history
         expect(entries.map((e) => [e.trigger, e.attempt, e.outcome, e.exit_code, e.signal])).toEqual([
           ["a-1.trigger", 1, "failed", 4, null],
           ["a-1.trigger", 2, "timeout", null, "SIGTERM"],
           ["a-1.trigger", 3, "success", 0, null],
-          ["b-1.trigger", 1, "interrupted", null, null]
+          // Stopped by the shutdown: its signal is kept.
+          ["b-1.trigger", 1, "interrupted", null, "SIGTERM"]
         ])
         expect(entries[0]).toMatchObject({
           agent: "a",
@@ -250,20 +369,27 @@ describe("Scheduler", () => {
           ticket: "52",
           trace_id: "T-9"
         })
-        expect(entries[1]).toMatchObject({ start: "1970-01-01T00:00:03.000Z", end: "1970-01-01T00:00:13.000Z" })
-        expect(entries[0]!.log).toMatch(/\/nonexistent\/project\/\.claude\/logs\/a-\d+\.log$/)
+        expect(entries[1]).toMatchObject({ start: "1970-01-01T00:00:04.000Z", end: "1970-01-01T00:00:14.000Z" })
+        expect(entries.map((e) => e.log)).toEqual([first.log, second.log, third.log, b.log])
+        expect(entries[0]!.log).toBe(path.join(s.logs, "a-0.log"))
+        // Each log has its header and its footer.
+        expect(readText(first.log)).toMatch(/^Agent: a\nTrigger: a-1.trigger\nStarted: 1970-01-01T00:00:00Z\nAttempt: 1\/3\n\n[^]*\nFailed: 1970-01-01T00:00:02Z\nExit code: 4\n$/)
+        expect(readText(second.log)).toContain("\nTimed out after 10s\nSignal: SIGTERM\n")
+        expect(readText(third.log)).toMatch(/\nCompleted: 1970-01-01T00:00:18Z\nExit code: 0\n$/)
       })))
 
   it.scoped("a trigger that succeeds on the second attempt is archived as done", () =>
-    withScheduler({ initialRetryDelayMs: 1_000 }, (s) =>
+    withScheduler({ initialRetryDelayMs: 1_500 }, (s) =>
       Effect.gen(function*() {
         yield* s.add("a-1", t("a"))
         yield* (yield* s.next).finish(ExitStatus.Exited({ code: 1 }))
-        yield* settle
-        yield* TestClock.adjust("1 second")
-        yield* (yield* s.next).finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
-        expect((yield* s.outcomes).map((o) => o.completion._tag)).toEqual(["Done"])
+        yield* eventuallySleeping("the wait before attempt 2", 1_500)
+        yield* TestClock.adjust("1500 millis")
+        const second = yield* s.next
+        expect(second.attempt).toBe("2")
+        yield* second.finish(ExitStatus.Exited({ code: 0 }))
+        expect((yield* s.outcomesAt(1)).map((o) => o.completion._tag)).toEqual(["Done"])
+        expect(yield* s.startedCount).toBe(2)
       })))
 
   it.scoped("while a trigger waits for its retry, its agent runs other triggers", () =>
@@ -273,15 +399,18 @@ describe("Scheduler", () => {
         yield* s.add("a-2", t("a"))
         yield* (yield* s.next).finish(ExitStatus.Exited({ code: 1 }))
         const other = yield* s.next
-        expect(other.spec.header).toContain("Trigger: a-2.trigger")
+        expect(other.header).toContain("Trigger: a-2.trigger")
         // The retry is due but the agent is busy: it waits, in its place, for the slot.
+        yield* eventuallySleeping("the wait before attempt 2", 5_000)
         yield* TestClock.adjust("5 seconds")
-        yield* settle
-        expect(yield* s.startedCount).toBe(2)
+        yield* TestClock.adjust("1 second")
         yield* other.finish(ExitStatus.Exited({ code: 0 }))
         const retry = yield* s.next
-        expect(retry.spec.header).toContain("Trigger: a-1.trigger")
-        expect(retry.spec.env["STARFORGE_ATTEMPT"]).toBe("2")
+        expect(retry.header).toContain("Trigger: a-1.trigger")
+        expect(retry.request.env["STARFORGE_ATTEMPT"]).toBe("2")
+        // It started when a-2 ended, not when its wait was over.
+        expect(retry.header).toContain("Started: 1970-01-01T00:00:06Z")
+        expect(yield* s.startedCount).toBe(3)
       })))
 
   it.scoped("AGENT_TIMEOUT interrupts the attempt and counts as a failure", () =>
@@ -289,15 +418,16 @@ describe("Scheduler", () => {
       Effect.gen(function*() {
         yield* s.add("a-1", t("a"))
         const first = yield* s.next
+        yield* eventuallySleeping("the first attempt's AGENT_TIMEOUT", 1_000)
         yield* TestClock.adjust("1 second")
-        yield* first.interrupted.pipe(Effect.asVoid)
-        yield* settle
+        yield* eventuallyDone("the first attempt to be stopped", first.interrupted)
+        yield* eventuallySleeping("the wait before attempt 2", 1_100)
         yield* TestClock.adjust("100 millis")
         const second = yield* s.next
+        yield* eventuallySleeping("the second attempt's AGENT_TIMEOUT", 2_100)
         yield* TestClock.adjust("1 second")
-        yield* settle
-        expect((yield* second.interrupted.pipe(Effect.as(true)))).toBe(true)
-        const outcomes = yield* s.outcomes
+        yield* eventuallyDone("the second attempt to be stopped", second.interrupted)
+        const outcomes = yield* s.outcomesAt(1)
         expect(outcomes[0]!.completion._tag).toBe("DeadLetter")
         expect(outcomes[0]!.completion.meta!.failure_reason).toContain("timed out after 1s")
         expect((yield* s.lines).join("\n")).toMatch(/TIMEOUT: a timed out after 1s/)
@@ -311,27 +441,28 @@ describe("Scheduler", () => {
         const a = yield* s.next
         const b = yield* s.next
         yield* s.close
-        expect(yield* a.interrupted.pipe(Effect.as(true))).toBe(true)
-        expect(yield* b.interrupted.pipe(Effect.as(true))).toBe(true)
+        expect(yield* Deferred.isDone(a.interrupted)).toBe(true)
+        expect(yield* Deferred.isDone(b.interrupted)).toBe(true)
         expect([...(yield* s.requeued)].sort()).toEqual(["a-1", "b-1"])
         expect(yield* s.busy).toEqual([])
         expect(yield* s.outcomes).toEqual([])
       })))
 
   it.scoped("a spawn failure is a failed attempt that ends in the dead-letter queue", () =>
-    withScheduler({ maxRetries: 1 }, (s) =>
+    withScheduler({ maxRetries: 1, spawnError: "command not found: claude (install it or set AGENT_COMMAND)" }, (s) =>
       Effect.gen(function*() {
         yield* s.add("a-1", t("a"))
-        yield* (yield* s.next).finish(ExitStatus.SpawnFailed({ message: "command not found: claude (install it or set AGENT_COMMAND)" }))
-        yield* settle
-        const meta = (yield* s.outcomes)[0]!.completion.meta!
+        const meta = (yield* s.outcomesAt(1))[0]!.completion.meta!
         expect(meta.failure_reason).toContain("AGENT_COMMAND")
         expect(meta.attempts).toBe(1)
+        expect(yield* s.startedCount).toBe(0)
+        // The log says why the agent never ran.
+        expect(readText(meta.last_log!)).toMatch(/\nError: command not found: claude \(install it or set AGENT_COMMAND\)\n$/)
+        expect(yield* s.busy).toEqual([])
       })))
 })
 
-// These projects have no log directory, so the fake writes no log at all: the output reaches the
-// scheduler only the way the real layer hands it over, from memory (`onOutput`), never from a file.
+// The attempt reads the agent's output from its pipes (the fake's `output`), as it writes the log.
 describe("Scheduler reading the agent's stream-json output", () => {
   const line = (o: object) => JSON.stringify(o) + "\n"
   const tool = (id: string, name: string) =>
@@ -344,9 +475,10 @@ describe("Scheduler reading the agent's stream-json output", () => {
       Effect.gen(function*() {
         yield* s.add("a-1", t("a"))
         const run = yield* s.next
+        yield* eventuallySleeping("the first PROGRESS", 300_000)
         yield* run.output(line({ type: "system", subtype: "init", session_id: "S", model: "m-1" }) + tool("m1", "Bash") + tool("m2", "Edit"))
-        yield* TestClock.adjust("1 second")
-        expect((yield* s.slots)["a"]).toMatchObject({
+        const slots = yield* eventually("the progress in the slot", s.slots, (table) => table["a"]?.last_tool === "Edit")
+        expect(slots["a"]).toMatchObject({
           status: "busy",
           turns: 2,
           tool_uses: 2,
@@ -358,25 +490,28 @@ describe("Scheduler reading the agent's stream-json output", () => {
           cost_usd: null,
           last_event_at: "1970-01-01T00:00:00Z"
         })
+        yield* TestClock.adjust("1 second")
         yield* TestClock.adjust("299 seconds")
-        const progress = (yield* s.lines).filter((l) => l.includes("PROGRESS:"))
+        const progress = yield* s.linesWith("PROGRESS:")
         expect(progress).toEqual([
           "[1970-01-01T00:05:00.000Z] [] PROGRESS: a running 5m 00s on a-1.trigger (attempt 1/3): 2 turns, 2 tool uses (last: Edit), " +
           "200 in / 20 out tokens, session S; last output 300s ago"
         ])
+        yield* eventuallySleeping("the second PROGRESS", 600_000)
         yield* TestClock.adjust("300 seconds")
-        expect((yield* s.lines).filter((l) => l.includes("PROGRESS:"))).toHaveLength(2)
+        yield* s.linesWith("PROGRESS:", 2)
         yield* run.output(result())
         yield* run.finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
-        expect((yield* s.lines).find((l) => l.includes("FINISH:"))).toContain(
-          "a completed a-1.trigger successfully in 600s (attempt 1): 2 turns, $0.5000, session S"
-        )
-        // No PROGRESS once the agent is done.
+        const [finish] = yield* s.linesWith("FINISH:")
+        expect(finish).toContain("a completed a-1.trigger successfully in 600s (attempt 1): 2 turns, $0.5000, session S")
+        // No PROGRESS once the agent is done (its loop ended with the attempt, before FINISH).
         yield* TestClock.adjust("600 seconds")
+        yield* s.outcomesAt(1)
         expect((yield* s.lines).filter((l) => l.includes("PROGRESS:"))).toHaveLength(2)
         expect((yield* s.notified).map((n) => n.kind)).toEqual(["start", "progress", "progress", "complete"])
         expect((yield* s.notified)[3]).toMatchObject({ agent: "a", trigger: "a-1.trigger", attempt: 1, details: { cost_usd: 0.5, turns: 2, session_id: "S" } })
+        // What it wrote is in its log, between the header and the footer.
+        expect(readText(run.log)).toContain(`${tool("m2", "Edit")}${result()}\nCompleted: 1970-01-01T00:10:00Z\nExit code: 0\n`)
       })))
 
   it.scoped("a result with is_error fails an attempt that exited 0; the DLQ meta carries the summary", () =>
@@ -387,8 +522,7 @@ describe("Scheduler reading the agent's stream-json output", () => {
         yield* run.output(tool("m1", "Bash") + result({ is_error: true, subtype: "error_during_execution", result: "tool crashed", total_cost_usd: 0.25 }))
         yield* TestClock.adjust("2 seconds")
         yield* run.finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
-        const [outcome] = yield* s.outcomes
+        const [outcome] = yield* s.outcomesAt(1)
         expect(outcome!.completion._tag).toBe("DeadLetter")
         expect(outcome!.completion.meta).toMatchObject({
           failure_reason: "failed 1 time; last attempt exited with code 0 but reported an error (error_during_execution: tool crashed)",
@@ -407,19 +541,32 @@ describe("Scheduler reading the agent's stream-json output", () => {
       Effect.gen(function*() {
         yield* s.add("a-1", t("a"))
         const run = yield* s.next
+        yield* eventuallySleeping("the stall watch", 600_000)
+        yield* eventuallySleeping("the first PROGRESS", 300_000)
         yield* TestClock.adjust("500 seconds")
-        // Seen the moment it is written (no log is read back): the silence counts from here.
+        yield* s.linesWith("PROGRESS:")
+        // Seen the moment it is written: the silence counts from here.
         yield* run.output("still thinking\n")
-        yield* TestClock.adjust("599 seconds")
-        yield* settle
+        yield* eventually("the output in the agent's log", Effect.sync(() => readText(run.log)), (text) => text.includes("still thinking\n"))
+        yield* TestClock.adjust("100 seconds")
+        // At 600 s the stall watch found 100 s of silence and looks again at 1100 s.
+        yield* eventuallySleeping("the stall watch, moved by the output", 1_100_000)
+        yield* s.linesWith("PROGRESS:", 2)
+        yield* eventuallySleeping("the third PROGRESS", 900_000)
+        yield* TestClock.adjust("499 seconds")
+        yield* s.linesWith("PROGRESS:", 3)
         expect(yield* Deferred.isDone(run.interrupted)).toBe(false)
         yield* TestClock.adjust("1 second")
-        yield* settle
-        expect(yield* Deferred.isDone(run.interrupted)).toBe(true)
+        yield* eventuallyDone("the agent to be stopped", run.interrupted)
+        const [outcome] = yield* s.outcomesAt(1)
         const lines = yield* s.lines
         expect(lines.find((l) => l.includes("STALLED:"))).toContain("STALLED: a stalled (no output for 600s) on a-1.trigger")
         expect(lines.some((l) => l.includes("TIMEOUT:"))).toBe(false)
-        const [outcome] = yield* s.outcomes
+        expect(lines.filter((l) => l.includes("PROGRESS:")).map((l) => /last output \d+s ago/.exec(l)?.[0])).toEqual([
+          "last output 300s ago",
+          "last output 100s ago",
+          "last output 400s ago"
+        ])
         expect(outcome!.completion.meta).toMatchObject({ failure_kind: "stalled", signal: "SIGTERM" })
         expect((yield* s.notified).map((n) => n.kind)).toEqual(["start", "progress", "progress", "progress", "stalled", "dead_letter"])
       })))
@@ -429,9 +576,16 @@ describe("Scheduler reading the agent's stream-json output", () => {
       Effect.gen(function*() {
         yield* s.add("a-1", t("a"))
         const run = yield* s.next
-        yield* TestClock.adjust("20 minutes")
-        yield* settle
+        // Every 5 minutes a PROGRESS: at 20 minutes the attempt's timers have had their chance.
+        for (let i = 1; i <= 4; i++) {
+          yield* eventuallySleeping(`PROGRESS ${i}`, i * 300_000)
+          yield* TestClock.adjust("5 minutes")
+          yield* s.linesWith("PROGRESS:", i)
+        }
+        const progress = yield* s.linesWith("PROGRESS:", 4)
+        expect(progress[3]).toContain("last output 1200s ago")
         expect(yield* Deferred.isDone(run.interrupted)).toBe(false)
+        expect(yield* s.busy).toEqual(["a"])
       })))
 })
 
@@ -447,29 +601,32 @@ describe("Scheduler on a usage limit", () => {
         yield* first.output(limitResult("You've hit your limit"))
         yield* TestClock.adjust("1 second")
         yield* first.finish(ExitStatus.Exited({ code: 1 }))
-        yield* settle
-        expect(yield* s.requeued).toEqual(["a-1"])
+        expect(yield* eventually("the trigger to be requeued", s.requeued, (r) => r.length > 0)).toEqual(["a-1"])
         expect((yield* s.lines).find((l) => l.includes("LIMIT:"))).toContain(
           "a hit a usage limit on a-1.trigger (attempt 1, not counted): You've hit your limit; agents running this AGENT_COMMAND " +
             "wait until 1970-01-01T00:05:01Z (cooldown, limit 1 in a row)"
         )
         // Another agent's trigger waits too.
         yield* s.add("b-1", t("b"))
+        yield* eventuallySleeping("the end of the pause", 301_000)
         yield* TestClock.adjust("299 seconds")
-        yield* settle
-        expect(yield* s.startedCount).toBe(1)
         yield* TestClock.adjust("1 second")
         const again = yield* s.next
         const other = yield* s.next
-        expect([again.spec.agent, other.spec.agent].sort()).toEqual(["a", "b"])
-        const a = again.spec.agent === "a" ? again : other
+        expect([again.agent, other.agent].sort()).toEqual(["a", "b"])
+        // Neither started before the pause was over (b-1 was queued at 1 s).
+        expect(again.header).toContain("Started: 1970-01-01T00:05:01Z")
+        expect(other.header).toContain("Started: 1970-01-01T00:05:01Z")
+        expect(yield* s.startedCount).toBe(3)
+        const a = again.agent === "a" ? again : other
         // Attempt 1 again: the limited attempt did not count.
-        expect(a.spec.env["STARFORGE_ATTEMPT"]).toBe("1")
+        expect(a.request.env["STARFORGE_ATTEMPT"]).toBe("1")
         yield* a.output(limitResult("Claude AI usage limit reached"))
         yield* TestClock.adjust("1 second")
         yield* a.finish(ExitStatus.Exited({ code: 1 }))
-        yield* settle
-        expect((yield* s.lines).filter((l) => l.includes("LIMIT:"))[1]).toContain("wait until 1970-01-01T00:15:02Z (cooldown, limit 2 in a row)")
+        const limits = yield* s.linesWith("LIMIT:", 2)
+        expect(limits[1]).toContain("wait until 1970-01-01T00:15:02Z (cooldown, limit 2 in a row)")
+        yield* eventually("the trigger to be requeued again", s.requeued, (r) => r.length === 2)
         expect(yield* s.outcomes).toEqual([])
       })))
 
@@ -482,13 +639,16 @@ describe("Scheduler on a usage limit", () => {
         yield* run.output(limitResult("You've hit your limit · resets 1pm (UTC)"))
         yield* TestClock.adjust("1 second")
         yield* run.finish(ExitStatus.Exited({ code: 1 }))
-        yield* settle
-        expect((yield* s.lines).find((l) => l.includes("LIMIT:"))).toContain("wait until 2026-11-28T13:00:00Z (the reset time the agent named)")
+        const [limit] = yield* s.linesWith("LIMIT:")
+        expect(limit).toContain("wait until 2026-11-28T13:00:00Z (the reset time the agent named)")
+        yield* eventuallySleeping("the end of the pause", Date.parse("2026-11-28T13:00:00Z"))
         yield* TestClock.adjust("2 hours")
-        yield* settle
-        expect(yield* s.startedCount).toBe(1)
         yield* TestClock.adjust("1 hour")
-        expect((yield* s.next).spec.agent).toBe("a")
+        const again = yield* s.next
+        expect(again.agent).toBe("a")
+        // Not a moment before the reset time.
+        expect(again.header).toContain("Started: 2026-11-28T13:00:00Z")
+        expect(yield* s.startedCount).toBe(2)
       })))
 
   it.scoped("a limit mentioned by an agent that succeeds changes nothing", () =>
@@ -499,8 +659,7 @@ describe("Scheduler on a usage limit", () => {
         yield* run.output("API Error: 429 rate_limit_error, retrying in 5 seconds\n")
         yield* TestClock.adjust("1 second")
         yield* run.finish(ExitStatus.Exited({ code: 0 }))
-        yield* settle
-        expect((yield* s.outcomes).map((o) => o.completion._tag)).toEqual(["Done"])
+        expect((yield* s.outcomesAt(1)).map((o) => o.completion._tag)).toEqual(["Done"])
         expect((yield* s.lines).some((l) => l.includes("LIMIT:"))).toBe(false)
       })))
 })

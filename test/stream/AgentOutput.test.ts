@@ -16,25 +16,25 @@ describe("watchOutput", () => {
     Effect.gen(function*() {
       const published: Array<Progress> = []
       const watch = yield* watchOutput({ publishSpacingMs: 1_000, onProgress: (p) => Effect.sync(() => published.push(p)) })
-      watch.push(bytes(tool("Bash", "m1") + tool("Edit", "m2") + "not json\n"))
+      yield* watch.push(bytes(tool("Bash", "m1") + tool("Edit", "m2") + "not json\n"))
       expect((yield* watch.state).progress.tool_uses).toBe(2)
       yield* TestClock.adjust("1 millis")
       expect(published.map((p) => p.tool_uses)).toEqual([2])
       // Three changes within the spacing: one call, with the last of them.
-      watch.push(bytes(tool("Read", "m3")))
-      watch.push(bytes(tool("Grep", "m4")))
+      yield* watch.push(bytes(tool("Read", "m3")))
+      yield* watch.push(bytes(tool("Grep", "m4")))
       yield* TestClock.adjust("500 millis")
-      watch.push(bytes(tool("Glob", "m5")))
+      yield* watch.push(bytes(tool("Glob", "m5")))
       yield* TestClock.adjust("400 millis")
       expect(published).toHaveLength(1)
       yield* TestClock.adjust("100 millis")
       expect(published.map((p) => p.last_tool)).toEqual(["Edit", "Glob"])
       // Nothing new, or only text (no progress): nothing published.
       yield* TestClock.adjust("5 seconds")
-      watch.push(bytes("plain text\n"))
+      yield* watch.push(bytes("plain text\n"))
       yield* TestClock.adjust("5 seconds")
       expect(published).toHaveLength(2)
-      watch.push(bytes(tool("Write", "m6").trimEnd())) // no newline: the agent died mid-line
+      yield* watch.push(bytes(tool("Write", "m6").trimEnd())) // no newline: the agent died mid-line
       expect((yield* watch.state).progress.tool_uses).toBe(5)
       const final = yield* watch.finish
       expect(final.progress).toMatchObject({ tool_uses: 6, last_tool: "Write", turns: 6 })
@@ -50,9 +50,9 @@ describe("watchOutput", () => {
         // The first call blocks until released.
         onProgress: (p) => (published.push(p.tool_uses) === 1 ? Deferred.await(release) : Effect.void)
       })
-      watch.push(bytes(tool("Bash", "m1")))
+      yield* watch.push(bytes(tool("Bash", "m1")))
       yield* TestClock.adjust("1 millis")
-      for (let i = 2; i <= 20; i++) watch.push(bytes(tool("Read", `m${i}`)))
+      for (let i = 2; i <= 20; i++) yield* watch.push(bytes(tool("Read", `m${i}`)))
       yield* TestClock.adjust("1 millis")
       expect(published).toEqual([1])
       yield* Deferred.succeed(release, undefined)
@@ -64,7 +64,7 @@ describe("watchOutput", () => {
     Effect.gen(function*() {
       const watch = yield* watchOutput()
       const all = bytes(tool("Bash", "m1") + "héllo wörld\n" + tool("Edit", "m2"))
-      for (let i = 0; i < all.length; i += 7) watch.push(all.subarray(i, i + 7))
+      for (let i = 0; i < all.length; i += 7) yield* watch.push(all.subarray(i, i + 7))
       const final = yield* watch.finish
       expect(final).toMatchObject({ jsonLines: 2, textLines: 1, progress: { tool_uses: 2, last_tool: "Edit" } })
     }))
@@ -72,9 +72,9 @@ describe("watchOutput", () => {
   it.scoped("a huge line is dropped while the lines around it are kept", () =>
     Effect.gen(function*() {
       const watch = yield* watchOutput({ maxLineBytes: 1024 })
-      watch.push(bytes(tool("Bash", "m1")))
-      watch.push(Buffer.alloc(3 * 1024, 120))
-      watch.push(bytes("\n" + tool("Edit", "m2")))
+      yield* watch.push(bytes(tool("Bash", "m1")))
+      yield* watch.push(Buffer.alloc(3 * 1024, 120))
+      yield* watch.push(bytes("\n" + tool("Edit", "m2")))
       const final = yield* watch.finish
       expect(final).toMatchObject({ oversizedLines: 1, jsonLines: 2, progress: { tool_uses: 2 } })
     }))
@@ -82,13 +82,13 @@ describe("watchOutput", () => {
   it.scoped("lastActivityMs is the watch's start, then the time of the last bytes, partial lines included", () =>
     Effect.gen(function*() {
       const watch = yield* watchOutput()
-      expect(watch.lastActivityMs()).toBe(0)
+      expect((yield* watch.lastActivityMs)).toBe(0)
       yield* TestClock.adjust("6 seconds")
-      watch.push(bytes("still working, no newline yet"))
+      yield* watch.push(bytes("still working, no newline yet"))
       yield* TestClock.adjust("3 seconds")
-      expect(watch.lastActivityMs()).toBe(6_000)
-      watch.push(bytes(""))
-      expect(watch.lastActivityMs()).toBe(6_000)
+      expect((yield* watch.lastActivityMs)).toBe(6_000)
+      yield* watch.push(bytes(""))
+      expect((yield* watch.lastActivityMs)).toBe(6_000)
     }))
 
   it.scoped("plain text output, or none, publishes no progress (the slot is not written for nothing)", () =>
@@ -99,10 +99,10 @@ describe("watchOutput", () => {
       yield* TestClock.adjust("1 second")
       expect(yield* quiet.finish).toMatchObject({ jsonLines: 0, textLines: 0 })
       const text = yield* watchOutput({ onProgress })
-      text.push(bytes("agent running\nwarning: something\nno newline"))
+      yield* text.push(bytes("agent running\nwarning: something\nno newline"))
       yield* TestClock.adjust("1 second")
       expect(yield* text.finish).toMatchObject({ jsonLines: 0, textLines: 3 })
-      text.push(bytes(tool("Bash", "m1")))
+      yield* text.push(bytes(tool("Bash", "m1")))
       yield* TestClock.adjust("1 second")
       expect(published.map((p) => p.tool_uses)).toEqual([1])
     }))

@@ -1,0 +1,76 @@
+/**
+ * The one way the daemon stops processes: SIGTERM, up to the kill grace for them to go, then
+ * SIGKILL. Agents are stopped as whole process groups, so background grandchildren go with them.
+ * Used when an agent's scope closes (exit, timeout, stall, shutdown) and for orphans found at
+ * start; `ladder` works on any target (a single process, for the CLI's `daemon stop`).
+ */
+import { Duration, Effect, Schedule } from "effect"
+import { ProcessTable } from "../platform/ProcessTable.js"
+
+/** The signal that ended a target. */
+export type StopSignal = "SIGTERM" | "SIGKILL"
+
+/** How often the process table is read while waiting for processes to go. */
+const POLL = Duration.millis(25)
+/** How long SIGKILLed processes may take to be gone (the kernel frees them quickly). */
+const KILL_WAIT = Duration.seconds(2)
+
+/**
+ * Reads `done` until it holds, at most for `within`; true when it held. Usable in a finalizer:
+ * only the raced wait is interruptible (by its timeout), not the finalizer's fiber, whose own
+ * interruption may be what runs it.
+ */
+export const pollUntil = (done: Effect.Effect<boolean>, within: Duration.DurationInput): Effect.Effect<boolean> =>
+  done.pipe(
+    Effect.repeat({ schedule: Schedule.spaced(POLL), until: (held) => held }),
+    Effect.interruptible,
+    Effect.timeoutTo({ duration: within, onSuccess: () => true, onTimeout: () => false })
+  )
+
+/** What a ladder needs to know about its target. */
+export interface Target {
+  /** Sends a signal; false when there was nothing left to receive it. */
+  readonly signal: (signal: StopSignal) => Effect.Effect<boolean>
+  readonly gone: Effect.Effect<boolean>
+}
+
+/** SIGTERM, SIGKILL after `grace`; the signal that ended the target, undefined if it was gone already. */
+export const ladder = (target: Target, grace: Duration.DurationInput): Effect.Effect<StopSignal | undefined> =>
+  Effect.gen(function*() {
+    if (yield* target.gone) return undefined
+    if (!(yield* target.signal("SIGTERM"))) return undefined
+    if (yield* pollUntil(target.gone, grace)) return "SIGTERM" as const
+    yield* target.signal("SIGKILL")
+    yield* pollUntil(target.gone, KILL_WAIT)
+    return "SIGKILL" as const
+  })
+
+/** The ladder over a process group (an agent and everything it started). */
+export const stopGroup = (pgid: number, grace: Duration.DurationInput) =>
+  Effect.flatMap(ProcessTable, (table) =>
+    ladder({
+      signal: (signal) => table.signalGroup(pgid, signal),
+      gone: Effect.map(table.groupMembers(pgid), (members) => members.length === 0)
+    }, grace))
+
+/** The ladder over one process. */
+export const stopProcess = (pid: number, grace: Duration.DurationInput) =>
+  Effect.flatMap(ProcessTable, (table) =>
+    ladder({ signal: (signal) => table.signalProcess(pid, signal), gone: Effect.map(table.isAlive(pid), (alive) => !alive) }, grace))
+
+/** What happened to a process an earlier daemon left. */
+export type OrphanFate = "stopped" | "gone" | "different"
+
+/**
+ * Stops an agent left by an earlier daemon if, and only if, its pid is still that process (same
+ * start time). When it is gone, what is left of its group is stopped: a group cannot outlive its
+ * leader's pid being reused, so its members are the agent's own.
+ */
+export const stopOrphan = (pid: number, startTime: string | null, grace: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const table = yield* ProcessTable
+    const identity = yield* table.identify(pid, startTime)
+    if (identity === "different") return "different" as const
+    yield* stopGroup(pid, grace)
+    return identity === "gone" ? "gone" as const : "stopped" as const
+  }).pipe(Effect.withSpan("KillLadder.stopOrphan", { attributes: { pid } }))

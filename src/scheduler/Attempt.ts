@@ -1,0 +1,116 @@
+/**
+ * One attempt of a claimed trigger: the agent's command line and environment, its log, its
+ * start reported to the slot table, the daemon log and the webhooks, its progress lines while it
+ * runs, and its history line however it ends.
+ */
+import * as fs from "node:fs"
+import { Clock, Effect, Option, Ref } from "effect"
+import { DaemonConfig } from "../config/DaemonConfig.js"
+import type { StorageError } from "../domain/errors.js"
+import { ExitStatus, isSuccess } from "../domain/Outcome.js"
+import { worktreeOf } from "../domain/ProjectPaths.js"
+import { isoSeconds } from "../domain/time.js"
+import { buildPrompt, ticketOf } from "../domain/Trigger.js"
+import { freeName } from "../io/freeName.js"
+import * as AgentRun from "../process/AgentRun.js"
+import type { Spawner } from "../process/Spawner.js"
+import type { ClaimedTrigger } from "../queue/TriggerQueue.js"
+import { AgentSlots } from "../slots/AgentSlots.js"
+import { emptyOutput, type OutputState, reportedError } from "../stream/StreamJson.js"
+import type { AttemptResult, JobEvents } from "./JobEvents.js"
+
+/** The agent's log for one attempt: `C/logs/<agent>-<epoch seconds>.log`, never reused. */
+export const agentLogFile = (logs: string, agent: string, nowMs: number): string =>
+  freeName(logs, `${agent}-${Math.floor(nowMs / 1000)}.log`)
+
+/** The process's exit, corrected by what the agent itself reported in its output. */
+export const reportedOutcome = (status: ExitStatus, output: OutputState): ExitStatus => {
+  const reported = reportedError(output)
+  return reported !== undefined && isSuccess(status) ? ExitStatus.ReportedError({ code: 0, message: reported }) : status
+}
+
+/** The exit of the attempt's agent, once known: a stop that lands after a success must not rerun it. */
+export type ExitProbe = Effect.Effect<Option.Option<ExitStatus>>
+
+export const make = (events: JobEvents) =>
+  Effect.gen(function*() {
+    const { paths, settings } = yield* DaemonConfig
+    const slots = yield* AgentSlots
+    const [command, ...commandArgs] = settings.agentCommand
+    // The daemon's environment, which every agent inherits, copied once.
+    const daemonEnv = { ...process.env } as Record<string, string>
+
+    /**
+     * Runs attempt `attempt` of `claimed` to its end (its slot was reserved by the dispatcher).
+     * `exitProbe` is given how to learn the agent's exit while it runs. Only an agent log that
+     * cannot be written fails it: the agent was then not started.
+     */
+    return (claimed: ClaimedTrigger, attempt: number, exitProbe: Ref.Ref<ExitProbe>): Effect.Effect<AttemptResult, StorageError, Spawner> =>
+      Effect.gen(function*() {
+        const { name, agent, trigger } = claimed.queued
+        const startedMs = yield* Clock.currentTimeMillis
+        const logFile = agentLogFile(paths.logs, agent, startedMs)
+        const worktree = worktreeOf(paths, agent)
+        const cwd = fs.statSync(worktree, { throwIfNoEntry: false })?.isDirectory() ? worktree : paths.root
+        const recorded = (status: ExitStatus | undefined, outcome?: "error" | "interrupted") =>
+          events.recorded(claimed, attempt, startedMs, logFile, status, outcome)
+        yield* Ref.set(exitProbe, Effect.succeedNone)
+        return yield* Effect.scoped(Effect.gen(function*() {
+        const run = yield* AgentRun.start({
+          request: {
+            command: command!,
+            args: [...commandArgs, buildPrompt(trigger, claimed.file)],
+            cwd,
+            env: {
+              ...daemonEnv,
+              STARFORGE_AGENT_ID: agent,
+              STARFORGE_TRIGGER_FILE: claimed.file,
+              STARFORGE_ACTION: trigger.action ?? "",
+              STARFORGE_FROM_AGENT: trigger.from_agent ?? "",
+              STARFORGE_TICKET: ticketOf(trigger) ?? "",
+              STARFORGE_TRACE_ID: trigger.trace_id ?? "",
+              STARFORGE_ATTEMPT: String(attempt),
+              STARFORGE_PROJECT_ROOT: paths.root
+            }
+          },
+          logFile,
+          header: [`Agent: ${agent}`, `Trigger: ${name}.trigger`, `Started: ${isoSeconds(startedMs)}`, `Attempt: ${attempt}/${settings.maxRetries}`],
+          maxLogBytes: settings.logMaxBytes,
+          timeoutMs: settings.agentTimeoutMs,
+          stallMs: settings.agentStallTimeoutMs,
+          onProgress: (progress) => slots.setProgress(agent, progress)
+        }).pipe(Effect.tapError(() => recorded(undefined, "error")))
+        const ended = (outcome: ExitStatus, output: OutputState, pid: number | null) =>
+          Effect.gen(function*() {
+            yield* recorded(outcome)
+            const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
+            return { outcome, output, logFile, startedMs, seconds, pid } satisfies AttemptResult
+          })
+        if (run._tag === "NotStarted") return yield* ended(run.status, emptyOutput, null)
+        yield* Ref.set(exitProbe, run.exited)
+        yield* slots.setProcess(agent, { pid: run.pid, startTime: run.startTime, log: logFile })
+        yield* events.spawned(claimed, attempt, run.pid)
+        const progress = settings.progressIntervalMs > 0
+          ? events.progress(claimed, attempt, startedMs, run.watch).pipe(Effect.delay(settings.progressIntervalMs), Effect.forever)
+          : Effect.never
+        const status = yield* Effect.raceFirst(run.end, progress)
+        // Read to its end and recorded as one step: the attempt's history line is never lost.
+        return yield* Effect.uninterruptible(Effect.gen(function*() {
+          const output = yield* run.watch.finish
+          return yield* ended(reportedOutcome(status, output), output, run.pid)
+        }))
+        })).pipe(
+          // Recorded once the scope has stopped the agent: its signal is kept, and an agent that
+          // had already succeeded is recorded as a success.
+          Effect.onInterrupt(() =>
+            Effect.flatMap(Effect.flatten(Ref.get(exitProbe)), (exited) =>
+              Option.match(exited, {
+                onNone: () => recorded(undefined, "interrupted"),
+                onSome: (status) => recorded(status, isSuccess(status) ? undefined : "interrupted")
+              }))
+          )
+        )
+      })
+  })
+
+export type RunAttempt = Effect.Effect.Success<ReturnType<typeof make>>
