@@ -1,4 +1,4 @@
-/** How `status` and `slots` show live progress, usage-limit pauses and the day's cost. */
+/** How `status` and `slots` show the slot table, live progress, usage-limit pauses and the day's cost. */
 import * as path from "node:path"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import type { Slot } from "../domain/Slot.js"
@@ -56,6 +56,20 @@ export const costLine = (status: UsageStatus): string | undefined => {
     agents.map(([agent, d]) => `${agent} ${formatCost(d.cost_usd)} (${d.attempts} attempt${d.attempts === 1 ? "" : "s"})`).join(", ") +
     `; total ${formatCost(status.cost_today.total_usd)}`
 }
+
+/** One row of the slot table of `status` and `slots`, under `SLOT_HEADER`. */
+export const slotRows = (slots: Record<string, Slot>) =>
+  Object.entries(slots).sort(([a], [b]) => a.localeCompare(b)).map(([agent, s]) => [
+    agent,
+    s.status,
+    s.pid ?? "-",
+    s.ticket ?? "-",
+    s.status === "busy" && s.started_at ? formatDuration((Date.now() - Date.parse(s.started_at)) / 1000) : "-",
+    s.status === "busy" ? s.trigger ?? "-" : "-",
+    progressCell(s, Date.now())
+  ])
+
+export const SLOT_HEADER = ["AGENT", "STATUS", "PID", "TICKET", "RUNNING FOR", "TRIGGER", "PROGRESS"]
 
 /** `slots show AGENT`: every progress field of a busy slot, one per line. */
 export const slotDetails = (slot: Slot): ReadonlyArray<string> => {

@@ -7,8 +7,7 @@ import { idleSlot, type Slot } from "../domain/Slot.js"
 import { ProcessTable } from "../platform/ProcessTable.js"
 import { writeFileAtomic } from "../io/stateFile.js"
 import { readTable } from "../slots/AgentSlots.js"
-import { SLOT_HEADER, slotRows } from "./daemon.js"
-import { slotDetails } from "./progress.js"
+import { SLOT_HEADER, slotDetails, slotRows } from "./progress.js"
 import { ExitWith, jsonOption, printJson, projectOption, resolveProject, table } from "./shared.js"
 
 const readSlots = (project: string) =>

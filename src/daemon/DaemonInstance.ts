@@ -39,6 +39,16 @@ const helloOf = (paths: ProjectPaths, line: string | undefined): Hello | undefin
 export const probe = (paths: ProjectPaths, timeoutMs = 2_000) =>
   Effect.flatMap(InstanceLock, (lock) => Effect.map(lock.probe(paths.root, timeoutMs), (line) => helloOf(paths, line)))
 
+/** What `C/daemon.pid` says, trimmed; undefined when it cannot be read. */
+export const recordedPid = (paths: ProjectPaths) =>
+  Effect.sync(() => {
+    try {
+      return fs.readFileSync(paths.pidFile, "utf8").trim()
+    } catch {
+      return undefined
+    }
+  })
+
 /**
  * Is `hello` really this project's daemon, one we may signal? The lock's address is public, so
  * the pid it announces must also be in `C/daemon.pid` (which only the project's owner can write)
@@ -46,13 +56,7 @@ export const probe = (paths: ProjectPaths, timeoutMs = 2_000) =>
  */
 export const isOurDaemon = (paths: ProjectPaths, hello: Hello) =>
   Effect.gen(function*() {
-    const recorded = yield* Effect.sync(() => {
-      try {
-        return fs.readFileSync(paths.pidFile, "utf8").trim()
-      } catch {
-        return undefined
-      }
-    })
+    const recorded = yield* recordedPid(paths)
     if (recorded !== String(hello.pid)) return false
     const owner = yield* Effect.flatMap(ProcessTable, (table) => table.ownerOf(hello.pid))
     return owner !== undefined && owner === process.getuid?.()

@@ -16,7 +16,7 @@ export const Slot = Schema.Struct({
   attempt: Schema.optional(Schema.NullOr(Schema.Number)),
   pid_start_time: Schema.optional(Schema.NullOr(Schema.String)),
   trace_id: Schema.optional(Schema.NullOr(Schema.String)),
-  // Live progress read from the agent's stream-json output (see stream/StreamJson.ts).
+  // Live progress read from the agent's stream-json output (see stream/OutputState.ts).
   last_event_at: Schema.optional(Schema.NullOr(Schema.String)),
   turns: Schema.optional(Schema.Number),
   tool_uses: Schema.optional(Schema.Number),

@@ -28,9 +28,8 @@ const kindOf = (stat: fs.Stats | fs.BigIntStats): string =>
  * file between the checks changes nothing. Errors other than "gone" are thrown.
  *
  * `listedAsRegular`: the caller has just seen the file listed as a regular file (the directory
- * entry's type), so the check before opening is skipped; it is the costliest of the system calls
- * (a third of the time for a queue of 10,000 small files). The descriptor's checks still hold for
- * a file swapped since; the check before opening only keeps devices and FIFOs from being opened.
+ * entry's type), so the costly check before opening is skipped. The descriptor's checks still hold
+ * for a file swapped since; the check before opening only keeps devices and FIFOs from being opened.
  */
 export const readRegularFile = (
   file: string,

@@ -3,7 +3,7 @@
  * and reading them back.
  *
  * Rotation never loses a byte because the daemon is the only writer: agents write into a pipe
- * the daemon drains (see `AgentProcess`), and the daemon writes each chunk whole. When a write
+ * the daemon drains (see `AgentRun`), and the daemon writes each chunk whole. When a write
  * takes the file to `LOG_MAX_SIZE_MB`, the file is closed, renamed to the next part and a new
  * file is opened under the same name, all between two writes. Parts are numbered upwards, so
  * no part is ever renamed again: `x.log.1` is the oldest, then `x.log.2`, …, then `x.log`, the

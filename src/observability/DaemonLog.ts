@@ -93,8 +93,8 @@ const logLevelOf = (level: EventLevel): LogLevel.LogLevel =>
 
 /**
  * Whether an Effect logger would take the event: there is one, and the event's level is not
- * below the minimum (the `starforge` command logs warnings and errors only). Building the
- * annotations of an event nobody takes cost about 0.35 ms per job.
+ * below the minimum (the `starforge` command logs warnings and errors only). Checked first, so no
+ * annotations are built for an event nobody takes.
  */
 const wantedByLoggers = (fiber: Fiber.RuntimeFiber<unknown, unknown>, level: EventLevel): boolean =>
   HashSet.size(fiber.getFiberRef(FiberRef.currentLoggers)) > 0 &&
@@ -148,7 +148,7 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
         )
         let failing = false
         return {
-          // One step of the fiber, not a generator of several: a job logs three to five events.
+          // One step of the fiber, not a generator of several: every job logs several events.
           event: (level, message, context) =>
             passes(level, settings.logLevel)
               ? Effect.withFiberRuntime((fiber) => {

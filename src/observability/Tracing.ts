@@ -1,7 +1,7 @@
 /**
  * Spans of job attempts. One `starforge.attempt` span per attempt, from the moment its trigger
  * started waiting (queued, or its retry delay began) to its outcome, with child spans for the
- * stages: `queue wait`, `spawn`, `run`, `kill` (in AgentProcess) and `archive`. The trigger's
+ * stages: `queue wait`, `spawn`, `run`, `kill` (in AgentRun) and `archive`. The trigger's
  * `trace_id` becomes the trace id when it is a valid one (32 hex digits, not all zero); otherwise
  * each job gets a fresh trace, shared by its attempts. Spans go nowhere unless a tracer is
  * installed (see `Telemetry`).
@@ -14,8 +14,8 @@ export const validTraceId = (traceId: string | null | undefined): string | undef
 
 /**
  * Options for the spans every job opens: no captured call site. Effect takes a stack trace for
- * each span (its `code.stacktrace`) unless told not to, about 0.15 ms per job in all; a job's
- * spans are named for their stage and need none.
+ * each span (its `code.stacktrace`) unless told not to; a job's spans are named for their stage
+ * and need none.
  */
 export const NO_STACK = { captureStackTrace: false } as const
 
@@ -71,8 +71,8 @@ export const spanSince = (
 
 /**
  * A span of a stage that had nothing to do (a first attempt's queue wait, the kill stage of an
- * agent already gone), opened at `startMs` (default: now) and ended now, in one step: around an
- * effect, a span is about 35 Effect steps.
+ * agent already gone), opened at `startMs` (default: now) and ended now, in one step: much cheaper
+ * than wrapping an empty effect in a span.
  */
 export const endedSpan = (name: string, startMs?: number): Effect.Effect<void> =>
   Effect.withFiberRuntime((fiber) => {

@@ -1,10 +1,7 @@
 /**
  * Watches one directory with `node:fs.watch` (inotify on Linux) and reports each changed entry
- * the moment the kernel does. `@parcel/watcher` holds every batch of events for at least 50 ms
- * (its debounce), which was most of the daemon's dispatch latency, and crawls the whole tree
- * (`processed/` included) when it subscribes; the default node backend of `@effect/platform`
- * 0.97 registers its watch only once its stream is first pulled and misclassifies creations
- * (effect-notes §5).
+ * the moment the kernel does: `@parcel/watcher` debounces its events and crawls the whole tree,
+ * and `@effect/platform`'s node watcher registers late and misclassifies creations (effect-notes §5).
  *
  * - The watch is registered when `watchDirectory` returns: a change made after that is never
  *   missed, so a rescan that follows it sees everything (no gap at start-up).
@@ -67,8 +64,8 @@ export const watchDirectory = (
 
 /**
  * Runs `f` on each event of a watch, in order, until the watch ends (then succeeds) or fails.
- * A loop over the mailbox's batches, not `Stream.runForEach`: a stream's channel machinery
- * costs dozens of effect steps per event, and a busy queue makes three events per job.
+ * A loop over the mailbox's batches, not `Stream.runForEach`, whose channel machinery costs many
+ * effect steps per event.
  */
 export const forEachEvent = <E, R>(
   events: Mailbox.ReadonlyMailbox<string, PlatformError.SystemError>,

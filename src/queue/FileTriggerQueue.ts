@@ -1,6 +1,7 @@
 /**
  * The file-system layer of `TriggerQueue`: watches `C/triggers` (inotify, see `DirectoryWatch.ts`)
- * and rescans it, keeps the pending set in memory, claims by rename and archives every outcome.
+ * and rescans it, keeps the pending set in memory, claims by rename and archives every outcome
+ * (the moves themselves are in `claimFiles.ts`, reading one file in `inspectTrigger.ts`).
  * Watch events only say "look at this file again": a missed event costs latency, never a trigger,
  * because the monitor rescans the whole directory every `PROCESS_MONITOR_INTERVAL`.
  */
@@ -9,21 +10,20 @@ import * as path from "node:path"
 import { SystemError } from "@effect/platform/Error"
 import { Effect, Either, FiberSet, Layer, Option, Queue, Schedule } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
-import { StorageError } from "../domain/errors.js"
-import { archiveStamp } from "../domain/time.js"
-import { parseTrigger, priorityOf, promptProblem } from "../domain/Trigger.js"
 import { DaemonLog } from "../observability/DaemonLog.js"
-import { writeFileAtomic } from "../io/stateFile.js"
 import { type ClaimedTrigger, PendingTriggers, type QueuedTrigger, TriggerQueue, type TriggerQueueShape } from "./TriggerQueue.js"
 import { forEachEvent, watchDirectory } from "./DirectoryWatch.js"
-import { freeName } from "../io/freeName.js"
-import { fitName, MAX_TRIGGER_NAME_BYTES, moveNoClobber, type ReadResult, readTriggerFile } from "./triggerFiles.js"
-
-const SUFFIX = ".trigger"
-/** A file that is not complete JSON yet is read again if it changed this recently. */
-const SETTLE_MS = 2_000
-
-const storage = (operation: string, file: string) => (cause: unknown) => new StorageError({ operation, path: file, cause })
+import {
+  moveBack,
+  moveToDeadLetter,
+  moveToInvalid,
+  moveToProcessed,
+  renameToClaimed,
+  requeueLeftClaims,
+  storage,
+  SUFFIX
+} from "./claimFiles.js"
+import { type Finding, inspect, SETTLE_MS } from "./inspectTrigger.js"
 
 export const make = Effect.gen(function*() {
   const { paths } = yield* DaemonConfig
@@ -39,87 +39,17 @@ export const make = Effect.gen(function*() {
   const notify = Queue.offer(changes, undefined)
 
   /**
-   * Moves `X.trigger` to `processed/invalid/<stamp>-X.trigger` with its reason beside it (written
-   * first). `from`
-   * is given for a name that is not valid UTF-8 (only its bytes name the file); an over-long
-   * name is shortened so the archive and reason names fit in a directory entry.
+   * Archives an invalid `X.trigger` with its reason (`moveToInvalid`) and logs it. `from` is given
+   * for a name that is not valid UTF-8 (only its bytes name the file).
    */
   const archiveInvalid = (name: string, reason: string, from: string | Buffer = path.join(paths.triggers, name + SUFFIX)) =>
     Effect.gen(function*() {
       const moved = yield* Effect.try({
-        try: () => {
-          fs.mkdirSync(paths.invalid, { recursive: true })
-          const to = freeName(paths.invalid, `${archiveStamp(Date.now())}-${fitName(name)}${SUFFIX}`, [".reason.txt"])
-          // The reason first: a reader never sees an archived file without it.
-          fs.writeFileSync(`${to}.reason.txt`, reason + "\n", { mode: 0o644 })
-          try {
-            fs.renameSync(from, to)
-          } catch (e) {
-            fs.rmSync(`${to}.reason.txt`, { force: true })
-            throw e
-          }
-          return to
-        },
+        try: () => moveToInvalid(paths, name, reason, from),
         catch: storage("archiving the invalid trigger", String(from))
       })
       yield* log.event("INVALID", `${name}${SUFFIX}: ${reason} (moved to ${path.relative(paths.root, moved)})`)
     }).pipe(Effect.catchAll((error) => log.event("ERROR", error.message)))
-
-  /**
-   * What one top-level `X.trigger` holds. Reading and validating is plain synchronous code: the
-   * start-up scan does it for every file in the queue (10,000 and more), and an effect per file
-   * was most of its time.
-   */
-  type Finding =
-    | { readonly _tag: "Gone" }
-    | { readonly _tag: "Queued"; readonly entry: QueuedTrigger }
-    | { readonly _tag: "Invalid"; readonly reason: string }
-    | { readonly _tag: "Incomplete"; readonly modifiedMs: number }
-    | { readonly _tag: "Unreadable"; readonly error: unknown }
-
-  /**
-   * `C/triggers/<file>` for a name of that directory (no separator in it): plain concatenation,
-   * as `path.join` normalises every path it builds (twice per file in a scan).
-   */
-  const inTriggers = (file: string) => paths.triggers + path.sep + file
-
-  /** `listedAsRegular`: see `readRegularFile`. */
-  const inspect = (name: string, listedAsRegular: boolean): Finding => {
-    const file = inTriggers(name + SUFFIX)
-    let read: ReadResult
-    try {
-      const nameBytes = Buffer.byteLength(name)
-      if (nameBytes > MAX_TRIGGER_NAME_BYTES) {
-        // `X.processing` and the archive names would not fit in a directory entry.
-        if (fs.lstatSync(file, { throwIfNoEntry: false }) === undefined) return { _tag: "Gone" }
-        return { _tag: "Invalid", reason: `the file name is ${nameBytes} bytes long before .trigger, over the ${MAX_TRIGGER_NAME_BYTES} byte limit` }
-      }
-      read = readTriggerFile(file, listedAsRegular)
-    } catch (error) {
-      return { _tag: "Unreadable", error }
-    }
-    switch (read._tag) {
-      case "Gone":
-        return read
-      case "NotRegular":
-        return { _tag: "Invalid", reason: `not a regular file: it is ${read.kind}` }
-      case "TooLarge":
-        return { _tag: "Invalid", reason: `the file is ${read.size} bytes, over the 1048576 byte (1 MiB) limit` }
-    }
-    const parsed = parseTrigger(read.bytes)
-    if (Either.isLeft(parsed)) {
-      return parsed.left.incomplete && Date.now() - read.modifiedMs < SETTLE_MS
-        ? { _tag: "Incomplete", modifiedMs: read.modifiedMs }
-        : { _tag: "Invalid", reason: parsed.left.reason }
-    }
-    const trigger = parsed.right
-    const tooLong = promptProblem(trigger, inTriggers(name + ".processing"))
-    if (tooLong !== undefined) return { _tag: "Invalid", reason: tooLong }
-    return {
-      _tag: "Queued",
-      entry: { name, agent: trigger.to_agent, trigger, priority: priorityOf(trigger), createdNs: read.createdNs }
-    }
-  }
 
   /**
    * Files what `inspect` found in the pending set at once; returns what is left to do (archive an
@@ -154,7 +84,7 @@ export const make = Effect.gen(function*() {
     scanning.withPermits(1)(Effect.suspend(() => {
       if (claimed.has(name)) return Effect.void
       const known = pending.has(name)
-      const finding = inspect(name, false)
+      const finding = inspect(paths.triggers, name, false)
       const followUp = record(name, finding)
       if (finding._tag !== "Queued") return followUp ?? Effect.void
       return known ? notify : Effect.zipRight(logQueued(finding.entry), notify)
@@ -206,7 +136,7 @@ export const make = Effect.gen(function*() {
       }
       present.add(name)
       if (pending.has(name) || settling.has(name) || claimed.has(name)) continue
-      const finding = inspect(name, entry.isFile())
+      const finding = inspect(paths.triggers, name, entry.isFile())
       const followUp = record(name, finding)
       if (followUp !== undefined) followUps.push(followUp)
       if (finding._tag === "Queued") queued.push(finding.entry)
@@ -263,12 +193,6 @@ export const make = Effect.gen(function*() {
     Effect.forkScoped
   )
 
-  const move = (claimedTrigger: ClaimedTrigger, dir: string, name: string, operation: string, companions: ReadonlyArray<string> = []) =>
-    Effect.try({
-      try: () => moveNoClobber(claimedTrigger.file, dir, name, companions),
-      catch: storage(operation, claimedTrigger.file)
-    })
-
   const release = (name: string) =>
     Effect.gen(function*() {
       claimed.delete(name)
@@ -282,16 +206,9 @@ export const make = Effect.gen(function*() {
     claim: (t) =>
       Effect.try({
         try: () => {
-          const from = path.join(paths.triggers, t.name + SUFFIX)
-          const to = path.join(paths.triggers, t.name + ".processing")
           pending.delete(t.name)
-          if (fs.lstatSync(to, { throwIfNoEntry: false }) !== undefined) return Option.none()
-          try {
-            fs.renameSync(from, to)
-          } catch (e) {
-            if ((e as NodeJS.ErrnoException).code === "ENOENT") return Option.none()
-            throw e
-          }
+          const to = renameToClaimed(paths, t.name)
+          if (to === undefined) return Option.none()
           claimed.add(t.name)
           return Option.some<ClaimedTrigger>({ queued: t, file: to })
         },
@@ -299,7 +216,7 @@ export const make = Effect.gen(function*() {
       }),
     requeue: (c) =>
       Effect.gen(function*() {
-        const to = yield* move(c, paths.triggers, c.queued.name + SUFFIX, "requeueing")
+        const to = yield* moveBack(paths, c)
         yield* release(c.queued.name)
         // A same-name trigger that arrived meanwhile kept its name; this one took a free variant.
         const stem = path.basename(to).slice(0, -SUFFIX.length)
@@ -307,47 +224,13 @@ export const make = Effect.gen(function*() {
       }),
     complete: (c, completion) =>
       Effect.gen(function*() {
-        const fileName = c.queued.name + SUFFIX
-        if (completion._tag === "Done") {
-          const to = yield* move(c, paths.processed, `${archiveStamp(Date.now())}-${fileName}`, "archiving")
-          yield* release(c.queued.name)
-          return to
-        }
-        // The meta file first: a reader never sees an entry without it, and a full disk fails
-        // before anything moved (the trigger stays claimed and the move is tried again). A meta
-        // file whose trigger is not there was left by a daemon killed between the two steps: the
-        // name is free, and that meta is replaced.
-        const to = yield* Effect.try({
-          try: () => {
-            fs.mkdirSync(paths.deadLetter, { recursive: true })
-            return freeName(paths.deadLetter, fileName)
-          },
-          catch: storage("moving to the dead-letter queue", c.file)
-        })
-        yield* writeFileAtomic(`${to}.meta.json`, JSON.stringify(completion.meta, null, 2) + "\n")
-        yield* Effect.try({
-          try: () => fs.renameSync(c.file, to),
-          catch: (cause) => {
-            fs.rmSync(`${to}.meta.json`, { force: true })
-            return storage("moving to the dead-letter queue", c.file)(cause)
-          }
-        })
+        const to = completion._tag === "Done"
+          ? yield* moveToProcessed(paths, c)
+          : yield* moveToDeadLetter(paths, c, completion.meta)
         yield* release(c.queued.name)
         return to
       }),
-    recoverClaimed: Effect.try({
-      try: () =>
-        fs.readdirSync(paths.triggers).filter((n) => n.endsWith(".processing") && !claimed.has(n.slice(0, -11))),
-      catch: storage("listing", paths.triggers)
-    }).pipe(
-      Effect.flatMap((names) =>
-        Effect.forEach(names, (n) =>
-          Effect.try({
-            try: () => moveNoClobber(path.join(paths.triggers, n), paths.triggers, n.slice(0, -11) + SUFFIX),
-            catch: storage("requeueing", path.join(paths.triggers, n))
-          }).pipe(Effect.as(n.slice(0, -11))))
-      )
-    ),
+    recoverClaimed: requeueLeftClaims(paths, (stem) => claimed.has(stem)),
     rescan
   }
   return service

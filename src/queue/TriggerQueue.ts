@@ -89,8 +89,7 @@ const positionOf = (list: ReadonlyArray<QueuedTrigger>, t: QueuedTrigger): numbe
 /**
  * The pending triggers by name, and in run order. The order is kept from one read to the next: a
  * read after a few changes cuts out what left and slots in what came (binary searches and one
- * copy), instead of sorting the whole queue again (with 10,000 pending, every claim cost a full
- * sort at the next dispatch).
+ * copy), so a claim does not cost a sort of the whole queue at the next dispatch.
  */
 export class PendingTriggers {
   private readonly byName = new Map<string, QueuedTrigger>()

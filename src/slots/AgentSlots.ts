@@ -66,8 +66,8 @@ export const make = (
   spacingMs = SLOTS_WRITE_SPACING_MS
 ): Effect.Effect<AgentSlotsShape, never, Scope.Scope> =>
   Effect.gen(function*() {
-    // Changed in place: a copy of the whole table at every change (three per job) cost more than
-    // anything else a job allocated with 100 agents. Readers get a copy (`snapshot`).
+    // Changed in place, so a job's changes do not each copy the whole table. Readers get a copy
+    // (`snapshot`).
     const table = new Map<string, Slot>(Object.entries(initial))
     const snapshot = Effect.sync((): SlotTable => Object.fromEntries(table))
     const file = yield* writeBehind(snapshot, save, spacingMs)

@@ -89,8 +89,7 @@ export const make = (
       total_triggers_processed: initialTotal,
       current_trigger: "none"
     }
-    // Running triggers, oldest start first; changed in place (a copy at every start and end was a
-    // fiftieth of what a job allocated with 100 agents running).
+    // Running triggers, oldest start first; changed in place, so a job's start and end copy nothing.
     const running: Array<string> = []
     const writer = yield* writeBehind(Effect.sync(() => file), save, spacingMs)
     const persist = writer.flush

@@ -138,8 +138,8 @@ export const USAGE_WRITE_SPACING_MS = 1_000
 export const make = (initial: UsageFile, cooldownMs: number, save: (usage: UsageFile) => Effect.Effect<void>) =>
   Effect.gen(function*() {
     let limits = initial.limits
-    // Per day and agent, changed in place: a copy of the day's whole table at every attempt's end
-    // was a fiftieth of what a job allocated with 100 agents. Readers get a copy (`snapshot`).
+    // Per day and agent, changed in place, so an attempt's end does not copy the day's whole table.
+    // Readers get a copy (`snapshot`).
     const days = new Map(Object.entries(initial.days).map(([day, agents]) => [day, new Map(Object.entries(agents))]))
     const snapshot = Effect.sync((): UsageFile => ({
       limits,

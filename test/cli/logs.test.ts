@@ -2,7 +2,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { newestAgentLog } from "../../src/cli/daemon.js"
+import { newestAgentLog } from "../../src/cli/logs.js"
 
 let dir: string | undefined
 afterEach(() => {

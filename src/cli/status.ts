@@ -1,0 +1,153 @@
+/**
+ * `starforge daemon status`: the daemon, the queue counts, the agent slots and recent activity,
+ * read from the files; as text, as JSON, or redrawn every second (`--watch`).
+ */
+import { Command, Options } from "@effect/cli"
+import { Console, Deferred, Duration, Effect, Either, Fiber, Schedule } from "effect"
+import { load } from "../config/DaemonConfig.js"
+import { probe } from "../daemon/DaemonInstance.js"
+import { UsageError } from "../domain/errors.js"
+import type { ProjectPaths } from "../domain/ProjectPaths.js"
+import { formatDuration } from "../domain/time.js"
+import { displayLine } from "../observability/DaemonLog.js"
+import { readTable } from "../slots/AgentSlots.js"
+import { recentCounts } from "../state/History.js"
+import { costLine, limitLines, readUsageStatus, SLOT_HEADER, slotRows } from "./progress.js"
+import { countBySuffix, countTriggers, ExitWith, jsonOption, printJson, projectOption, resolveProject, table, tailLines } from "./shared.js"
+
+/** What `status` shows; read from the files, so it works whether or not a daemon runs. */
+export const readStatus = (paths: ProjectPaths) =>
+  Effect.gen(function*() {
+    // The daemon answers while the files are read.
+    const answer = yield* Effect.fork(probe(paths))
+    const config = yield* Effect.either(load({ project: paths.root }))
+    const settings = Either.isRight(config) ? config.right.settings : undefined
+    const slots = readTable(paths.slotsFile).table
+    const busy = Object.values(slots).filter((s) => s.status === "busy").length
+    // One read of the queue's directory for both: listing a large queue is not cheap.
+    const [pending, processing] = countBySuffix(paths.triggers, [".trigger", ".processing"]) as [number, number]
+    const hello = yield* Fiber.join(answer)
+    const running = hello ? Math.min(busy, processing) : 0
+    // Without a daemon, claimed triggers go back to the queue at the next start.
+    const interrupted = hello ? 0 : processing
+    // A running daemon says how it runs; otherwise the configuration tells how it would.
+    const parallel = hello ? hello.settings.parallel : settings?.parallel
+    return {
+      running: hello !== undefined,
+      pid: hello?.pid ?? null,
+      mode: parallel ? "parallel" : "sequential",
+      max_concurrent: hello ? hello.settings.max_concurrent : settings ? (settings.parallel ? settings.maxConcurrent : 1) : null,
+      uptime_seconds: hello ? Math.max(0, Math.floor((Date.now() - Date.parse(hello.started)) / 1000)) : null,
+      queue: {
+        pending: pending + interrupted,
+        running,
+        done: countTriggers(paths.processed),
+        failed: processing - running - interrupted,
+        invalid: countTriggers(paths.invalid),
+        dead_letter: countTriggers(paths.deadLetter)
+      },
+      slots,
+      last_hour: recentCounts(paths.historyFile, Date.now()),
+      ...readUsageStatus(paths, Date.now()),
+      config_error: Either.isLeft(config) ? config.left.message : undefined
+    }
+  })
+
+/** The text of `status`, also each screen of `status --watch` (with more recent events). */
+export const statusText = (paths: ProjectPaths, s: Effect.Effect.Success<ReturnType<typeof readStatus>>, events = 5): string => {
+  const lines: Array<string> = []
+  lines.push(s.running ? `Daemon is running (PID: ${s.pid}), up ${formatDuration(s.uptime_seconds ?? 0)}` : "Daemon is not running")
+  if (s.config_error) lines.push(`Configuration problem: ${s.config_error}`)
+  else lines.push(`Mode: ${s.mode}${s.mode === "parallel" ? ` (max concurrent: ${s.max_concurrent})` : ""}`)
+  const q = s.queue
+  lines.push(
+    `Queue: ${q.pending} pending, ${q.running} running, ${q.done} done, ${q.failed} failed (waiting to retry), ` +
+      `${q.invalid} invalid, ${q.dead_letter} dead-letter`
+  )
+  lines.push(`Last hour: ${s.last_hour.done} done, ${s.last_hour.failed} failed`)
+  lines.push(...limitLines(s, Date.now()))
+  const rows = slotRows(s.slots)
+  lines.push(rows.length === 0 ? "Agents: none seen yet" : "\n" + table(SLOT_HEADER, rows))
+  const cost = costLine(s)
+  if (cost !== undefined) lines.push("\n" + cost)
+  const recent = tailLines(paths.daemonLog, events).map(displayLine)
+  if (recent.length > 0) lines.push(`\n${s.running ? "Recent activity" : "Last activity"}:\n` + recent.map((l) => `  ${l}`).join("\n"))
+  return lines.join("\n")
+}
+
+const watchOption = Options.boolean("watch").pipe(
+  Options.withAlias("w"),
+  Options.withDescription("Refresh every second until q or Ctrl-C (a live screen on a terminal, repeated plain output otherwise).")
+)
+
+export const status = Command.make("status", { project: projectOption, json: jsonOption, watch: watchOption }, ({ json, project, watch }) =>
+  Effect.gen(function*() {
+    const paths = yield* resolveProject(project)
+    if (watch) {
+      if (json) return yield* new UsageError({ message: "--watch and --json cannot be combined: use one of them" })
+      return yield* watchStatus(paths)
+    }
+    const s = yield* readStatus(paths)
+    if (json) {
+      const { config_error: _ignored, ...rest } = s
+      yield* printJson(rest)
+    } else {
+      yield* Console.log(statusText(paths, s))
+    }
+    if (!s.running) return yield* new ExitWith({ code: 1 })
+  })).pipe(Command.withDescription("Show the daemon, the queue counts and the agent slots (exit 1 when not running); --watch keeps it live."))
+
+/**
+ * `status --watch`: on a terminal, a full screen redrawn every second (alternate screen, hidden
+ * cursor, keys read raw; a resized terminal is fitted at the next second) until `q` or Ctrl-C,
+ * after which the terminal is as it was; otherwise the plain status every second, each under a
+ * time line, until interrupted.
+ */
+const watchStatus = (paths: ProjectPaths) =>
+  Effect.gen(function*() {
+    const tty = process.stdout.isTTY === true
+    const quit = yield* Deferred.make<void>()
+    if (tty) {
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const onKey = (key: Buffer) => {
+            // q, Q, Ctrl-C (raw mode delivers it as a byte), Ctrl-D.
+            if (key.some((b) => b === 0x71 || b === 0x51 || b === 0x03 || b === 0x04)) Deferred.unsafeDone(quit, Effect.void)
+          }
+          if (process.stdin.isTTY) {
+            process.stdin.setRawMode(true)
+            process.stdin.on("data", onKey)
+            process.stdin.resume()
+          }
+          process.stdout.write("\x1b[?1049h\x1b[?25l")
+          return onKey
+        }),
+        (onKey) =>
+          Effect.sync(() => {
+            if (process.stdin.isTTY) {
+              process.stdin.off("data", onKey)
+              process.stdin.setRawMode(false)
+              process.stdin.pause()
+            }
+            process.stdout.write("\x1b[?25h\x1b[?1049l")
+          })
+      )
+    }
+    const frame = Effect.gen(function*() {
+      const s = yield* readStatus(paths)
+      const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z")
+      if (tty) {
+        const rows = process.stdout.rows ?? 40
+        const body = `starforge: ${paths.root}   ${now}   (q to quit)\n\n` + statusText(paths, s, 10)
+        // Whole screen at once, each line cleared to its end, cut to the terminal's height.
+        const lines = body.split("\n").slice(0, rows - 1).map((l) => l.slice(0, process.stdout.columns ?? 200) + "\x1b[K")
+        process.stdout.write("\x1b[H" + lines.join("\n") + "\n\x1b[J")
+      } else {
+        process.stdout.write(`--- ${now} ---\n${statusText(paths, s)}\n\n`)
+      }
+    })
+    yield* frame.pipe(
+      Effect.repeat(Schedule.spaced(Duration.seconds(1))),
+      Effect.raceFirst(Deferred.await(quit))
+    )
+  }).pipe(Effect.scoped)
