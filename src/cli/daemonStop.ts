@@ -1,21 +1,14 @@
 /** `starforge daemon stop`: SIGTERM, a wait for the graceful shutdown, SIGKILL after the timeout (also used by `restart`). */
 import * as fs from "node:fs"
 import { Command, Options } from "@effect/cli"
-import { Console, Duration, Effect, Option, Schedule } from "effect"
+import { Console, Duration, Effect, Option } from "effect"
 import { isOurDaemon, probe, recordedPid } from "../daemon/DaemonInstance.js"
 import { UsageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { ProcessTable } from "../platform/ProcessTable.js"
+import { stopProcess } from "../process/KillLadder.js"
 import { readTable } from "../slots/AgentSlots.js"
 import { projectOption, resolveProject } from "./shared.js"
-
-/** Waits up to `ms` for `pid` to be gone; true when it is. */
-const waitUntilGone = (pid: number, ms: number) =>
-  Effect.flatMap(ProcessTable, (table) =>
-    table.isAlive(pid).pipe(
-      Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (alive) => !alive }),
-      Effect.timeoutTo({ duration: Duration.millis(ms), onSuccess: () => true, onTimeout: () => false })
-    ))
 
 /** SIGTERM, wait for the graceful shutdown, SIGKILL after the timeout. */
 export const stopDaemon = (paths: ProjectPaths, timeoutSeconds: Option.Option<number>) =>
@@ -35,10 +28,8 @@ export const stopDaemon = (paths: ProjectPaths, timeoutSeconds: Option.Option<nu
     // The daemon's own grace, not this command's configuration.
     const timeoutMs = Option.getOrElse(Option.map(timeoutSeconds, (s) => s * 1000), () => hello.settings.kill_grace_ms + 10_000)
     yield* Console.log(`Stopping daemon (PID: ${hello.pid})...`)
-    yield* table.signalProcess(hello.pid, "SIGTERM")
-    if (yield* waitUntilGone(hello.pid, timeoutMs)) return yield* Console.log("Daemon stopped")
-    yield* table.signalProcess(hello.pid, "SIGKILL")
-    yield* waitUntilGone(hello.pid, 5_000)
+    // The kill ladder over the daemon alone: its own shutdown stops its agents' groups.
+    if ((yield* stopProcess(hello.pid, Duration.millis(timeoutMs))) !== "SIGKILL") return yield* Console.log("Daemon stopped")
     // The daemon could not stop its agents; stop those that are provably still its agents.
     let stopped = 0
     for (const [agent, slot] of Object.entries(readTable(paths.slotsFile).table)) {
@@ -71,7 +62,6 @@ export const timeoutOption = Options.integer("timeout").pipe(
   Options.optional,
   Options.withDescription("Seconds to wait for the graceful shutdown before SIGKILL (default: AGENT_KILL_GRACE + 10).")
 )
-
 
 export const stop = Command.make("stop", { project: projectOption, timeout: timeoutOption }, ({ project, timeout }) =>
   Effect.flatMap(resolveProject(project), (paths) => stopDaemon(paths, timeout))).pipe(

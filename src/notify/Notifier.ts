@@ -15,6 +15,7 @@ import { randomUUID } from "node:crypto"
 import { Clock, Context, Data, Duration, Effect, ExecutionStrategy, Exit, Layer, Queue, Ref, Schedule, Scope } from "effect"
 import { agentVariableSuffix, DaemonConfig, type DaemonSettings } from "../config/DaemonConfig.js"
 import { DaemonLog } from "../observability/DaemonLog.js"
+import { pollUntil } from "../io/pollUntil.js"
 import { isoSeconds } from "../domain/time.js"
 
 export type NotifyKind = "start" | "progress" | "complete" | "failed" | "timeout" | "stalled" | "dead_letter" | "usage_limit"
@@ -260,16 +261,9 @@ export const make = (settings: DaemonSettings, options: Partial<Omit<SendOptions
     }
     // Registered after the senders' scope, so it runs first at shutdown: the senders get up to
     // `flushMs` to empty their queues before they are stopped.
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        const deadline = (yield* Clock.currentTimeMillis) + o.flushMs
-        for (;;) {
-          let pending = 0
-          for (const { busy, queue } of queues.values()) pending += (yield* Queue.size(queue)) + ((yield* Ref.get(busy)) ? 1 : 0)
-          if (pending === 0 || (yield* Clock.currentTimeMillis) >= deadline) return
-          yield* Effect.sleep(Duration.millis(50))
-        }
-      }).pipe(Effect.interruptible))
+    const pending = Effect.reduce(queues.values(), 0, (n, { busy, queue }) =>
+      Effect.zipWith(Queue.size(queue), Ref.get(busy), (size, sending) => n + size + (sending ? 1 : 0)))
+    yield* Effect.addFinalizer(() => pollUntil(Effect.map(pending, (n) => n === 0), Duration.millis(o.flushMs), Duration.millis(50)))
 
     return {
       notify: (event) =>

@@ -4,28 +4,15 @@
  * Used when an agent's scope closes (exit, timeout, stall, shutdown) and for orphans found at
  * start; `ladder` works on any target (a single process, for the CLI's `daemon stop`).
  */
-import { Duration, Effect, Schedule } from "effect"
+import { Duration, Effect } from "effect"
+import { pollUntil } from "../io/pollUntil.js"
 import { ProcessTable } from "../platform/ProcessTable.js"
 
 /** The signal that ended a target. */
 export type StopSignal = "SIGTERM" | "SIGKILL"
 
-/** How often the process table is read while waiting for processes to go. */
-const POLL = Duration.millis(25)
 /** How long SIGKILLed processes may take to be gone (the kernel frees them quickly). */
 const KILL_WAIT = Duration.seconds(2)
-
-/**
- * Reads `done` until it holds, at most for `within`; true when it held. Usable in a finalizer:
- * only the raced wait is interruptible (by its timeout), not the finalizer's fiber, whose own
- * interruption may be what runs it.
- */
-export const pollUntil = (done: Effect.Effect<boolean>, within: Duration.DurationInput): Effect.Effect<boolean> =>
-  done.pipe(
-    Effect.repeat({ schedule: Schedule.spaced(POLL), until: (held) => held }),
-    Effect.interruptible,
-    Effect.timeoutTo({ duration: within, onSuccess: () => true, onTimeout: () => false })
-  )
 
 /** What a ladder needs to know about its target. */
 export interface Target {
