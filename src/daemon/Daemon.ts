@@ -26,6 +26,7 @@ import * as LogMaintenance from "../monitor/LogMaintenance.js"
 import * as Housekeeping from "../monitor/Housekeeping.js"
 import * as Recovery from "../monitor/Recovery.js"
 import { Spawner } from "../process/Spawner.js"
+import type { InstanceLock } from "../platform/InstanceLock.js"
 import type { ProcessTable } from "../platform/ProcessTable.js"
 import * as FileTriggerQueue from "../queue/FileTriggerQueue.js"
 import type { TriggerQueue } from "../queue/TriggerQueue.js"
@@ -52,6 +53,11 @@ export interface DaemonOptions extends LoadOptions {
  * caller's own and show up in the daemon's error type.
  */
 export interface DaemonServices<EA = never, EQ = never, EC = never> {
+  /**
+   * The process table and the instance lock. Default: the machine's (`Platform.layer`: Linux or
+   * POSIX); `ProcessTable.empty` and `InstanceLock.memory` are the test doubles.
+   */
+  readonly platform?: Layer.Layer<ProcessTable | InstanceLock>
   /** Starts the agents. Default: child processes of the daemon (`Spawner.direct`). */
   readonly spawner?: Layer.Layer<Spawner, EA, DaemonConfig | ProcessTable>
   /** Where triggers come from and go to. Default: the project's trigger directory (`FileTriggerQueue.layer`). */
@@ -129,7 +135,7 @@ export const layer = <EA = never, EQ = never, EC = never>(options: DaemonOptions
     Layer.provideMerge(services.spawner ?? Spawner.direct),
     Layer.provideMerge(DaemonInstance.layer),
     Layer.provideMerge(configLayer(options, services)),
-    Layer.provideMerge(Platform.layer),
+    Layer.provideMerge(services.platform ?? Platform.layer),
     withoutCurrentSpan
   )
 }

@@ -10,7 +10,7 @@
  * is taken over (see `posix.ts`).
  */
 import * as net from "node:net"
-import { Context, Data, Effect, type Scope } from "effect"
+import { Context, Data, Effect, Layer, type Scope } from "effect"
 import { StorageError } from "../domain/errors.js"
 
 /** Someone holds the lock; `answer` is what it announced (undefined: it did not answer). */
@@ -28,7 +28,28 @@ export interface InstanceLockShape {
   readonly address: (root: string) => string
 }
 
-export class InstanceLock extends Context.Tag("starforge/InstanceLock")<InstanceLock, InstanceLockShape>() {}
+export class InstanceLock extends Context.Tag("starforge/InstanceLock")<InstanceLock, InstanceLockShape>() {
+  /**
+   * Test double: locks held within this process only, one per project root, no socket. For a
+   * program that runs the daemon (or several) without touching the machine's sockets.
+   */
+  static readonly memory: Layer.Layer<InstanceLock> = Layer.sync(InstanceLock, () => {
+    const held = new Map<string, string>()
+    return {
+      hold: (root, answer) =>
+        Effect.acquireRelease(
+          Effect.suspend(() => {
+            if (held.has(root)) return Effect.fail(new LockHeld({ answer: held.get(root) }))
+            held.set(root, answer)
+            return Effect.void
+          }),
+          () => Effect.sync(() => held.delete(root))
+        ),
+      probe: (root) => Effect.sync(() => held.get(root)),
+      address: (root) => `memory:${root}`
+    }
+  })
+}
 
 /** Listens on `address`, answering each connection with `answer`; false when the address is taken. */
 export const listen = (address: string, answer: string): Effect.Effect<boolean, never, Scope.Scope> =>

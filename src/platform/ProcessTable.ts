@@ -8,7 +8,7 @@
  * Two layers: `linux.ts` reads `/proc`; `posix.ts` asks `ps` (macOS, and Linux when forced with
  * `STARFORGE_PLATFORM=posix`). `Platform.ts` chooses one at start.
  */
-import { Context, type Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 
 /** One live process as the table saw it. */
 export interface ProcessEntry {
@@ -58,7 +58,22 @@ export interface ProcessTableShape {
   readonly signalProcess: (pid: number, signal: NodeJS.Signals) => Effect.Effect<boolean>
 }
 
-export class ProcessTable extends Context.Tag("starforge/ProcessTable")<ProcessTable, ProcessTableShape>() {}
+export class ProcessTable extends Context.Tag("starforge/ProcessTable")<ProcessTable, ProcessTableShape>() {
+  /**
+   * Test double: a table with no processes in it; every signal reaches nothing. For a daemon
+   * whose agents are not processes (`Spawner.fromEffect`) and for tests of code that only asks.
+   */
+  static readonly empty: Layer.Layer<ProcessTable> = Layer.succeed(ProcessTable, {
+    startTimeOf: () => Effect.succeed(undefined),
+    identify: () => Effect.succeed("gone"),
+    isAlive: () => Effect.succeed(false),
+    groupMembers: () => Effect.succeed([]),
+    agentLeaders: () => Effect.succeed([]),
+    ownerOf: () => Effect.succeed(undefined),
+    signalGroup: () => Effect.succeed(false),
+    signalProcess: () => Effect.succeed(false)
+  })
+}
 
 /** `kill(2)` on a group (negative pid) or a process; false when there is no such target. */
 export const sendSignal = (target: number, signal: NodeJS.Signals | 0): boolean => {
