@@ -14,7 +14,7 @@
  * An archive or dead-letter move the storage refuses is tried again every
  * `PROCESS_MONITOR_INTERVAL`, without running the agent again.
  */
-import { Clock, Data, Duration, Effect, Either, Option, Ref, Schedule, ScheduleDecision } from "effect"
+import { Clock, Data, Duration, Effect, Option, Ref, Schedule, ScheduleDecision } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import type { StorageError } from "../domain/errors.js"
 import { describeOutcome, exitCodeOf, failureKind, isSuccess, signalOf } from "../domain/Outcome.js"
@@ -75,6 +75,16 @@ interface JobState {
   readonly settled: boolean
 }
 
+/** One job's own values, built when it starts. */
+interface JobContext {
+  readonly claimed: ClaimedTrigger
+  /** The number of its first attempt (more than 1 when earlier ones were carried over). */
+  readonly first: number
+  readonly job: Ref.Ref<JobState>
+  /** How to learn the exit of the current attempt's agent. */
+  readonly exitProbe: Ref.Ref<ExitProbe>
+}
+
 export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunAttempt, views: JobViews) =>
   Effect.gen(function*() {
     const { settings } = yield* DaemonConfig
@@ -83,6 +93,10 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
     const state = yield* DaemonState
     const usage = yield* Usage
     const commandKey = settings.agentCommand.join(" ")
+
+    const setView = ({ claimed }: JobContext, view: Omit<JobView, "name" | "agent"> | undefined) =>
+      Ref.update(views, (all) =>
+        withView(all, claimed.queued.name, view && { name: claimed.queued.name, agent: claimed.queued.agent, ...view }))
 
     const requeue = (claimed: ClaimedTrigger, why: string) =>
       queue.requeue(claimed).pipe(
@@ -97,145 +111,166 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
         Effect.zipRight(state.finished(`${claimed.queued.name}.trigger`, true))
       )
 
-    return (claimed: ClaimedTrigger, carried: Carried | undefined) => {
-      const { agent, name, trigger } = claimed.queued
-      const first = carried?.attempt ?? 1
-      const setView = (attempt: number, phase: JobView["phase"]) =>
-        Ref.update(views, (all) => withView(all, name, { name, agent, attempt, phase }))
-      return Effect.gen(function*() {
-        const job = yield* Ref.make<JobState>({
-          attempt: first - 1,
-          timestamps: carried?.timestamps ?? [],
-          costs: 0,
-          waitingSinceMs: Math.min(Number(claimed.queued.createdNs / 1_000_000n), yield* Clock.currentTimeMillis),
-          settled: false
-        })
-        const exitProbe = yield* Ref.make<ExitProbe>(Effect.succeedNone)
-        return yield* Effect.gen(function*() {
-
-        /** A step that settles the trigger's file, tried until the storage takes it. */
-        const settle = <A>(step: Effect.Effect<A, StorageError>, what: string) =>
-          step.pipe(
-            Effect.zipLeft(Ref.update(job, (s) => ({ ...s, settled: true }))),
-            Effect.uninterruptible,
-            Effect.tapError((error) => Effect.zipRight(events.storageFailed(error, what), Effect.sleep(Duration.millis(settings.monitorIntervalMs)))),
-            Effect.eventually
-          )
-
-        const parent = jobParent(trigger.trace_id)
-        const attributes = { agent, trigger: `${name}.trigger`, ticket: ticketOf(trigger) ?? "", trace_id: trigger.trace_id ?? "" }
-        const once = Effect.flatMap(Ref.updateAndGet(job, (s) => ({ ...s, attempt: s.attempt + 1 })), ({ attempt, waitingSinceMs }) =>
-          spanSince("starforge.attempt", waitingSinceMs, { parent, attributes: { ...attributes, attempt } })((span) =>
-            Effect.gen(function*() {
-              // The dispatcher reserved the slot for the first attempt; a retry waits for it.
-              yield* attempt > first
-                ? spanSince("queue wait", waitingSinceMs)(() => dispatcher.awaitSlot(claimed.queued, attempt))
-                : endedSpan("queue wait", waitingSinceMs)
-              yield* setView(attempt, "running")
-              const result = yield* runAttempt(claimed, attempt, exitProbe).pipe(
-                Effect.ensuring(Effect.zipRight(slots.markIdle(agent), dispatcher.wake)),
-                Effect.mapError((error) => new LogUnwritable({ attempt, error }))
-              )
-              span.attribute("outcome", outcomeOf(result.outcome))
-              span.attribute("exit_code", exitCodeOf(result.outcome) ?? "")
-              span.attribute("signal", signalOf(result.outcome) ?? "")
-              const progress = result.output.progress
-              yield* usage.recordAttempt({ agent, costUsd: progress.cost_usd, tokensIn: progress.tokens_in, tokensOut: progress.tokens_out })
-              if (result.output.limit === null) {
-                yield* Ref.update(job, (s) => ({ ...s, costs: s.costs + (progress.cost_usd ?? 0), timestamps: [...s.timestamps, isoSeconds(result.startedMs)] }))
-              }
-              if (isSuccess(result.outcome)) {
-                yield* usage.succeeded(commandKey)
-                yield* events.succeeded(claimed, attempt, result)
-                return yield* settle(archiveDone(claimed, attempt), `${agent} succeeded, so it is not run again: archiving ${name}.trigger`).pipe(
-                  Effect.withSpan("archive", NO_STACK)
-                )
-              }
-              if (result.output.limit !== null) return yield* new UsageLimitHit({ attempt, limit: result.output.limit })
-              yield* events.failed(claimed, attempt, result)
-              yield* setView(attempt, "waiting-retry")
-              const now = yield* Clock.currentTimeMillis
-              yield* Ref.update(job, (s) => ({ ...s, waitingSinceMs: now }))
-              return yield* new AttemptFailed({ attempt, result })
-            }).pipe(
-              Effect.tapErrorTag("LogUnwritable", () => Effect.sync(() => span.attribute("outcome", "error"))),
-              Effect.onInterrupt(() => Effect.sync(() => span.attribute("outcome", "interrupted")))
-            )
-          ))
-
-        const retries = retryPolicy(settings.initialRetryDelayMs, settings.maxRetries, first).pipe(
-          Schedule.whileInput((end: AttemptEnd) => end._tag === "AttemptFailed"),
-          Schedule.onDecision(([delay], decision) =>
-            ScheduleDecision.isContinue(decision)
-              ? Effect.flatMap(Ref.get(job), (s) => events.retrying(claimed, s.attempt + 1, delay))
-              : Effect.void)
-        )
-        // A success has archived its trigger inside its attempt (a stage of its span).
-        const ended = yield* once.pipe(Effect.retry(retries), Effect.either)
-        if (Either.isRight(ended)) return
-        const end = ended.left
-        const { costs, timestamps } = yield* Ref.get(job)
-        const now = yield* Clock.currentTimeMillis
-        switch (end._tag) {
-          case "AttemptFailed": {
-            const { attempt, result } = end
-            const reason = `failed ${attempt} time${attempt === 1 ? "" : "s"}; last attempt ${describeOutcome(result.outcome)}`
-            const totalCost = Math.round(costs * 1e6) / 1e6
-            const deadLetter = queue.complete(claimed, {
-              _tag: "DeadLetter",
-              meta: {
-                failure_reason: reason,
-                exit_code: exitCodeOf(result.outcome),
-                signal: signalOf(result.outcome),
-                attempts: attempt,
-                retry_timestamps: timestamps,
-                dlq_entry_timestamp: isoSeconds(now),
-                agent,
-                trace_id: trigger.trace_id ?? null,
-                last_log: result.logFile,
-                failure_kind: failureKind(result.outcome),
-                ...summaryOf(result.output, result.seconds),
-                total_cost_usd: totalCost
-              }
-            }).pipe(
-              Effect.tap((moved) => events.deadLettered(claimed, attempt, moved, reason, totalCost)),
-              Effect.zipRight(state.finished(`${name}.trigger`, false))
-            )
-            return yield* settle(deadLetter, `moving ${name}.trigger to the dead-letter queue`).pipe(Effect.withSpan("archive", NO_STACK))
-          }
-          case "UsageLimitHit": {
-            const pause = yield* usage.limitHit({
-              command: commandKey,
-              agent,
-              trigger: `${name}.trigger`,
-              reason: end.limit.message,
-              resetsAtMs: end.limit.resetsAtMs
-            })
-            yield* events.limitHit(claimed, end.attempt, end.limit.message, pause)
-            // Carried before the file is back in the queue, so the dispatcher never sees it without.
-            yield* dispatcher.carry(name, { attempt: end.attempt, timestamps, notBefore: Date.parse(pause.until) })
-            return yield* settle(requeue(claimed, "hit a usage limit (attempt not counted)"), `putting ${name}.trigger back in the queue`)
-          }
-          case "LogUnwritable": {
-            yield* events.notStarted(claimed, end.attempt, end.error)
-            yield* dispatcher.carry(name, { attempt: end.attempt, timestamps, notBefore: now + settings.monitorIntervalMs })
-            return yield* settle(requeue(claimed, "not started"), `putting ${name}.trigger back in the queue`)
-          }
-        }
-      }).pipe(
-        Effect.onInterrupt(() => Effect.gen(function*() {
-          const { attempt, settled } = yield* Ref.get(job)
-          if (settled) return
-          const exited = yield* Effect.flatten(Ref.get(exitProbe))
-          // A stop that lands after the agent succeeded archives it, one try only: a shutdown
-          // does not wait for the disk. Left claimed, the next start requeues it.
-          yield* Option.isSome(exited) && isSuccess(exited.value)
-            ? archiveDone(claimed, attempt).pipe(Effect.catchAll((error) => events.leftAsItIs(error, claimed.file)))
-            : requeue(claimed, "interrupted by shutdown")
-        }))
+    /** A step that settles the trigger's file, tried every `PROCESS_MONITOR_INTERVAL` until the storage takes it. */
+    const settle = <A>({ job }: JobContext, step: Effect.Effect<A, StorageError>, what: string) =>
+      step.pipe(
+        Effect.zipLeft(Ref.update(job, (s) => ({ ...s, settled: true }))),
+        Effect.uninterruptible,
+        Effect.tapError((error) => Effect.zipRight(events.storageFailed(error, what), Effect.sleep(Duration.millis(settings.monitorIntervalMs)))),
+        Effect.eventually
       )
-      }).pipe(Effect.ensuring(Ref.update(views, (all) => withView(all, name, undefined))))
-    }
+
+    /** The next attempt: its slot, its run, and what its end means. */
+    const attemptOnce = (ctx: JobContext) =>
+      Effect.flatMap(Ref.updateAndGet(ctx.job, (s) => ({ ...s, attempt: s.attempt + 1 })), ({ attempt, waitingSinceMs }) => {
+        const { agent, name, trigger } = ctx.claimed.queued
+        const attributes = { agent, trigger: `${name}.trigger`, ticket: ticketOf(trigger) ?? "", trace_id: trigger.trace_id ?? "", attempt }
+        return spanSince("starforge.attempt", waitingSinceMs, { parent: jobParent(trigger.trace_id), attributes })((span) =>
+          Effect.gen(function*() {
+            // The dispatcher reserved the slot for the first attempt; a retry waits for it.
+            yield* attempt > ctx.first
+              ? spanSince("queue wait", waitingSinceMs)(() => dispatcher.awaitSlot(ctx.claimed.queued, attempt))
+              : endedSpan("queue wait", waitingSinceMs)
+            yield* setView(ctx, { attempt, phase: "running" })
+            const result = yield* runAttempt(ctx.claimed, attempt, ctx.exitProbe).pipe(
+              Effect.ensuring(Effect.zipRight(slots.markIdle(agent), dispatcher.wake)),
+              Effect.mapError((error) => new LogUnwritable({ attempt, error }))
+            )
+            span.attribute("outcome", outcomeOf(result.outcome))
+            span.attribute("exit_code", exitCodeOf(result.outcome) ?? "")
+            span.attribute("signal", signalOf(result.outcome) ?? "")
+            const progress = result.output.progress
+            yield* usage.recordAttempt({ agent, costUsd: progress.cost_usd, tokensIn: progress.tokens_in, tokensOut: progress.tokens_out })
+            if (result.output.limit !== null && !isSuccess(result.outcome)) {
+              return yield* new UsageLimitHit({ attempt, limit: result.output.limit })
+            }
+            yield* Ref.update(ctx.job, (s) => ({ ...s, costs: s.costs + (progress.cost_usd ?? 0), timestamps: [...s.timestamps, isoSeconds(result.startedMs)] }))
+            if (isSuccess(result.outcome)) {
+              yield* usage.succeeded(commandKey)
+              yield* events.succeeded(ctx.claimed, attempt, result)
+              // Archived inside the attempt: a stage of its span.
+              return yield* settle(ctx, archiveDone(ctx.claimed, attempt), `${agent} succeeded, so it is not run again: archiving ${name}.trigger`).pipe(
+                Effect.withSpan("archive", NO_STACK)
+              )
+            }
+            yield* events.failed(ctx.claimed, attempt, result)
+            yield* setView(ctx, { attempt, phase: "waiting-retry" })
+            const now = yield* Clock.currentTimeMillis
+            yield* Ref.update(ctx.job, (s) => ({ ...s, waitingSinceMs: now }))
+            return yield* new AttemptFailed({ attempt, result })
+          }).pipe(
+            Effect.tapErrorTag("LogUnwritable", () => Effect.sync(() => span.attribute("outcome", "error"))),
+            Effect.onInterrupt(() => Effect.sync(() => span.attribute("outcome", "interrupted")))
+          ))
+      })
+
+    /** The retry schedule from the job's first attempt on, saying each retry in the log. */
+    const retries = (ctx: JobContext) =>
+      retryPolicy(settings.initialRetryDelayMs, settings.maxRetries, ctx.first).pipe(
+        Schedule.whileInput((end: AttemptEnd) => end._tag === "AttemptFailed"),
+        Schedule.onDecision(([delay], decision) =>
+          ScheduleDecision.isContinue(decision)
+            ? Effect.flatMap(Ref.get(ctx.job), (s) => events.retrying(ctx.claimed, s.attempt + 1, delay))
+            : Effect.void)
+      )
+
+    /** The last attempt failed: the trigger goes to the dead-letter queue with what it cost. */
+    const deadLetter = (ctx: JobContext, { attempt, result }: AttemptFailed) =>
+      Effect.gen(function*() {
+        const { agent, name, trigger } = ctx.claimed.queued
+        const { costs, timestamps } = yield* Ref.get(ctx.job)
+        const reason = `failed ${attempt} time${attempt === 1 ? "" : "s"}; last attempt ${describeOutcome(result.outcome)}`
+        const totalCost = Math.round(costs * 1e6) / 1e6
+        const meta = {
+          failure_reason: reason,
+          exit_code: exitCodeOf(result.outcome),
+          signal: signalOf(result.outcome),
+          attempts: attempt,
+          retry_timestamps: timestamps,
+          dlq_entry_timestamp: isoSeconds(yield* Clock.currentTimeMillis),
+          agent,
+          trace_id: trigger.trace_id ?? null,
+          last_log: result.logFile,
+          failure_kind: failureKind(result.outcome),
+          ...summaryOf(result.output, result.seconds),
+          total_cost_usd: totalCost
+        }
+        const move = queue.complete(ctx.claimed, { _tag: "DeadLetter", meta }).pipe(
+          Effect.tap((moved) => events.deadLettered(ctx.claimed, attempt, moved, reason, totalCost)),
+          Effect.zipRight(state.finished(`${name}.trigger`, false))
+        )
+        yield* settle(ctx, move, `moving ${name}.trigger to the dead-letter queue`).pipe(Effect.withSpan("archive", NO_STACK))
+      })
+
+    /**
+     * An attempt that does not count: the trigger goes back to its place in the queue with its
+     * attempts so far, and is not dispatched again before `notBefore`.
+     */
+    const putBack = (ctx: JobContext, attempt: number, notBefore: number, why: string) =>
+      Effect.gen(function*() {
+        const { timestamps } = yield* Ref.get(ctx.job)
+        // Carried before the file is back in the queue, so the dispatcher never sees it without.
+        yield* dispatcher.carry(ctx.claimed.queued.name, { attempt, timestamps, notBefore })
+        yield* settle(ctx, requeue(ctx.claimed, why), `putting ${ctx.claimed.queued.name}.trigger back in the queue`)
+      })
+
+    /** The agent hit a usage limit: agents with its command pause, the trigger waits for the end of the pause. */
+    const pauseForLimit = (ctx: JobContext, { attempt, limit }: UsageLimitHit) =>
+      Effect.gen(function*() {
+        const { agent, name } = ctx.claimed.queued
+        const pause = yield* usage.limitHit({ command: commandKey, agent, trigger: `${name}.trigger`, reason: limit.message, resetsAtMs: limit.resetsAtMs })
+        yield* events.limitHit(ctx.claimed, attempt, limit.message, pause)
+        yield* putBack(ctx, attempt, Date.parse(pause.until), "hit a usage limit (attempt not counted)")
+      })
+
+    /** The agent's log could not be opened: tried again after `PROCESS_MONITOR_INTERVAL`. */
+    const holdBack = (ctx: JobContext, { attempt, error }: LogUnwritable) =>
+      Effect.gen(function*() {
+        yield* events.notStarted(ctx.claimed, attempt, error)
+        yield* putBack(ctx, attempt, (yield* Clock.currentTimeMillis) + settings.monitorIntervalMs, "not started")
+      })
+
+    /**
+     * The daemon stops: the trigger goes back to the queue, unless its file was settled already,
+     * or its agent had succeeded (then it is archived, one try only: a shutdown does not wait for
+     * the disk; left claimed, the next start requeues it).
+     */
+    const stopped = (ctx: JobContext) =>
+      Effect.gen(function*() {
+        const { attempt, settled } = yield* Ref.get(ctx.job)
+        if (settled) return
+        const exited = yield* Effect.flatten(Ref.get(ctx.exitProbe))
+        yield* Option.isSome(exited) && isSuccess(exited.value)
+          ? archiveDone(ctx.claimed, attempt).pipe(Effect.catchAll((error) => events.leftAsItIs(error, ctx.claimed.file)))
+          : requeue(ctx.claimed, "interrupted by shutdown")
+      })
+
+    /** All attempts of one claimed trigger, then its archive, its dead-letter move or its return to the queue. */
+    return (claimed: ClaimedTrigger, carried: Carried | undefined) =>
+      Effect.gen(function*() {
+        const ctx: JobContext = {
+          claimed,
+          first: carried?.attempt ?? 1,
+          job: yield* Ref.make<JobState>({
+            attempt: (carried?.attempt ?? 1) - 1,
+            timestamps: carried?.timestamps ?? [],
+            costs: 0,
+            waitingSinceMs: Math.min(Number(claimed.queued.createdNs / 1_000_000n), yield* Clock.currentTimeMillis),
+            settled: false
+          }),
+          exitProbe: yield* Ref.make<ExitProbe>(Effect.succeedNone)
+        }
+        yield* attemptOnce(ctx).pipe(
+          Effect.retry(retries(ctx)),
+          Effect.catchTags({
+            AttemptFailed: (end) => deadLetter(ctx, end),
+            UsageLimitHit: (end) => pauseForLimit(ctx, end),
+            LogUnwritable: (end) => holdBack(ctx, end)
+          }),
+          Effect.onInterrupt(() => stopped(ctx)),
+          Effect.ensuring(setView(ctx, undefined))
+        )
+      })
   })
 
 export type RunJob = Effect.Effect.Success<ReturnType<typeof make>>
