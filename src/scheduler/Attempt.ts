@@ -40,6 +40,28 @@ export const make = (events: JobEvents) =>
     // The daemon's environment, which every agent inherits, copied once.
     const daemonEnv = { ...process.env } as Record<string, string>
 
+    /** What the agent is started with: the command line, its directory and its environment. */
+    const requestOf = (claimed: ClaimedTrigger, attempt: number) => {
+      const { agent, trigger } = claimed.queued
+      const worktree = worktreeOf(paths, agent)
+      return {
+        command: command!,
+        args: [...commandArgs, buildPrompt(trigger, claimed.file)],
+        cwd: fs.statSync(worktree, { throwIfNoEntry: false })?.isDirectory() ? worktree : paths.root,
+        env: {
+          ...daemonEnv,
+          STARFORGE_AGENT_ID: agent,
+          STARFORGE_TRIGGER_FILE: claimed.file,
+          STARFORGE_ACTION: trigger.action ?? "",
+          STARFORGE_FROM_AGENT: trigger.from_agent ?? "",
+          STARFORGE_TICKET: ticketOf(trigger) ?? "",
+          STARFORGE_TRACE_ID: trigger.trace_id ?? "",
+          STARFORGE_ATTEMPT: String(attempt),
+          STARFORGE_PROJECT_ROOT: paths.root
+        }
+      }
+    }
+
     /**
      * Runs attempt `attempt` of `claimed` to its end (its slot was reserved by the dispatcher).
      * `exitProbe` is given how to learn the agent's exit while it runs. Only an agent log that
@@ -47,59 +69,46 @@ export const make = (events: JobEvents) =>
      */
     return (claimed: ClaimedTrigger, attempt: number, exitProbe: Ref.Ref<ExitProbe>): Effect.Effect<AttemptResult, StorageError, Spawner> =>
       Effect.gen(function*() {
-        const { name, agent, trigger } = claimed.queued
+        const { agent, name } = claimed.queued
         const startedMs = yield* Clock.currentTimeMillis
         const logFile = agentLogFile(paths.logs, agent, startedMs)
-        const worktree = worktreeOf(paths, agent)
-        const cwd = fs.statSync(worktree, { throwIfNoEntry: false })?.isDirectory() ? worktree : paths.root
         const recorded = (status: ExitStatus | undefined, outcome?: "error" | "interrupted") =>
           events.recorded(claimed, attempt, startedMs, logFile, status, outcome)
-        yield* Ref.set(exitProbe, Effect.succeedNone)
-        return yield* Effect.scoped(Effect.gen(function*() {
-        const run = yield* AgentRun.start({
-          request: {
-            command: command!,
-            args: [...commandArgs, buildPrompt(trigger, claimed.file)],
-            cwd,
-            env: {
-              ...daemonEnv,
-              STARFORGE_AGENT_ID: agent,
-              STARFORGE_TRIGGER_FILE: claimed.file,
-              STARFORGE_ACTION: trigger.action ?? "",
-              STARFORGE_FROM_AGENT: trigger.from_agent ?? "",
-              STARFORGE_TICKET: ticketOf(trigger) ?? "",
-              STARFORGE_TRACE_ID: trigger.trace_id ?? "",
-              STARFORGE_ATTEMPT: String(attempt),
-              STARFORGE_PROJECT_ROOT: paths.root
-            }
-          },
-          logFile,
-          header: [`Agent: ${agent}`, `Trigger: ${name}.trigger`, `Started: ${isoSeconds(startedMs)}`, `Attempt: ${attempt}/${settings.maxRetries}`],
-          maxLogBytes: settings.logMaxBytes,
-          timeoutMs: settings.agentTimeoutMs,
-          stallMs: settings.agentStallTimeoutMs,
-          onProgress: (progress) => slots.setProgress(agent, progress)
-        }).pipe(Effect.tapError(() => recorded(undefined, "error")))
         const ended = (outcome: ExitStatus, output: OutputState, pid: number | null) =>
           Effect.gen(function*() {
             yield* recorded(outcome)
             const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
             return { outcome, output, logFile, startedMs, seconds, pid } satisfies AttemptResult
           })
-        if (run._tag === "NotStarted") return yield* ended(run.status, emptyOutput, null)
-        yield* Ref.set(exitProbe, run.exited)
-        yield* slots.setProcess(agent, { pid: run.pid, startTime: run.startTime, log: logFile })
-        yield* events.spawned(claimed, attempt, run.pid)
-        const progress = settings.progressIntervalMs > 0
-          ? events.progress(claimed, attempt, startedMs, run.watch).pipe(Effect.delay(settings.progressIntervalMs), Effect.forever)
-          : Effect.never
-        const status = yield* Effect.raceFirst(run.end, progress)
-        // Read to its end and recorded as one step: the attempt's history line is never lost.
-        return yield* Effect.uninterruptible(Effect.gen(function*() {
-          const output = yield* run.watch.finish
-          return yield* ended(reportedOutcome(status, output), output, run.pid)
-        }))
-        })).pipe(
+
+        const run = Effect.gen(function*() {
+          const started = yield* AgentRun.start({
+            request: requestOf(claimed, attempt),
+            logFile,
+            header: [`Agent: ${agent}`, `Trigger: ${name}.trigger`, `Started: ${isoSeconds(startedMs)}`, `Attempt: ${attempt}/${settings.maxRetries}`],
+            maxLogBytes: settings.logMaxBytes,
+            timeoutMs: settings.agentTimeoutMs,
+            stallMs: settings.agentStallTimeoutMs,
+            onProgress: (progress) => slots.setProgress(agent, progress)
+          }).pipe(Effect.tapError(() => recorded(undefined, "error")))
+          if (started._tag === "NotStarted") return yield* ended(started.status, emptyOutput, null)
+          yield* Ref.set(exitProbe, started.exited)
+          yield* slots.setProcess(agent, { pid: started.pid, startTime: started.startTime, log: logFile })
+          yield* events.spawned(claimed, attempt, started.pid)
+          // The PROGRESS line every PROGRESS_INTERVAL while the agent runs.
+          const status = yield* settings.progressIntervalMs > 0
+            ? Effect.raceFirst(
+              started.end,
+              events.progress(claimed, attempt, startedMs, started.watch).pipe(Effect.delay(settings.progressIntervalMs), Effect.forever)
+            )
+            : started.end
+          // Read to its end and recorded as one step: the attempt's history line is never lost.
+          return yield* Effect.uninterruptible(Effect.flatMap(started.watch.finish, (output) =>
+            ended(reportedOutcome(status, output), output, started.pid)))
+        })
+
+        yield* Ref.set(exitProbe, Effect.succeedNone)
+        return yield* Effect.scoped(run).pipe(
           // Recorded once the scope has stopped the agent: its signal is kept, and an agent that
           // had already succeeded is recorded as a success.
           Effect.onInterrupt(() =>
