@@ -93,6 +93,7 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
     const state = yield* DaemonState
     const usage = yield* Usage
     const commandKey = settings.agentCommand.join(" ")
+    const storageRetries = Schedule.spaced(Duration.millis(settings.monitorIntervalMs))
 
     const setView = ({ claimed }: JobContext, view: Omit<JobView, "name" | "agent"> | undefined) =>
       Ref.update(views, (all) =>
@@ -116,8 +117,10 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
       step.pipe(
         Effect.zipLeft(Ref.update(job, (s) => ({ ...s, settled: true }))),
         Effect.uninterruptible,
-        Effect.tapError((error) => Effect.zipRight(events.storageFailed(error, what), Effect.sleep(Duration.millis(settings.monitorIntervalMs)))),
-        Effect.eventually
+        Effect.tapError((error) => events.storageFailed(error, what)),
+        Effect.retry(storageRetries),
+        // The schedule never ends: no failure is left.
+        Effect.orDie
       )
 
     /** The next attempt: its slot, its run, and what its end means. */
