@@ -3,7 +3,7 @@
  * read from the files; as text, as JSON, or redrawn every second (`--watch`).
  */
 import { Command, Options } from "@effect/cli"
-import { Console, Deferred, Duration, Effect, Either, Fiber, Schedule } from "effect"
+import { Console, Duration, Effect, Either, Fiber, Schedule } from "effect"
 import { load } from "../config/DaemonConfig.js"
 import { probe } from "../daemon/DaemonInstance.js"
 import { UsageError } from "../domain/errors.js"
@@ -106,26 +106,18 @@ export const status = Command.make("status", { project: projectOption, json: jso
 const watchStatus = (paths: ProjectPaths) =>
   Effect.gen(function*() {
     const tty = process.stdout.isTTY === true
-    const quit = yield* Deferred.make<void>()
     if (tty) {
       yield* Effect.acquireRelease(
         Effect.sync(() => {
-          const onKey = (key: Buffer) => {
-            // q, Q, Ctrl-C (raw mode delivers it as a byte), Ctrl-D.
-            if (key.some((b) => b === 0x71 || b === 0x51 || b === 0x03 || b === 0x04)) Deferred.unsafeDone(quit, Effect.void)
-          }
           if (process.stdin.isTTY) {
             process.stdin.setRawMode(true)
-            process.stdin.on("data", onKey)
             process.stdin.resume()
           }
           process.stdout.write("\x1b[?1049h\x1b[?25l")
-          return onKey
         }),
-        (onKey) =>
+        () =>
           Effect.sync(() => {
             if (process.stdin.isTTY) {
-              process.stdin.off("data", onKey)
               process.stdin.setRawMode(false)
               process.stdin.pause()
             }
@@ -133,6 +125,14 @@ const watchStatus = (paths: ProjectPaths) =>
           })
       )
     }
+    // q, Q, Ctrl-C (raw mode delivers it as a byte), Ctrl-D.
+    const quitKey = Effect.async<void>((resume) => {
+      const onKey = (key: Buffer) => {
+        if (key.some((b) => b === 0x71 || b === 0x51 || b === 0x03 || b === 0x04)) resume(Effect.void)
+      }
+      process.stdin.on("data", onKey)
+      return Effect.sync(() => void process.stdin.off("data", onKey))
+    })
     const frame = Effect.gen(function*() {
       const s = yield* readStatus(paths)
       const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z")
@@ -148,6 +148,6 @@ const watchStatus = (paths: ProjectPaths) =>
     })
     yield* frame.pipe(
       Effect.repeat(Schedule.spaced(Duration.seconds(1))),
-      Effect.raceFirst(Deferred.await(quit))
+      Effect.raceFirst(tty && process.stdin.isTTY ? quitKey : Effect.never)
     )
   }).pipe(Effect.scoped)
