@@ -122,8 +122,8 @@ export const writeFileAtomic = (file: string, content: string) =>
 
 
 /**
- * Saves a state file atomically; a failed write is reported on stderr once (not at every change,
- * a full disk would flood it) and the next change tries again.
+ * Saves a state file atomically; a failed write is reported once as an Effect warning (not at
+ * every change, a full disk would flood it) and the next change tries again.
  */
 export const reportingFailures = <A>(file: string, render: (value: A) => string) => {
   let failing = false
@@ -131,9 +131,10 @@ export const reportingFailures = <A>(file: string, render: (value: A) => string)
     writeFileAtomic(file, render(value)).pipe(
       Effect.matchEffect({
         onFailure: (error) =>
-          Effect.sync(() => {
-            if (!failing) process.stderr.write(`starforge: ${error.message}; retried at the next change\n`)
+          Effect.suspend(() => {
+            const first = !failing
             failing = true
+            return first ? Effect.logWarning(`${error.message}; retried at the next change`) : Effect.void
           }),
         onSuccess: () => Effect.sync(() => void (failing = false))
       })
