@@ -3,13 +3,14 @@
  * of the spawn, whoever reads the stream and whenever: Node drains the pipes nobody listens to
  * when a child exits, so the output of an agent that fails at once would otherwise be lost.
  * A line of stdout and one of stderr never mix; a partial line is passed on only at the end of
- * its pipe, or when it outgrows `MAX_HELD_BYTES`.
+ * its pipe, or when it outgrows `MAX_HELD_BYTES`, and then the other pipe waits for its end
+ * (`lines.ts`).
  */
 import type { Readable } from "node:stream"
 import { Effect, Stream, type StreamEmit } from "effect"
+import { lineMerger } from "./lines.js"
 
-/** Longest partial line held back while waiting for its newline. */
-export const MAX_HELD_BYTES = 64 * 1024
+export { MAX_HELD_BYTES } from "./lines.js"
 
 export interface Pipes {
   /** The output so far, then as it comes; ends when both pipes end (or `end` is called). */
@@ -29,14 +30,13 @@ export const readPipes = (pipes: ReadonlyArray<Readable | null>): Pipes => {
     else void reader.single(bytes)
   }
   const open = pipes.filter((pipe): pipe is Readable => pipe !== null)
-  const held: Array<Buffer> = open.map(() => Buffer.alloc(0))
+  const lines = lineMerger(open.length)
   let live = open.length
   const finishAll = () => {
     if (ended) return
     ended = true
     open.forEach((pipe, index) => {
-      pass(held[index]!)
-      held[index] = Buffer.alloc(0)
+      lines.end(index).forEach(pass)
       pipe.destroy()
     })
     void reader?.end()
@@ -44,22 +44,14 @@ export const readPipes = (pipes: ReadonlyArray<Readable | null>): Pipes => {
   open.forEach((pipe, index) => {
     pipe.on("data", (chunk: Buffer) => {
       if (ended) return
-      const data = held[index]!.length === 0 ? chunk : Buffer.concat([held[index]!, chunk])
-      const cut = data.lastIndexOf(10) + 1
-      if (cut > 0) pass(data.subarray(0, cut))
-      held[index] = cut > 0 ? data.subarray(cut) : data
-      if (held[index]!.length > MAX_HELD_BYTES) {
-        pass(held[index]!)
-        held[index] = Buffer.alloc(0)
-      }
+      lines.push(index, chunk).forEach(pass)
     })
     // The end of the data is what counts ('end'; 'close' if the pipe broke first).
     let done = false
     const finish = () => {
       if (done || ended) return
       done = true
-      pass(held[index]!)
-      held[index] = Buffer.alloc(0)
+      lines.end(index).forEach(pass)
       if (--live === 0) finishAll()
     }
     pipe.once("end", finish)
