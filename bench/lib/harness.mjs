@@ -212,6 +212,8 @@ export const makeProject = (settings = {}) => {
     AGENT_COMMAND: agent,
     PARALLEL_DAEMON: "true",
     ORCHESTRATOR_INTERVAL: "0",
+    // How the daemons start agents (helper or direct), when the run is asked for one.
+    ...(process.env.STARFORGE_SPAWNER === undefined ? {} : { STARFORGE_SPAWNER: process.env.STARFORGE_SPAWNER }),
     ...settings
   }
   let staged = 0

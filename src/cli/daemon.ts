@@ -11,6 +11,7 @@ import { probe } from "../daemon/DaemonInstance.js"
 import { daemonExecArgv } from "../daemon/nodeOptions.js"
 import { UsageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
+import * as SpawnHelper from "../process/SpawnHelper.js"
 import { stop, stopDaemon, timeoutOption } from "./daemonStop.js"
 import { logs } from "./logs.js"
 import { projectOption, resolveProject } from "./shared.js"
@@ -18,6 +19,12 @@ import { status } from "./status.js"
 
 /** This program, to start the background daemon with (the bundle and the tsc build alike). */
 const bin = () => fs.realpathSync(process.argv[1] ?? fileURLToPath(import.meta.url))
+
+/**
+ * The spawn helper next to the running bundle (dist/spawn-helper.cjs; in the bundle
+ * `import.meta.url` is dist/cli.cjs). The tsc build has none: its daemon spawns directly.
+ */
+const spawnHelperFile = () => fileURLToPath(new URL("spawn-helper.cjs", import.meta.url))
 
 const setOption = Options.text("set").pipe(
   Options.repeated,
@@ -100,13 +107,15 @@ const runForeground = (paths: ProjectPaths, flags: Record<string, string>) => {
           process.off("SIGHUP", ignore)
         })
     )
+    // STARFORGE_SPAWNER: `direct`, `helper`, or unset (the helper if it is there).
+    const spawner = yield* SpawnHelper.choose(process.env["STARFORGE_SPAWNER"], spawnHelperFile())
     yield* Daemon.run({
       project: paths.root,
       flags,
       echo: !background,
       onReady: (hello) =>
         background ? tellParent({ type: "ready", pid: hello.pid }) : Console.error(`Daemon started (PID: ${hello.pid})`)
-    })
+    }, { spawner })
   }).pipe(
     Effect.scoped,
     Effect.catchTag("DaemonAlreadyRunning", (e) =>

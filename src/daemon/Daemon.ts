@@ -74,6 +74,7 @@ const startUp = Effect.gen(function*() {
   const { paths, settings, warnings } = yield* DaemonConfig
   const log = yield* DaemonLog
   const instance = yield* DaemonInstance
+  const spawner = yield* Spawner
   yield* log.event("START", `Daemon started (PID: ${instance.pid}) for ${paths.root}`)
   yield* log.event(
     "MODE",
@@ -84,7 +85,8 @@ const startUp = Effect.gen(function*() {
     `agent command: ${settings.agentCommand.join(" ")}; timeout ${formatSeconds(settings.agentTimeoutMs / 1000)}, ` +
       `kill grace ${formatSeconds(settings.killGraceMs / 1000)}, ${settings.maxRetries} attempts, first retry after ` +
       `${formatSeconds(settings.initialRetryDelayMs / 1000)}, monitor every ${formatSeconds(settings.monitorIntervalMs / 1000)}, ` +
-      `orchestrator ${settings.orchestratorIntervalMs > 0 ? `every ${formatSeconds(settings.orchestratorIntervalMs / 1000)}` : "disabled"}`
+      `orchestrator ${settings.orchestratorIntervalMs > 0 ? `every ${formatSeconds(settings.orchestratorIntervalMs / 1000)}` : "disabled"}, ` +
+      `spawner ${spawner.name ?? "custom"}`
   )
   for (const warning of warnings) yield* log.event("WARN", warning)
   yield* Recovery.recover

@@ -46,6 +46,8 @@ export interface SpawnedProcess {
 }
 
 export interface SpawnerShape {
+  /** How agents are started, for the daemon log's CONFIG line: "direct", "helper"... */
+  readonly name?: string
   readonly spawn: (request: SpawnRequest) => Effect.Effect<SpawnedProcess, SpawnError, Scope.Scope>
 }
 
@@ -107,6 +109,7 @@ const exitOf = (child: ReturnType<typeof nodeSpawn>): Option.Option<ProcessExit>
     : Option.none()
 
 export const makeDirect = (table: ProcessTable["Type"], grace: Duration.Duration): SpawnerShape => ({
+  name: "direct",
   spawn: (request) =>
     // Acquired whole or not at all: a child never runs without its release.
     Effect.acquireRelease(
@@ -146,6 +149,7 @@ export const fromEffect = (
   run: (request: SpawnRequest, write: (text: string) => Effect.Effect<void>) => Effect.Effect<number>
 ): Layer.Layer<Spawner> =>
   Layer.succeed(Spawner, {
+    name: "effect",
     spawn: (request) =>
       Effect.acquireRelease(
         Effect.gen(function*() {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { archivedTriggers } from "../support/daemonHelpers.js"
-import { records, trigger, useProjects, waitFor } from "../support/project.js"
+import { daemonLog, records, trigger, useProjects, waitFor } from "../support/project.js"
 
 const projects = useProjects()
 
@@ -17,6 +17,8 @@ describe("smoke", () => {
     // All three overlapped: every start came before the first end.
     const firstEnd = ends.reduce((m, r) => (r.ns < m ? r.ns : m), ends[0]!.ns)
     expect(starts.every((s) => s.ns < firstEnd)).toBe(true)
+    // The bundle's daemon starts its agents through the spawn helper (dist/spawn-helper.cjs).
+    expect(daemonLog(p)).toMatch(/CONFIG: .*, spawner helper\n/)
     const stopped = await p.cli(["daemon", "stop"])
     expect(stopped.code).toBe(0)
   })

@@ -1,5 +1,6 @@
 /**
- * One attempt (`AgentRun`) on the real `Spawner.direct`, with real `sh -c` scripts in temporary
+ * One attempt (`AgentRun`) on the real spawners (`Spawner.direct`, and the spawn helper built in
+ * dist/spawn-helper.cjs), with real `sh -c` scripts in temporary
  * directories, on both platform layers (`/proc` and `ps`).
  *
  * Every process a test starts (agents, their groups, the pids they report) is recorded and
@@ -9,6 +10,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Option } from "effect"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
@@ -17,6 +19,7 @@ import { ProcessTable } from "../../src/platform/ProcessTable.js"
 import * as Linux from "../../src/platform/linux.js"
 import * as Posix from "../../src/platform/posix.js"
 import * as AgentRun from "../../src/process/AgentRun.js"
+import * as SpawnHelper from "../../src/process/SpawnHelper.js"
 import { Spawner } from "../../src/process/Spawner.js"
 
 const KILL_GRACE_MS = 1_000
@@ -182,8 +185,10 @@ const expectHeader = (log: string) => {
   expect(log.startsWith(HEADER.join("\n") + "\n\n")).toBe(true)
 }
 
-/** `Spawner.direct` on a platform layer, recording every pid it starts for `afterEach`. */
-const layerOn = (dir: string, platform: typeof Linux.layer) => {
+type SpawnerLayer = typeof Spawner.direct
+
+/** A spawner on a platform layer, recording every pid it starts for `afterEach`. */
+const layerOn = (dir: string, platform: typeof Linux.layer, spawner: SpawnerLayer) => {
   const base = Layer.merge(DaemonConfig.layerSettings(dir, { killGraceMs: KILL_GRACE_MS }), platform)
   const recording = Layer.effect(
     Spawner,
@@ -193,28 +198,34 @@ const layerOn = (dir: string, platform: typeof Linux.layer) => {
         Effect.uninterruptible(Effect.tap(spawner.spawn(request), (spawned) => Effect.sync(() => startedPids.add(spawned.pid))))
     }))
   )
-  return recording.pipe(Layer.provide(Spawner.direct), Layer.provideMerge(base))
+  return recording.pipe(Layer.provide(spawner), Layer.provideMerge(base))
 }
 
 /** Runs a test body with a temp dir and the layers of `platform`. */
 const withDir = <A, E>(
   platform: typeof Linux.layer,
+  spawner: SpawnerLayer,
   body: (dir: string) => Effect.Effect<A, E, Spawner | ProcessTable | DaemonConfig>
 ) =>
   Effect.suspend(() => {
     const dir = makeTempDir()
-    return Effect.provide(body(dir), layerOn(dir, platform))
+    return Effect.provide(body(dir), layerOn(dir, platform, spawner))
   })
 
 const platforms = [["linux", Linux.layer], ["posix", Posix.layer]] as const
+
+const HELPER = fileURLToPath(new URL("../../dist/spawn-helper.cjs", import.meta.url))
+/** The same behaviours whoever starts the agents. */
+const spawners: ReadonlyArray<readonly [string, SpawnerLayer]> = [["Spawner.direct", Spawner.direct], ["the spawn helper", SpawnHelper.layer(HELPER)]]
+const combinations = platforms.flatMap(([name, platform]) => spawners.map(([spawnerName, spawner]) => [name, platform, spawnerName, spawner] as const))
 
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
 
-for (const [name, platform] of platforms) describe(`AgentRun on Spawner.direct (${name} process table)`, { timeout: 20_000 }, () => {
+for (const [name, platform, spawnerName, spawner] of combinations) describe(`AgentRun on ${spawnerName} (${name} process table)`, { timeout: 20_000 }, () => {
   const live = (title: string, body: (dir: string) => Effect.Effect<void, unknown, Spawner | ProcessTable | DaemonConfig>) =>
-    it.live(title, () => withDir(platform, body))
+    it.live(title, () => withDir(platform, spawner, body))
 
   live("never loses the output of a fast-exiting child (30 runs)", (dir) =>
     Effect.gen(function*() {
