@@ -111,4 +111,8 @@ export const ask = (address: string, timeoutMs = 2_000): Effect.Effect<Answer> =
     })
   })
 
+/** The line the holder at `address` announced; undefined when nobody answers. */
+export const answerAt = (address: string, timeoutMs?: number): Effect.Effect<string | undefined> =>
+  Effect.map(ask(address, timeoutMs), (answer) => (answer._tag === "Answered" ? answer.line : undefined))
+
 export const lockError = (root: string, cause: unknown) => new StorageError({ operation: "locking", path: root, cause })

@@ -8,7 +8,7 @@
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import { Effect, Layer } from "effect"
-import { InstanceLock, type InstanceLockShape, listen, LockHeld, ask } from "./InstanceLock.js"
+import { answerAt, ask, InstanceLock, type InstanceLockShape, listen, LockHeld } from "./InstanceLock.js"
 import { type AgentLeader, groupIsEmpty, type ProcessEntry, ProcessTable, type ProcessTableShape, sendSignal } from "./ProcessTable.js"
 
 export interface ProcStat {
@@ -179,8 +179,7 @@ export const instanceLock: InstanceLockShape = {
     Effect.flatMap(listen(lockAddress(root), answer), (bound) =>
       bound ? Effect.void : Effect.flatMap(ask(lockAddress(root)), (other) =>
         Effect.fail(new LockHeld({ answer: other._tag === "Answered" ? other.line : undefined })))),
-  probe: (root, timeoutMs) =>
-    Effect.map(ask(lockAddress(root), timeoutMs), (answer) => (answer._tag === "Answered" ? answer.line : undefined)),
+  probe: (root, timeoutMs) => answerAt(lockAddress(root), timeoutMs),
   address: lockAddress
 }
 

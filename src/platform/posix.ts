@@ -18,7 +18,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Data, Duration, Effect, Layer, Schedule, type Scope } from "effect"
-import { ask, InstanceLock, type InstanceLockShape, listen, lockError, LockHeld } from "./InstanceLock.js"
+import { answerAt, ask, InstanceLock, type InstanceLockShape, listen, lockError, LockHeld } from "./InstanceLock.js"
 import type { StorageError } from "../domain/errors.js"
 import { type AgentLeader, type Identity, type ProcessEntry, ProcessTable, type ProcessTableShape, sendSignal } from "./ProcessTable.js"
 
@@ -215,8 +215,7 @@ const holdAddress = (root: string, address: string, answer: string) =>
 
 export const instanceLock: InstanceLockShape = {
   hold: (root, answer) => holdAddress(root, lockAddress(root), answer),
-  probe: (root, timeoutMs) =>
-    Effect.map(ask(lockAddress(root), timeoutMs), (answer) => (answer._tag === "Answered" ? answer.line : undefined)),
+  probe: (root, timeoutMs) => answerAt(lockAddress(root), timeoutMs),
   address: lockAddress
 }
 

@@ -41,7 +41,8 @@ interface DispatchState {
   readonly stopping: boolean
 }
 
-const withEntry = <V>(map: ReadonlyMap<string, V>, key: string, value: V | undefined): ReadonlyMap<string, V> => {
+/** `map` with `key` set to `value`, or removed when it is undefined. */
+export const withEntry = <V>(map: ReadonlyMap<string, V>, key: string, value: V | undefined): ReadonlyMap<string, V> => {
   const next = new Map(map)
   if (value === undefined) next.delete(key)
   else next.set(key, value)

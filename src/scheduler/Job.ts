@@ -29,7 +29,7 @@ import { outcomeOf } from "../state/History.js"
 import { Usage } from "../state/Usage.js"
 import type { LimitSignal } from "../stream/StreamJson.js"
 import type { ExitProbe, RunAttempt } from "./Attempt.js"
-import type { Carried, Dispatcher } from "./Dispatcher.js"
+import { type Carried, type Dispatcher, withEntry } from "./Dispatcher.js"
 import { type AttemptResult, type JobEvents, summaryOf } from "./JobEvents.js"
 
 /** The attempt failed; it is retried while attempts are left. */
@@ -54,13 +54,6 @@ export interface JobView {
 
 /** The jobs of the scheduler as `Scheduler.jobs` shows them, by trigger name. */
 export type JobViews = Ref.Ref<ReadonlyMap<string, JobView>>
-
-const withView = (views: ReadonlyMap<string, JobView>, name: string, view: JobView | undefined): ReadonlyMap<string, JobView> => {
-  const next = new Map(views)
-  if (view === undefined) next.delete(name)
-  else next.set(name, view)
-  return next
-}
 
 /** Where the job is: one value, changed only with `Ref.update`. */
 interface JobState {
@@ -97,7 +90,7 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
 
     const setView = ({ claimed }: JobContext, view: Omit<JobView, "name" | "agent"> | undefined) =>
       Ref.update(views, (all) =>
-        withView(all, claimed.queued.name, view && { name: claimed.queued.name, agent: claimed.queued.agent, ...view }))
+        withEntry(all, claimed.queued.name, view && { name: claimed.queued.name, agent: claimed.queued.agent, ...view }))
 
     const requeue = (claimed: ClaimedTrigger, why: string) =>
       queue.requeue(claimed).pipe(

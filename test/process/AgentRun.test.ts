@@ -8,10 +8,9 @@
  * nothing behind. Nothing sleeps and hopes: every wait is for an event, with a deadline.
  */
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { afterEach, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Option } from "effect"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
 import { logParts, readLogFile } from "../../src/logs/LogFile.js"
@@ -21,6 +20,7 @@ import * as Posix from "../../src/platform/posix.js"
 import * as AgentRun from "../../src/process/AgentRun.js"
 import * as SpawnHelper from "../../src/process/SpawnHelper.js"
 import { Spawner } from "../../src/process/Spawner.js"
+import { allPids, groupMembers, isAlive, statFields, useProcessCleanup, waitUntil, within } from "../support/processes.js"
 
 const KILL_GRACE_MS = 1_000
 
@@ -28,34 +28,7 @@ const KILL_GRACE_MS = 1_000
 // Bookkeeping: temp dirs and every process started, cleaned up after each test.
 // ---------------------------------------------------------------------------------------------
 
-const tempDirs: Array<string> = []
-/** Process ids (each also a process group id) started during the current test. */
-const startedPids = new Set<number>()
-
-/** Fields after the command name of `/proc/<pid>/stat`; index 0 is field 3 (state). */
-const statFields = (pid: number): Array<string> | undefined => {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return text.slice(text.lastIndexOf(")") + 2).trim().split(" ")
-  } catch {
-    return undefined
-  }
-}
-
-/** Live means present and not a zombie (a zombie holds nothing and may linger unreaped). */
-const isAlive = (pid: number): boolean => {
-  const fields = statFields(pid)
-  return fields !== undefined && fields[0] !== "Z" && fields[0] !== "X"
-}
-
-const allPids = (): Array<number> => fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e)).map(Number)
-
-/** Live processes whose process group is `pgid`. */
-const groupMembers = (pgid: number): Array<number> =>
-  allPids().filter((pid) => {
-    const fields = statFields(pid)
-    return fields !== undefined && fields[0] !== "Z" && fields[0] !== "X" && Number(fields[3]) === pgid
-  })
+const { started: startedPids, tempDir: makeTempDir } = useProcessCleanup("starforge-run-")
 
 const commOf = (pid: number): string | undefined => {
   try {
@@ -74,59 +47,6 @@ const processesWithEnv = (marker: string): Array<number> =>
       return false
     }
   })
-
-const killQuietly = (pid: number) => {
-  for (const target of [-pid, pid]) {
-    try {
-      process.kill(target, "SIGKILL")
-    } catch {
-      // Already gone.
-    }
-  }
-}
-
-const sleepMs = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-afterEach(async () => {
-  const pids = Array.from(startedPids)
-  startedPids.clear()
-  for (const pid of pids) killQuietly(pid)
-  const deadline = Date.now() + 5_000
-  while (pids.some((pid) => isAlive(pid) || groupMembers(pid).length > 0) && Date.now() < deadline) await sleepMs(25)
-  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
-  const left = pids.filter((pid) => isAlive(pid) || groupMembers(pid).length > 0)
-  if (left.length > 0) throw new Error(`processes survived the test: ${left.join(", ")}`)
-})
-
-const makeTempDir = () => {
-  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "starforge-run-")))
-  tempDirs.push(dir)
-  return dir
-}
-
-/** Polls a condition on the real clock; dies after the deadline. */
-const waitUntil = (what: string, condition: () => boolean, timeoutMs = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + timeoutMs
-    while (!condition()) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
-      yield* Effect.sleep("20 millis")
-    }
-  })
-
-/** Like `waitUntil`, for a condition that is an effect. */
-const waitUntilEffect = (what: string, condition: Effect.Effect<boolean>, timeoutMs = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + timeoutMs
-    while (!(yield* condition)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
-      yield* Effect.sleep("20 millis")
-    }
-  })
-
-/** Fails the test instead of hanging it when `effect` takes longer than `ms`. */
-const within = (ms: number, what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.timeoutFail(effect, { duration: ms, onTimeout: () => new Error(`${what} took more than ${ms} ms`) })
 
 // ---------------------------------------------------------------------------------------------
 // Runs
@@ -505,7 +425,7 @@ for (const [name, platform, spawnerName, spawner] of combinations) describe(`Age
       const script = `echo first; while [ ! -e '${go}' ]; do sleep 0.02; done; echo ${long}; echo second; ` +
         `echo '{"type":"result","subtype":"error_during_execution","is_error":true,"result":"broke"}'`
       const { run, fiber } = yield* forkRun(shSpec(dir, script, { logFile: path.join(logs, "agent.log"), maxLogBytes: 1_000 }))
-      yield* waitUntilEffect("the first line", Effect.map(run.watch.state, (s) => s.textLines === 1))
+      yield* waitUntil("the first line", Effect.map(run.watch.state, (s) => s.textLines === 1))
       fs.rmSync(logs, { recursive: true })
       fs.writeFileSync(go, "")
       expect(yield* Fiber.join(fiber).pipe(within(10_000, "the run"))).toMatchObject({ _tag: "Exited", code: 0 })

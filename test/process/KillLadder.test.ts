@@ -6,13 +6,13 @@
  * then waits until they are gone, so a failing test leaves nothing behind.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import * as fs from "node:fs"
-import { afterEach, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Option, Ref, TestClock } from "effect"
 import { ProcessTable } from "../../src/platform/ProcessTable.js"
 import * as Linux from "../../src/platform/linux.js"
 import * as Posix from "../../src/platform/posix.js"
 import { ladder, type StopSignal, stopOrphan, stopProcess, type Target } from "../../src/process/KillLadder.js"
+import { groupMembers, isAlive, useProcessCleanup, waitUntil } from "../support/processes.js"
 
 const GRACE_MS = 1_000
 
@@ -20,61 +20,7 @@ const GRACE_MS = 1_000
 // Bookkeeping
 // ---------------------------------------------------------------------------------------------
 
-/** Process ids (each also a process group id) started during the current test. */
-const startedPids = new Set<number>()
-
-const statFields = (pid: number): Array<string> | undefined => {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return text.slice(text.lastIndexOf(")") + 2).trim().split(" ")
-  } catch {
-    return undefined
-  }
-}
-
-/** Live means present and not a zombie. */
-const isAlive = (pid: number): boolean => {
-  const fields = statFields(pid)
-  return fields !== undefined && fields[0] !== "Z" && fields[0] !== "X"
-}
-
-const groupMembers = (pgid: number): Array<number> =>
-  fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e)).map(Number).filter((pid) => {
-    const fields = statFields(pid)
-    return fields !== undefined && fields[0] !== "Z" && fields[0] !== "X" && Number(fields[3]) === pgid
-  })
-
-const killQuietly = (pid: number) => {
-  for (const target of [-pid, pid]) {
-    try {
-      process.kill(target, "SIGKILL")
-    } catch {
-      // Already gone.
-    }
-  }
-}
-
-const sleepMs = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-afterEach(async () => {
-  const pids = Array.from(startedPids)
-  startedPids.clear()
-  for (const pid of pids) killQuietly(pid)
-  const deadline = Date.now() + 5_000
-  while (pids.some((pid) => isAlive(pid) || groupMembers(pid).length > 0) && Date.now() < deadline) await sleepMs(25)
-  const left = pids.filter((pid) => isAlive(pid) || groupMembers(pid).length > 0)
-  if (left.length > 0) throw new Error(`processes survived the test: ${left.join(", ")}`)
-})
-
-/** Polls a condition on the real clock; dies after the deadline. */
-const waitUntil = (what: string, condition: () => boolean, timeoutMs = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + timeoutMs
-    while (!condition()) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
-      yield* Effect.sleep("20 millis")
-    }
-  })
+const { started: startedPids } = useProcessCleanup("starforge-ladder-")
 
 /**
  * Starts a detached `sh -c script` of our own (its own group, like an agent), recorded for
@@ -231,7 +177,7 @@ for (const [name, platform] of platforms) describe(`stopOrphan and stopProcess o
     Effect.gen(function*() {
       const { pid, startTime, child } = yield* startDetached("exec sleep 30")
       const exited = new Promise((resolve) => child.once("exit", resolve))
-      killQuietly(pid)
+      process.kill(pid, "SIGKILL")
       yield* Effect.promise(() => exited)
       yield* waitUntil(`process ${pid} to die`, () => !isAlive(pid))
       expect(yield* stopOrphan(pid, startTime, `${GRACE_MS} millis`)).toBe("gone")

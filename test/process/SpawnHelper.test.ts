@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { Chunk, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
 import { DaemonConfig } from "../../src/config/DaemonConfig.js"
 import { ExitStatus } from "../../src/domain/Outcome.js"
@@ -17,6 +17,7 @@ import { ProcessTable } from "../../src/platform/ProcessTable.js"
 import * as Linux from "../../src/platform/linux.js"
 import * as SpawnHelper from "../../src/process/SpawnHelper.js"
 import { makeDirect, type SpawnedProcess, Spawner, type SpawnRequest } from "../../src/process/Spawner.js"
+import { groupMembers, isAlive, statFields, useProcessCleanup, waitUntil, within } from "../support/processes.js"
 
 const HELPER = fileURLToPath(new URL("../../dist/spawn-helper.cjs", import.meta.url))
 const PATH = process.env["PATH"] ?? "/usr/bin:/bin"
@@ -29,24 +30,8 @@ beforeAll(() => {
 // Bookkeeping
 // ---------------------------------------------------------------------------------------------
 
-const tempDirs: Array<string> = []
-/** Pids (each a group) started during the current test. */
-const started = new Set<number>()
-
-const statOf = (pid: number): Array<string> | undefined => {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return text.slice(text.lastIndexOf(")") + 2).trim().split(" ")
-  } catch {
-    return undefined
-  }
-}
-const isAlive = (pid: number) => {
-  const state = statOf(pid)?.[0]
-  return state !== undefined && state !== "Z" && state !== "X"
-}
-const groupAlive = (pgid: number) =>
-  fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e)).some((e) => isAlive(Number(e)) && Number(statOf(Number(e))?.[2]) === pgid)
+const { started, tempDir } = useProcessCleanup("starforge-helper-")
+const groupAlive = (pgid: number) => groupMembers(pgid).length > 0
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024
 
 const kill = (target: number) => {
@@ -56,36 +41,6 @@ const kill = (target: number) => {
     // Gone.
   }
 }
-
-afterEach(async () => {
-  const pids = Array.from(started)
-  started.clear()
-  for (const pid of pids) {
-    kill(-pid)
-    kill(pid)
-  }
-  const deadline = Date.now() + 5_000
-  while (pids.some((pid) => isAlive(pid) || groupAlive(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25))
-  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
-  const left = pids.filter((pid) => isAlive(pid) || groupAlive(pid))
-  if (left.length > 0) throw new Error(`processes survived the test: ${left.join(", ")}`)
-})
-
-const tempDir = () => {
-  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "starforge-helper-")))
-  tempDirs.push(dir)
-  return dir
-}
-
-/** Polls a condition on the real clock; dies after the deadline. */
-const waitUntil = (what: string, condition: () => boolean, timeoutMs = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + timeoutMs
-    while (!condition()) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
-      yield* Effect.sleep("20 millis")
-    }
-  })
 
 /** Blocks this whole process (its event loop reads nothing) until `condition` holds; throws after the deadline. */
 const blockUntil = (what: string, condition: () => boolean, timeoutMs = 10_000) => {
@@ -98,9 +53,6 @@ const blockUntil = (what: string, condition: () => boolean, timeoutMs = 10_000) 
     }
   }
 }
-
-const within = (ms: number, what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.timeoutFail(effect, { duration: ms, onTimeout: () => new Error(`${what} took more than ${ms} ms`) })
 
 // ---------------------------------------------------------------------------------------------
 // Agents
@@ -238,7 +190,7 @@ describe("spawn helper", { timeout: 30_000 }, () => {
       // This process reads nothing until the agent has been asleep (blocked writing) for 10 looks in a row.
       let asleep = 0
       blockUntil("the agent to block on its full pipe", () => {
-        asleep = statOf(agent.pid)?.[0] === "S" ? asleep + 1 : 0
+        asleep = statFields(agent.pid)?.[0] === "S" ? asleep + 1 : 0
         return asleep >= 10
       })
       expect(rssMiB(pid) - before).toBeLessThan(32)
