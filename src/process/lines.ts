@@ -1,8 +1,8 @@
 /**
- * Whole lines of one pipe: bytes are passed on up to the last newline read, the rest is held
- * until its newline comes, the pipe ends, or it outgrows `MAX_HELD_BYTES`. Used by the daemon's
- * own pipe reading (`pipes.ts`) and by the spawn helper (`spawnHelperMain.ts`), so that a line
- * of stdout and one of stderr never mix whoever reads them. Plain Node, no Effect.
+ * Whole lines of a child's pipes: bytes are passed on up to the last newline read, the rest is
+ * held until its newline comes, the pipe ends, or it outgrows `MAX_HELD_BYTES`; `lineMerger`
+ * keeps the lines of several pipes from mixing. Used by the daemon's own pipe reading
+ * (`pipes.ts`) and by the spawn helper (`spawnHelperMain.ts`). Plain Node, no Effect.
  */
 
 /** Longest partial line held back while waiting for its newline. */
