@@ -17,7 +17,7 @@ import { NO_STACK } from "../observability/Tracing.js"
 import { type ClaimedTrigger, type QueuedTrigger, TriggerQueue } from "../queue/TriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonState } from "../state/DaemonState.js"
-import { Usage } from "../state/Usage.js"
+import { limitKey, Usage } from "../state/Usage.js"
 import type { JobEvents } from "./JobEvents.js"
 
 /** Attempts (and their times) carried over a requeue that was no fault of the agent. */
@@ -65,8 +65,7 @@ export const make = (events: JobEvents, start: (claimed: ClaimedTrigger, carried
     const usage = yield* Usage
     const scope = yield* Effect.scope
     const cap = settings.parallel ? settings.maxConcurrent : 1
-    // Usage limits pause every agent that runs the same command line; today all agents share one.
-    const commandKey = settings.agentCommand.join(" ")
+    const commandKey = limitKey(settings.agentCommand)
     const wakeups = yield* Queue.sliding<void>(1)
     const wake = Queue.offer(wakeups, undefined).pipe(Effect.asVoid)
     const current = yield* Ref.make<DispatchState>({ waiters: new Map(), carried: new Map(), stopping: false })

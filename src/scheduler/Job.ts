@@ -26,7 +26,7 @@ import { TriggerQueue } from "../queue/TriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonState } from "../state/DaemonState.js"
 import { outcomeOf } from "../state/History.js"
-import { Usage } from "../state/Usage.js"
+import { limitKey, Usage } from "../state/Usage.js"
 import type { LimitSignal } from "../stream/StreamJson.js"
 import type { ExitProbe, RunAttempt } from "./Attempt.js"
 import { type Carried, type Dispatcher, withEntry } from "./Dispatcher.js"
@@ -85,7 +85,7 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
     const slots = yield* AgentSlots
     const state = yield* DaemonState
     const usage = yield* Usage
-    const commandKey = settings.agentCommand.join(" ")
+    const commandKey = limitKey(settings.agentCommand)
     const storageRetries = Schedule.spaced(Duration.millis(settings.monitorIntervalMs))
 
     const setView = ({ claimed }: JobContext, view: Omit<JobView, "name" | "agent"> | undefined) =>

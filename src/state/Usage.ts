@@ -86,6 +86,9 @@ export const pauseUntil = (
   return { untilMs: nowMs + delay, source: "cooldown" }
 }
 
+/** The key of a usage-limit pause: the agent command line (today every agent shares one). */
+export const limitKey = (agentCommand: ReadonlyArray<string>): string => agentCommand.join(" ")
+
 export interface LimitHit {
   readonly command: string
   readonly agent: string
