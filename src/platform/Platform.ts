@@ -6,6 +6,7 @@
 import { Effect, Layer } from "effect"
 import { ConfigInvalid } from "../domain/errors.js"
 import type { InstanceLock } from "./InstanceLock.js"
+import type { MachineState } from "./MachineState.js"
 import type { ProcessTable } from "./ProcessTable.js"
 import * as Linux from "./linux.js"
 import * as Posix from "./posix.js"
@@ -28,4 +29,9 @@ export const platformName = (env: Readonly<Record<string, string | undefined>> =
 /** The process table and the single-instance lock of this system. */
 export const layer: Layer.Layer<ProcessTable | InstanceLock, ConfigInvalid> = Layer.unwrapEffect(
   Effect.map(platformName(), (name) => (name === "linux" ? Linux.layer : Posix.layer))
+)
+
+/** The machine's load and memory, read the way this system allows. */
+export const machine: Layer.Layer<MachineState, ConfigInvalid> = Layer.unwrapEffect(
+  Effect.map(platformName(), (name) => (name === "linux" ? Linux.machineLayer : Posix.machineLayer))
 )

@@ -23,6 +23,28 @@ export interface ProcessEntry {
   readonly sessionLeader: boolean
 }
 
+/** What one process uses, as a sampling pass reads it. */
+export interface ProcessUsage {
+  readonly pid: number
+  readonly ppid: number
+  readonly pgid: number
+  /** Resident memory. */
+  readonly rssBytes: number
+  /**
+   * CPU time (user and system) of the process, and of the children it has waited for where the
+   * system tells (Linux; macOS's `ps` does not, so there a tree's total drops when a child exits).
+   */
+  readonly cpuSeconds: number
+}
+
+/** What an agent's tree of processes uses at one moment. */
+export interface TreeUsage {
+  readonly rssBytes: number
+  /** CPU time so far (see `ProcessUsage.cpuSeconds`): its rise over an interval is the tree's CPU use. */
+  readonly cpuSeconds: number
+  readonly processes: number
+}
+
 /** Is a recorded pid still the process recorded? */
 export type Identity = "same" | "gone" | "different"
 
@@ -52,6 +74,13 @@ export interface ProcessTableShape {
   readonly agentLeaders: (root: string) => Effect.Effect<ReadonlyArray<AgentLeader>>
   /** The real user id a process runs as; undefined when it is gone. */
   readonly ownerOf: (pid: number) => Effect.Effect<number | undefined>
+  /**
+   * What the tree of each agent uses, by its process group: the group's live members and their
+   * descendants in other groups (a child that called `setsid`), found by their parent links. One
+   * look at the whole process table answers for every group (one `ps` call on the POSIX layer).
+   * A group with no live member is left out of the answer.
+   */
+  readonly usage: (pgids: ReadonlyArray<number>) => Effect.Effect<ReadonlyMap<number, TreeUsage>>
   /** Sends a signal to a whole process group; false when the group no longer exists. */
   readonly signalGroup: (pgid: number, signal: NodeJS.Signals) => Effect.Effect<boolean>
   /** Sends a signal to one process; false when it no longer exists. */
@@ -70,6 +99,7 @@ export class ProcessTable extends Context.Tag("starforge/ProcessTable")<ProcessT
     groupMembers: () => Effect.succeed([]),
     agentLeaders: () => Effect.succeed([]),
     ownerOf: () => Effect.succeed(undefined),
+    usage: () => Effect.succeed(new Map()),
     signalGroup: () => Effect.succeed(false),
     signalProcess: () => Effect.succeed(false)
   })
@@ -87,3 +117,45 @@ export const sendSignal = (target: number, signal: NodeJS.Signals | 0): boolean 
 
 /** No process is left in the group: not even a zombie (kill(-pgid, 0) fails with ESRCH). */
 export const groupIsEmpty = (pgid: number): boolean => !sendSignal(-pgid, 0)
+
+/**
+ * Sums each group's tree from one list of processes: the group's members, then every descendant
+ * reached through parent links that is not in another of the groups asked about.
+ */
+export const treeUsage = (processes: Iterable<ProcessUsage>, pgids: ReadonlyArray<number>): ReadonlyMap<number, TreeUsage> => {
+  const wanted = new Set(pgids)
+  const children = new Map<number, Array<ProcessUsage>>()
+  const members = new Map<number, Array<ProcessUsage>>()
+  for (const p of processes) {
+    const siblings = children.get(p.ppid)
+    if (siblings === undefined) children.set(p.ppid, [p])
+    else siblings.push(p)
+    if (wanted.has(p.pgid)) {
+      const group = members.get(p.pgid)
+      if (group === undefined) members.set(p.pgid, [p])
+      else group.push(p)
+    }
+  }
+  const result = new Map<number, TreeUsage>()
+  for (const [pgid, group] of members) {
+    const seen = new Set<number>()
+    const tree: Array<ProcessUsage> = []
+    const visit = (p: ProcessUsage) => {
+      if (seen.has(p.pid)) return
+      seen.add(p.pid)
+      tree.push(p)
+    }
+    group.forEach(visit)
+    for (let i = 0; i < tree.length; i++) {
+      for (const child of children.get(tree[i]!.pid) ?? []) {
+        if (child.pgid === pgid || !wanted.has(child.pgid)) visit(child)
+      }
+    }
+    result.set(pgid, {
+      rssBytes: tree.reduce((sum, p) => sum + p.rssBytes, 0),
+      cpuSeconds: tree.reduce((sum, p) => sum + p.cpuSeconds, 0),
+      processes: tree.length
+    })
+  }
+  return result
+}

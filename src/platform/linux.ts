@@ -4,12 +4,27 @@
  *
  * - Identity: a process's start time is `/proc/<pid>/stat` field 22 (clock ticks since boot).
  * - The lock: an abstract socket named after the project root; it leaves no file behind.
+ * - Usage: one scan of `/proc/<pid>/stat` for every group asked about (`usage`); memory from
+ *   `/proc/meminfo` (`machineLayer`).
  */
+import { execFileSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import { Effect, Layer } from "effect"
 import { answerAt, ask, InstanceLock, type InstanceLockShape, listen, LockHeld } from "./InstanceLock.js"
-import { type AgentLeader, groupIsEmpty, type ProcessEntry, ProcessTable, type ProcessTableShape, sendSignal } from "./ProcessTable.js"
+import { MachineState, type MachineReading } from "./MachineState.js"
+import {
+  type AgentLeader,
+  groupIsEmpty,
+  type ProcessEntry,
+  ProcessTable,
+  type ProcessTableShape,
+  type ProcessUsage,
+  sendSignal,
+  type TreeUsage,
+  treeUsage
+} from "./ProcessTable.js"
 
 export interface ProcStat {
   readonly pid: number
@@ -150,6 +165,112 @@ export const ownerOf = (pid: number): number | undefined => {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Resource usage
+// ---------------------------------------------------------------------------------------------
+
+/** The units of `/proc/<pid>/stat`: bytes per page (rss) and clock ticks per second (CPU times). */
+export interface StatUnits {
+  readonly pageSize: number
+  readonly ticksPerSecond: number
+}
+
+const getconf = (name: string, fallback: number): number => {
+  try {
+    const value = Number(execFileSync("getconf", [name], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 5_000 }).trim())
+    return Number.isFinite(value) && value > 0 ? value : fallback
+  } catch {
+    return fallback
+  }
+}
+
+let units: StatUnits | undefined
+/** Asked of `getconf` once, at the first sampling pass (4096 and 100 where it cannot answer). */
+export const statUnits = (): StatUnits => (units ??= { pageSize: getconf("PAGESIZE", 4096), ticksPerSecond: getconf("CLK_TCK", 100) })
+
+/** What a sampling pass needs of a stat line, in its own units. */
+export interface StatUsage {
+  readonly pid: number
+  readonly state: string
+  readonly ppid: number
+  readonly pgid: number
+  /** utime + stime + cutime + cstime (fields 14-17), in clock ticks. */
+  readonly cpuTicks: number
+  /** Field 24, in pages. */
+  readonly rssPages: number
+}
+
+/** Parses the fields of `/proc/<pid>/stat` a sampling pass needs; undefined when the line is not one. */
+export const parseStatUsage = (pid: number, text: string): StatUsage | undefined => {
+  const close = text.lastIndexOf(")")
+  if (close < 0) return undefined
+  // Index 0 is field 3 (state): field n is at index n - 3.
+  const fields = text.slice(close + 2).split(" ", 22)
+  if (fields.length < 22) return undefined
+  const cpuTicks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])
+  const rssPages = Number(fields[21])
+  const ppid = Number(fields[1])
+  const pgid = Number(fields[2])
+  if (![cpuTicks, rssPages, ppid, pgid].every(Number.isFinite)) return undefined
+  return { pid, state: fields[0]!, ppid, pgid, cpuTicks, rssPages }
+}
+
+/** Every live (non-zombie) process's usage, from one scan of `/proc`. */
+export const scanUsage = (): Array<ProcessUsage> => {
+  const { pageSize, ticksPerSecond } = statUnits()
+  const all: Array<ProcessUsage> = []
+  for (const entry of fs.readdirSync("/proc")) {
+    const c = entry.charCodeAt(0)
+    if (c < 48 || c > 57) continue
+    const pid = Number(entry)
+    let text: string
+    try {
+      text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    } catch {
+      continue // Gone since the directory was read.
+    }
+    const stat = parseStatUsage(pid, text)
+    if (stat === undefined || stat.state === "Z" || stat.state === "X") continue
+    all.push({
+      pid,
+      ppid: stat.ppid,
+      pgid: stat.pgid,
+      rssBytes: stat.rssPages * pageSize,
+      cpuSeconds: stat.cpuTicks / ticksPerSecond
+    })
+  }
+  return all
+}
+
+/** What each group's tree uses (see `ProcessTableShape.usage`). */
+export const usage = (pgids: ReadonlyArray<number>): ReadonlyMap<number, TreeUsage> =>
+  pgids.length === 0 ? new Map() : treeUsage(scanUsage(), pgids)
+
+/** `MemAvailable` of `/proc/meminfo` in bytes; undefined when it is not there (kernels before 3.14). */
+export const parseMemAvailable = (meminfo: string): number | undefined => {
+  const kb = /^MemAvailable:\s+(\d+)\s*kB/m.exec(meminfo)?.[1]
+  return kb === undefined ? undefined : Number(kb) * 1024
+}
+
+export const readMachine = (): MachineReading => {
+  let available: number | undefined
+  try {
+    available = parseMemAvailable(fs.readFileSync("/proc/meminfo", "utf8"))
+  } catch {
+    available = undefined
+  }
+  const total = os.totalmem()
+  return {
+    cores: os.availableParallelism(),
+    loadAverage: os.loadavg()[0] ?? 0,
+    availableMemoryBytes: Math.min(available ?? os.freemem(), total),
+    totalMemoryBytes: total
+  }
+}
+
+/** The machine's state: cores and load from `os`, available memory from `/proc/meminfo`. */
+export const machineLayer: Layer.Layer<MachineState> = Layer.succeed(MachineState, { read: Effect.sync(readMachine) })
+
 const entryOf = (stat: ProcStat): ProcessEntry => ({
   pid: stat.pid,
   ppid: stat.ppid,
@@ -166,6 +287,7 @@ export const processTable: ProcessTableShape = {
   groupMembers: (pgid) => Effect.sync(() => groupMembers(pgid).map(entryOf)),
   agentLeaders: (root) => Effect.sync(() => agentLeaders(root)),
   ownerOf: (pid) => Effect.sync(() => ownerOf(pid)),
+  usage: (pgids) => Effect.sync(() => usage(pgids)),
   signalGroup: (pgid, signal) => Effect.sync(() => sendSignal(-pgid, signal)),
   signalProcess: (pid, signal) => Effect.sync(() => sendSignal(pid, signal))
 }

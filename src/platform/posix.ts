@@ -9,6 +9,9 @@
  * - A process's start time is its `lstart` (one-second resolution) as UTC ISO-8601.
  * - Agents are found by their environment with `ps -E` (macOS) or `ps e` (Linux): macOS shows
  *   the environment only of the caller's own processes, and not of Apple's own binaries.
+ * - Usage (`usage`): one `ps -A -o pid=,ppid=,pgid=,stat=,rss=,<cpu>=` per sampling pass for
+ *   every group, with the flag that sums reaped children: `-S` and `time` on macOS, `S` and
+ *   `bsdtime` on Linux (see `USAGE_ARGS`). Memory: `sysctl` on macOS (`machineLayer`).
  * - The lock is a unix socket file: `C/daemon/daemon.sock`, or `/tmp/starforge-<uid>/<hash>.sock`
  *   where that path would exceed the 103 bytes a socket address may hold. A file left by a dead
  *   holder is taken over under a `mkdir` lock, after a second probe.
@@ -16,11 +19,23 @@
 import { execFile } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { Data, Duration, Effect, Layer, Schedule, type Scope } from "effect"
 import { answerAt, ask, InstanceLock, type InstanceLockShape, listen, lockError, LockHeld } from "./InstanceLock.js"
 import type { StorageError } from "../domain/errors.js"
-import { type AgentLeader, type Identity, type ProcessEntry, ProcessTable, type ProcessTableShape, sendSignal } from "./ProcessTable.js"
+import { MachineState, type MachineReading } from "./MachineState.js"
+import {
+  type AgentLeader,
+  type Identity,
+  type ProcessEntry,
+  ProcessTable,
+  type ProcessTableShape,
+  type ProcessUsage,
+  sendSignal,
+  type TreeUsage,
+  treeUsage
+} from "./ProcessTable.js"
 
 /** One line of the snapshot: the table's entry, its owner and its command line (with the environment when asked). */
 export interface PsEntry extends ProcessEntry {
@@ -68,27 +83,85 @@ const isLive = (entry: PsEntry | undefined): entry is PsEntry => entry !== undef
 const PS = fs.existsSync("/bin/ps") ? "/bin/ps" : "ps"
 const COLUMNS = "pid=,ppid=,pgid=,uid=,stat=,lstart=,command="
 
-/** Runs `ps` over every process; with `environment`, each command line is followed by the environment. */
-export const runPs = (environment: boolean): Effect.Effect<ReadonlyArray<PsEntry>> =>
-  Effect.async<ReadonlyArray<PsEntry>>((resume) => {
-    const envFlag = environment ? [process.platform === "darwin" ? "-E" : "e"] : []
+/**
+ * Runs `ps` with `args` and parses each line of its output with `parse` (a line it rejects, such
+ * as a header, is skipped). Under `LC_ALL=C TZ=UTC`, so dates and numbers read the same anywhere.
+ */
+const psLines = <A>(args: ReadonlyArray<string>, parse: (line: string) => A | undefined): Effect.Effect<ReadonlyArray<A>> =>
+  Effect.async<ReadonlyArray<A>>((resume) => {
     const child = execFile(
       PS,
-      ["-A", "-ww", "-o", COLUMNS, ...envFlag],
+      args,
       { env: { ...process.env, LC_ALL: "C", TZ: "UTC" }, maxBuffer: 256 * 1024 * 1024 },
       (error, stdout) => {
         // `ps` exits 1 when it lists nothing; what it printed is still the answer.
         if (error && stdout === "") return resume(Effect.die(new Error(`${PS} failed: ${error.message}`)))
-        const entries: Array<PsEntry> = []
+        const parsed: Array<A> = []
         for (const line of stdout.split("\n")) {
-          const entry = parsePsLine(line)
-          if (entry !== undefined) entries.push(entry)
+          const entry = parse(line)
+          if (entry !== undefined) parsed.push(entry)
         }
-        resume(Effect.succeed(entries))
+        resume(Effect.succeed(parsed))
       }
     )
     return Effect.sync(() => void child.kill())
   })
+
+/** Runs `ps` over every process; with `environment`, each command line is followed by the environment. */
+export const runPs = (environment: boolean): Effect.Effect<ReadonlyArray<PsEntry>> =>
+  psLines(["-A", "-ww", "-o", COLUMNS, ...(environment ? [process.platform === "darwin" ? "-E" : "e"] : [])], parsePsLine)
+
+// ---------------------------------------------------------------------------------------------
+// Resource usage
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * CPU time as `ps` prints it, in seconds: `[dd-][hh:]mm:ss[.cc]`. Linux's `time` is
+ * `[dd-]hh:mm:ss`, its `bsdtime` and macOS's `time` are `MMM:SS[.cc]` (minutes past 59, then
+ * hundredths). Undefined when the text is none of these.
+ */
+export const parseCpuTime = (text: string): number | undefined => {
+  const m = /^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d{1,2})(?:\.(\d+))?$/.exec(text.trim())
+  if (m === null) return undefined
+  const [, days, hours, minutes, seconds, fraction] = m
+  if (Number(seconds) > 59 || (hours !== undefined && Number(minutes) > 59) || (days !== undefined && hours === undefined)) return undefined
+  return (
+    Number(days ?? 0) * 86_400 +
+    Number(hours ?? 0) * 3_600 +
+    Number(minutes) * 60 +
+    Number(seconds) +
+    (fraction === undefined ? 0 : Number(`0.${fraction}`))
+  )
+}
+
+/**
+ * The columns of a sampling pass, CPU time last, with the flag that adds to each process the
+ * children it has reaped. On Linux (procps) only `bsdtime` (`MMM:SS`, whole seconds) honours
+ * `S`: its `time` ignores it. macOS's `ps` takes `-S`, but its `time` leaves reaped children out
+ * whatever the flag (adv_cmds-237 `print.c`: the sum is compiled out): there a tree's CPU time is
+ * that of its live processes.
+ */
+const USAGE_ARGS = process.platform === "darwin"
+  ? ["-A", "-S", "-o", "pid=,ppid=,pgid=,stat=,rss=,time="]
+  : ["-A", "S", "-o", "pid=,ppid=,pgid=,stat=,rss=,bsdtime="]
+
+/** Parses one line of a sampling pass (`pid ppid pgid stat rss time`); undefined for a zombie or another line. */
+export const parseUsageLine = (line: string): ProcessUsage | undefined => {
+  const tokens = line.trim().split(/\s+/)
+  if (tokens.length !== 6) return undefined
+  const [pid, ppid, pgid] = tokens.slice(0, 3).map(Number)
+  const rssKib = Number(tokens[4])
+  const cpuSeconds = parseCpuTime(tokens[5]!)
+  if (![pid, ppid, pgid, rssKib].every(Number.isInteger) || cpuSeconds === undefined) return undefined
+  if (tokens[3]!.startsWith("Z")) return undefined
+  return { pid: pid!, ppid: ppid!, pgid: pgid!, rssBytes: rssKib * 1024, cpuSeconds }
+}
+
+/** Every live process's usage from one `ps` call, then each group's tree (see `ProcessTableShape.usage`). */
+export const usage = (pgids: ReadonlyArray<number>): Effect.Effect<ReadonlyMap<number, TreeUsage>> =>
+  pgids.length === 0
+    ? Effect.succeed(new Map())
+    : Effect.map(psLines(USAGE_ARGS, parseUsageLine), (all) => treeUsage(all, pgids))
 
 /** How long a snapshot answers for the processes it saw: a pid it does not have is looked up again. */
 const SNAPSHOT_REUSE = Duration.millis(100)
@@ -138,6 +211,7 @@ export const makeProcessTable: Effect.Effect<ProcessTableShape> = Effect.map(mak
         return found
       }),
     ownerOf: (pid) => Effect.map(live(pid), (e) => e?.uid),
+    usage,
     signalGroup: (pgid, signal) => Effect.sync(() => sendSignal(-pgid, signal)),
     signalProcess: (pid, signal) => Effect.sync(() => sendSignal(pid, signal))
   }
@@ -223,3 +297,48 @@ export const layer: Layer.Layer<ProcessTable | InstanceLock> = Layer.merge(
   Layer.effect(ProcessTable, makeProcessTable),
   Layer.succeed(InstanceLock, instanceLock)
 )
+
+// ---------------------------------------------------------------------------------------------
+// The machine
+// ---------------------------------------------------------------------------------------------
+
+const SYSCTL = fs.existsSync("/usr/sbin/sysctl") ? "/usr/sbin/sysctl" : "sysctl"
+
+/**
+ * Available memory from `sysctl -n kern.memorystatus_level hw.memsize` (two lines: the percentage
+ * of memory free, as macOS's memory pressure counts it, then the memory size in bytes).
+ */
+export const parseMemoryStatus = (text: string): number | undefined => {
+  const [level, memsize] = text.trim().split(/\s+/).map(Number)
+  if (level === undefined || memsize === undefined || !Number.isFinite(level) || !Number.isFinite(memsize)) return undefined
+  if (level < 0 || level > 100 || memsize <= 0) return undefined
+  return Math.round((level / 100) * memsize)
+}
+
+/**
+ * Memory a new process could get. On macOS `os.freemem()` leaves out the inactive and purgeable
+ * pages it would hand back, so ask `sysctl` (falling back to `os.freemem()` if it fails);
+ * elsewhere `os.freemem()` (on Linux, libuv's own read of `MemAvailable`).
+ */
+const availableMemory: Effect.Effect<number> = process.platform === "darwin"
+  ? Effect.async<number>((resume) => {
+    const child = execFile(SYSCTL, ["-n", "kern.memorystatus_level", "hw.memsize"], { env: { ...process.env, LC_ALL: "C" } }, (error, stdout) => {
+      const available = error ? undefined : parseMemoryStatus(stdout)
+      resume(Effect.succeed(available ?? os.freemem()))
+    })
+    return Effect.sync(() => void child.kill())
+  })
+  : Effect.sync(() => os.freemem())
+
+export const readMachine: Effect.Effect<MachineReading> = Effect.map(availableMemory, (available) => {
+  const total = os.totalmem()
+  return {
+    cores: os.availableParallelism(),
+    loadAverage: os.loadavg()[0] ?? 0,
+    availableMemoryBytes: Math.min(available, total),
+    totalMemoryBytes: total
+  }
+})
+
+/** The machine's state without `/proc`: cores and load from `os`, memory as `availableMemory` says. */
+export const machineLayer: Layer.Layer<MachineState> = Layer.succeed(MachineState, { read: readMachine })
