@@ -49,6 +49,18 @@ export interface DaemonSettings {
   readonly notifyWebhookUrl: string | null
   /** `DISCORD_WEBHOOK_<AGENT>` URLs by `<AGENT>` (see `agentVariableSuffix`). */
   readonly discordAgentWebhooks: Readonly<Record<string, string>>
+  /** Time between two samples of every running agent's CPU and memory; 0 disables sampling. */
+  readonly resourceSampleIntervalMs: number
+  /** An agent whose tree stays above this many bytes for two samples is stopped; 0: no limit. */
+  readonly agentMaxMemoryBytes: number
+  /** The effective cap never drops below this (dynamic scaling). */
+  readonly minConcurrent: number
+  /** Load average per core above which no new agent starts; 0: not watched. */
+  readonly scaleMaxLoad: number
+  /** Available memory under which no new agent starts (and under half of it the youngest stops); 0: not watched. */
+  readonly scaleMinFreeMemoryBytes: number
+  /** At most one change of the effective cap per this long; a rise needs this long under the thresholds. */
+  readonly scaleIntervalMs: number
 }
 
 export const LOG_SEVERITIES = ["debug", "info", "warn", "error"] as const
@@ -82,7 +94,13 @@ export const VARIABLES = {
   PROGRESS_INTERVAL: { default: "300", form: "a number of seconds, 0 or more (0 disables it)" },
   USAGE_LIMIT_COOLDOWN: { default: "300", form: "a number of seconds of at least 0.001" },
   DISCORD_WEBHOOK_URL: { default: "", form: "an http:// or https:// URL (or empty for none)" },
-  NOTIFY_WEBHOOK_URL: { default: "", form: "an http:// or https:// URL (or empty for none)" }
+  NOTIFY_WEBHOOK_URL: { default: "", form: "an http:// or https:// URL (or empty for none)" },
+  RESOURCE_SAMPLE_INTERVAL: { default: "5", form: "a number of seconds, 0 or more (0 disables sampling)" },
+  AGENT_MAX_MEMORY_MB: { default: "0", form: "a number of megabytes, 0 or more (0 sets no limit)" },
+  MIN_CONCURRENT_AGENTS: { default: "1", form: "a whole number of at least 1, at most MAX_CONCURRENT_AGENTS" },
+  SCALE_MAX_LOAD: { default: "0", form: "a load average per core such as 1.5, 0 or more (0 does not watch the load)" },
+  SCALE_MIN_FREE_MEMORY_MB: { default: "0", form: "a number of megabytes, 0 or more (0 does not watch memory)" },
+  SCALE_INTERVAL: { default: "30", form: "a number of seconds of at least 0.001" }
 } as const
 export type VariableName = keyof typeof VARIABLES
 
@@ -186,8 +204,25 @@ const settingsConfig: Config.Config<DaemonSettings> = Config.all({
   usageLimitCooldownMs: variable("USAGE_LIMIT_COOLDOWN", seconds("positive")),
   discordWebhookUrl: variable("DISCORD_WEBHOOK_URL", webhookUrl),
   notifyWebhookUrl: variable("NOTIFY_WEBHOOK_URL", webhookUrl),
-  discordAgentWebhooks: Config.succeed({})
-})
+  discordAgentWebhooks: Config.succeed({}),
+  resourceSampleIntervalMs: variable("RESOURCE_SAMPLE_INTERVAL", seconds("zero")),
+  agentMaxMemoryBytes: variable("AGENT_MAX_MEMORY_MB", amount(1024 * 1024)),
+  minConcurrent: variable("MIN_CONCURRENT_AGENTS", wholeNumber),
+  scaleMaxLoad: variable("SCALE_MAX_LOAD", (text) => (DECIMAL.test(text) ? Number(text) : undefined)),
+  scaleMinFreeMemoryBytes: variable("SCALE_MIN_FREE_MEMORY_MB", amount(1024 * 1024)),
+  scaleIntervalMs: variable("SCALE_INTERVAL", seconds("positive"))
+}).pipe(
+  Config.validate({
+    message: "MIN_CONCURRENT_AGENTS is above MAX_CONCURRENT_AGENTS: lower it, or raise MAX_CONCURRENT_AGENTS. " +
+      "Fix it in the environment, .env or .claude/config/daemon.conf",
+    validation: (s) => s.minConcurrent <= s.maxConcurrent
+  }),
+  Config.validate({
+    message: "AGENT_MAX_MEMORY_MB needs the samples it is checked against, but RESOURCE_SAMPLE_INTERVAL is 0: " +
+      "set RESOURCE_SAMPLE_INTERVAL above 0, or AGENT_MAX_MEMORY_MB to 0. Fix it in the environment, .env or .claude/config/daemon.conf",
+    validation: (s) => s.agentMaxMemoryBytes === 0 || s.resourceSampleIntervalMs > 0
+  })
+)
 
 export const defaultSettings: DaemonSettings = Effect.runSync(
   Effect.withConfigProvider(settingsConfig, ConfigProvider.fromMap(new Map()))

@@ -2,7 +2,8 @@
  * The daemon as an Effect program: the layers composed in the order the contract needs.
  *
  *   configuration → platform → single-instance lock + pid file → spawner → daemon log → slots, state,
- *   queue → start-up lines and crash recovery → scheduler → monitor → ready
+ *   queue → resource sampling and the effective cap → start-up lines and crash recovery → scheduler →
+ *   monitor → ready
  *
  * Interrupting the program (SIGTERM/SIGINT through the CLI, or an embedding program closing its
  * scope) is the graceful shutdown: the layers are released in reverse order, so the jobs are
@@ -27,7 +28,10 @@ import * as Housekeeping from "../monitor/Housekeeping.js"
 import * as Recovery from "../monitor/Recovery.js"
 import { Spawner } from "../process/Spawner.js"
 import type { InstanceLock } from "../platform/InstanceLock.js"
+import type { MachineState } from "../platform/MachineState.js"
 import type { ProcessTable } from "../platform/ProcessTable.js"
+import * as Capacity from "../resources/Capacity.js"
+import * as ResourceMonitor from "../resources/ResourceMonitor.js"
 import * as FileTriggerQueue from "../queue/FileTriggerQueue.js"
 import type { TriggerQueue } from "../queue/TriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
@@ -58,6 +62,8 @@ export interface DaemonServices<EA = never, EQ = never, EC = never> {
    * POSIX); `ProcessTable.empty` and `InstanceLock.memory` are the test doubles.
    */
   readonly platform?: Layer.Layer<ProcessTable | InstanceLock>
+  /** The machine's load and memory, for dynamic scaling. Default: the machine's (`Platform.machine`); `MachineState.fake` is the test double. */
+  readonly machine?: Layer.Layer<MachineState>
   /** Starts the agents. Default: child processes of the daemon (`Spawner.direct`). */
   readonly spawner?: Layer.Layer<Spawner, EA, DaemonConfig | ProcessTable>
   /** Where triggers come from and go to. Default: the project's trigger directory (`FileTriggerQueue.layer`). */
@@ -131,6 +137,7 @@ export const layer = <EA = never, EQ = never, EC = never>(options: DaemonOptions
       // Released after the scheduler: by then every job is stopped and requeued.
       Effect.zipRight(startUp, Effect.addFinalizer(() => Effect.flatMap(DaemonLog, (log) => log.event("STOP", "All agents stopped; state saved"))))
     )),
+    Layer.provideMerge(Layer.merge(ResourceMonitor.layer, Capacity.layer)),
     Layer.provideMerge(core),
     Layer.provideMerge(DaemonLog.layer({ echo: options.echo ?? false })),
     Layer.provideMerge(directories),
@@ -138,6 +145,7 @@ export const layer = <EA = never, EQ = never, EC = never>(options: DaemonOptions
     Layer.provideMerge(DaemonInstance.layer),
     Layer.provideMerge(configLayer(options, services)),
     Layer.provideMerge(services.platform ?? Platform.layer),
+    Layer.provideMerge(services.machine ?? Platform.machine),
     withoutCurrentSpan
   )
 }

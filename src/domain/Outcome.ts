@@ -14,6 +14,8 @@ export type ExitStatus = Data.TaggedEnum<{
   TimedOut: { readonly afterSeconds: number; readonly signal: string }
   /** Wrote nothing for `afterSeconds` while running, so it was stopped (`AGENT_STALL_TIMEOUT`). */
   Stalled: { readonly afterSeconds: number; readonly signal: string }
+  /** Its process tree stayed above `AGENT_MAX_MEMORY_MB` for two samples in a row, so it was stopped. */
+  OverMemory: { readonly rssBytes: number; readonly limitBytes: number; readonly signal: string }
   /** Exited with `code` but its own final `result` said the run failed (`is_error: true`). */
   ReportedError: { readonly code: number; readonly message: string }
 }>
@@ -33,13 +35,15 @@ export const describeOutcome = (outcome: ExitStatus): string => {
       return `timed out after ${formatSeconds(outcome.afterSeconds)}`
     case "Stalled":
       return `stalled (no output for ${formatSeconds(outcome.afterSeconds)})`
+    case "OverMemory":
+      return `was stopped for using ${formatMegabytes(outcome.rssBytes)} of memory (AGENT_MAX_MEMORY_MB is ${formatMegabytes(outcome.limitBytes)})`
     case "ReportedError":
       return `exited with code ${outcome.code} but reported an error (${outcome.message})`
   }
 }
 
 /** One word for the kind of failure, for the DLQ meta and notifications. */
-export const failureKind = (outcome: ExitStatus): "exit" | "signal" | "spawn" | "timeout" | "stalled" | "agent_error" => {
+export const failureKind = (outcome: ExitStatus): "exit" | "signal" | "spawn" | "timeout" | "stalled" | "memory" | "agent_error" => {
   switch (outcome._tag) {
     case "Exited":
       return "exit"
@@ -51,6 +55,8 @@ export const failureKind = (outcome: ExitStatus): "exit" | "signal" | "spawn" | 
       return "timeout"
     case "Stalled":
       return "stalled"
+    case "OverMemory":
+      return "memory"
     case "ReportedError":
       return "agent_error"
   }
@@ -60,7 +66,12 @@ export const exitCodeOf = (outcome: ExitStatus): number | null =>
   outcome._tag === "Exited" || outcome._tag === "ReportedError" ? outcome.code : null
 
 export const signalOf = (outcome: ExitStatus): string | null =>
-  outcome._tag === "Signaled" || outcome._tag === "TimedOut" || outcome._tag === "Stalled" ? outcome.signal : null
+  outcome._tag === "Signaled" || outcome._tag === "TimedOut" || outcome._tag === "Stalled" || outcome._tag === "OverMemory"
+    ? outcome.signal
+    : null
+
+/** `212 MB` (MiB, as `AGENT_MAX_MEMORY_MB` counts them). */
+export const formatMegabytes = (bytes: number): string => `${Math.round(bytes / (1024 * 1024))} MB`
 
 export const formatSeconds = (seconds: number): string =>
   Number.isInteger(seconds) ? `${seconds}s` : `${Number(seconds.toFixed(3))}s`

@@ -25,12 +25,29 @@ export const Slot = Schema.Struct({
   tokens_in: Schema.optional(Schema.Number),
   tokens_out: Schema.optional(Schema.Number),
   session_id: Schema.optional(Schema.NullOr(Schema.String)),
-  model: Schema.optional(Schema.NullOr(Schema.String))
+  model: Schema.optional(Schema.NullOr(Schema.String)),
+  // The agent's process tree, sampled every RESOURCE_SAMPLE_INTERVAL (see resources/ResourceMonitor.ts).
+  cpu_percent: Schema.optional(Schema.NullOr(Schema.Number)),
+  rss_bytes: Schema.optional(Schema.Number),
+  processes: Schema.optional(Schema.Number),
+  peak_rss_bytes: Schema.optional(Schema.Number),
+  cpu_seconds: Schema.optional(Schema.Number),
+  sampled_at: Schema.optional(Schema.String)
 })
 export type Slot = typeof Slot.Type
 
 export const SlotTable = Schema.Record({ key: Schema.String, value: Slot })
 export type SlotTable = typeof SlotTable.Type
+
+/** What a sample of the agent's process tree adds to its busy slot. */
+export interface SlotResources {
+  readonly cpu_percent: number | null
+  readonly rss_bytes: number
+  readonly processes: number
+  readonly peak_rss_bytes: number
+  readonly cpu_seconds: number
+  readonly sampled_at: string
+}
 
 export const idleSlot: Slot = { status: "idle", pid: null, ticket: null, started_at: null }
 

@@ -23,6 +23,8 @@ export type EventLevel =
   | "RETRY"
   | "TIMEOUT"
   | "STALLED"
+  | "MEMORY"
+  | "SCALE"
   | "PROGRESS"
   | "LIMIT"
   | "NOTIFY"
@@ -52,6 +54,7 @@ export const severityOf = (level: EventLevel): LogSeverity => {
       return "error"
     case "WARN":
     case "TIMEOUT":
+    case "MEMORY":
     case "DLQ":
     case "INVALID":
       return "warn"

@@ -8,7 +8,7 @@
 import * as fs from "node:fs"
 import { Clock, Data, Duration, Effect, Either, Fiber, Option, Ref, type Scope, Stream } from "effect"
 import { StorageError } from "../domain/errors.js"
-import { ExitStatus, formatSeconds } from "../domain/Outcome.js"
+import { ExitStatus, formatMegabytes, formatSeconds } from "../domain/Outcome.js"
 import { withoutLineBreaks } from "../domain/text.js"
 import { isoSeconds } from "../domain/time.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
@@ -31,6 +31,17 @@ export interface AgentRunSpec {
   readonly stallMs: number
   /** Receives the agent's progress as its stream-json output changes it (coalesced). */
   readonly onProgress?: (progress: Progress) => Effect.Effect<void>
+  /**
+   * Succeeds once the agent started as `pid` must be stopped for the memory its processes use
+   * (`OverMemory`); without it, memory is not watched.
+   */
+  readonly overMemory?: (pid: number) => Effect.Effect<MemoryOverrun>
+}
+
+/** What an agent used, against the limit it went over. */
+export interface MemoryOverrun {
+  readonly rssBytes: number
+  readonly limitBytes: number
 }
 
 /** A started agent: its identity, its output so far, and the end of the attempt. */
@@ -67,6 +78,8 @@ export const footerText = (status: ExitStatus, now: number): string => {
       return `\nFailed: ${date}\nTimed out after ${formatSeconds(status.afterSeconds)}\nSignal: ${status.signal}\n`
     case "Stalled":
       return `\nFailed: ${date}\nStalled: no output for ${formatSeconds(status.afterSeconds)}\nSignal: ${status.signal}\n`
+    case "OverMemory":
+      return `\nFailed: ${date}\nMemory: ${formatMegabytes(status.rssBytes)}, over the limit of ${formatMegabytes(status.limitBytes)}\nSignal: ${status.signal}\n`
     case "ReportedError":
       return `\nFailed: ${date}\nExit code: ${status.code}\n`
   }
@@ -77,6 +90,7 @@ const DRAIN = Duration.seconds(2)
 
 class TimedOut extends Data.TaggedError("TimedOut")<{}> {}
 class Stalled extends Data.TaggedError("Stalled")<{ readonly silentMs: number }> {}
+class OverLimit extends Data.TaggedError("OverLimit")<{ readonly overrun: MemoryOverrun }> {}
 
 /** The agent's log, open for the attempt; a write that fails is reported once, never fatal. */
 const openLog = (spec: AgentRunSpec) =>
@@ -194,7 +208,10 @@ const awaitEnd = (
       yield* record(status)
       return status
     })
-  const watched = spec.stallMs > 0 ? Effect.raceFirst(agent.exit, stallWatch(watch, spec.stallMs)) : agent.exit
+  const stalled = spec.stallMs > 0 ? Effect.raceFirst(agent.exit, stallWatch(watch, spec.stallMs)) : agent.exit
+  const watched = spec.overMemory === undefined
+    ? stalled
+    : Effect.raceFirst(stalled, Effect.flatMap(spec.overMemory(agent.pid), (overrun) => new OverLimit({ overrun })))
   const timed = spec.timeoutMs > 0
     ? Effect.timeoutFail(watched, { duration: Duration.millis(spec.timeoutMs), onTimeout: () => new TimedOut() })
     : watched
@@ -202,7 +219,8 @@ const awaitEnd = (
     Effect.withSpan("run", { attributes: { pid: agent.pid }, ...NO_STACK }),
     Effect.catchTags({
       TimedOut: () => stop("timeout", (signal) => ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs / 1000, signal })),
-      Stalled: (stalled) => stop("stalled", (signal) => ExitStatus.Stalled({ afterSeconds: stalled.silentMs / 1000, signal }))
+      Stalled: (stalled) => stop("stalled", (signal) => ExitStatus.Stalled({ afterSeconds: stalled.silentMs / 1000, signal })),
+      OverLimit: ({ overrun }) => stop("memory", (signal) => ExitStatus.OverMemory({ ...overrun, signal }))
     })
   )
 }

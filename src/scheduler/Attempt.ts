@@ -15,6 +15,7 @@ import { freeName } from "../io/freeName.js"
 import * as AgentRun from "../process/AgentRun.js"
 import type { Spawner } from "../process/Spawner.js"
 import type { ClaimedTrigger } from "../queue/TriggerQueue.js"
+import { ResourceMonitor } from "../resources/ResourceMonitor.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
 import { emptyOutput, type OutputState, reportedError } from "../stream/StreamJson.js"
 import type { AttemptResult, JobEvents } from "./JobEvents.js"
@@ -36,6 +37,8 @@ export const make = (events: JobEvents) =>
   Effect.gen(function*() {
     const { paths, settings } = yield* DaemonConfig
     const slots = yield* AgentSlots
+    const monitor = yield* ResourceMonitor
+    const memoryLimit = settings.agentMaxMemoryBytes
     const [command, ...commandArgs] = settings.agentCommand
     // The daemon's environment, which every agent inherits, copied once.
     const daemonEnv = { ...process.env } as Record<string, string>
@@ -72,13 +75,17 @@ export const make = (events: JobEvents) =>
         const { agent, name } = claimed.queued
         const startedMs = yield* Clock.currentTimeMillis
         const logFile = agentLogFile(paths.logs, agent, startedMs)
+        // The agent's pid once it runs: its last resource sample goes into the attempt's history line.
+        const agentPid = yield* Ref.make<number | null>(null)
+        const resources = Effect.flatMap(Ref.get(agentPid), (pid) =>
+          pid === null ? Effect.succeed(undefined) : Effect.map(monitor.latest(agent, pid), Option.getOrUndefined))
         const recorded = (status: ExitStatus | undefined, outcome?: "error" | "interrupted") =>
-          events.recorded(claimed, attempt, startedMs, logFile, status, outcome)
+          Effect.flatMap(resources, (used) => events.recorded(claimed, attempt, startedMs, logFile, used, status, outcome))
         const ended = (outcome: ExitStatus, output: OutputState, pid: number | null) =>
           Effect.gen(function*() {
             yield* recorded(outcome)
             const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
-            return { outcome, output, logFile, startedMs, seconds, pid } satisfies AttemptResult
+            return { outcome, output, logFile, startedMs, seconds, pid, resources: yield* resources } satisfies AttemptResult
           })
 
         const run = Effect.gen(function*() {
@@ -89,10 +96,17 @@ export const make = (events: JobEvents) =>
             maxLogBytes: settings.logMaxBytes,
             timeoutMs: settings.agentTimeoutMs,
             stallMs: settings.agentStallTimeoutMs,
-            onProgress: (progress) => slots.setProgress(agent, progress)
+            onProgress: (progress) => slots.setProgress(agent, progress),
+            ...(memoryLimit > 0
+              ? {
+                overMemory: (pid: number) =>
+                  Effect.map(monitor.overLimit(agent, pid, memoryLimit), (sample) => ({ rssBytes: sample.rssBytes, limitBytes: memoryLimit }))
+              }
+              : {})
           }).pipe(Effect.tapError(() => recorded(undefined, "error")))
           if (started._tag === "NotStarted") return yield* ended(started.status, emptyOutput, null)
           yield* Ref.set(exitProbe, started.exited)
+          yield* Ref.set(agentPid, started.pid)
           yield* slots.setProcess(agent, { pid: started.pid, startTime: started.startTime, log: logFile })
           yield* events.spawned(claimed, attempt, started.pid)
           // The PROGRESS line every PROGRESS_INTERVAL while the agent runs.

@@ -2,19 +2,20 @@
  * Which trigger runs next. Dispatch is first-runnable in queue order over the pending triggers
  * and the retries waiting for their agent: a trigger whose agent is busy stays queued and never
  * blocks the triggers of other agents. One slot per agent; at most `MAX_CONCURRENT_AGENTS` busy
- * slots (1 in sequential mode).
+ * slots (1 in sequential mode), or fewer while dynamic scaling lowers the cap (`Capacity`).
  *
  * The cap is counted here, from the slot table, and not by a `Semaphore`: a semaphore hands its
  * permits to whoever asked first, but the rule is "the first runnable trigger in queue order",
  * and a retry keeps its original place in that order. Both hold only when one loop looks at the
  * whole queue and the free slots together and decides.
  */
-import { Clock, Deferred, Duration, Effect, Option, Queue, Ref } from "effect"
+import { Clock, Deferred, Duration, Effect, Option, Queue, Ref, Stream } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { isoSeconds } from "../domain/time.js"
 import { compareOrder, ticketOf } from "../domain/Trigger.js"
 import { NO_STACK } from "../observability/Tracing.js"
 import { type ClaimedTrigger, type QueuedTrigger, TriggerQueue } from "../queue/TriggerQueue.js"
+import { Capacity } from "../resources/Capacity.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonState } from "../state/DaemonState.js"
 import { limitKey, Usage } from "../state/Usage.js"
@@ -63,8 +64,8 @@ export const make = (events: JobEvents, start: (claimed: ClaimedTrigger, carried
     const slots = yield* AgentSlots
     const state = yield* DaemonState
     const usage = yield* Usage
+    const capacity = yield* Capacity
     const scope = yield* Effect.scope
-    const cap = settings.parallel ? settings.maxConcurrent : 1
     const commandKey = limitKey(settings.agentCommand)
     const wakeups = yield* Queue.sliding<void>(1)
     const wake = Queue.offer(wakeups, undefined).pipe(Effect.asVoid)
@@ -76,6 +77,7 @@ export const make = (events: JobEvents, start: (claimed: ClaimedTrigger, carried
       // Paused by a usage limit: nothing with this command starts (a timer wakes us at the end).
       if ((yield* usage.pausedUntil(commandKey)) !== undefined) return
       const busy = new Set(yield* slots.listBusy)
+      const cap = (yield* capacity.current).effective_cap
       if (busy.size >= cap) return
       const now = yield* Clock.currentTimeMillis
       for (const next of merged(yield* queue.pending, waiters.values())) {
@@ -116,6 +118,7 @@ export const make = (events: JobEvents, start: (claimed: ClaimedTrigger, carried
       /** Dispatches at every wake-up (and every change of the queue) until the scope closes. */
       run: Effect.gen(function*() {
         yield* queue.changed.pipe(Effect.zipRight(wake), Effect.forever, Effect.forkScoped)
+        yield* capacity.changes.pipe(Stream.runForEach(() => wake), Effect.forkScoped)
         yield* Queue.take(wakeups).pipe(Effect.zipRight(dispatch), Effect.forever, Effect.forkScoped)
         yield* wake
       }),

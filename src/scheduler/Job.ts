@@ -8,13 +8,15 @@
  * - `UsageLimitHit` (the agent hit its provider's limit) and `LogUnwritable` (its log cannot be
  *   opened: the agent was not started): not counted; the trigger goes back to its place in the
  *   queue with its attempts so far;
+ * - `Preempted` (a memory emergency stopped the youngest agent, see `Capacity`): not counted;
+ *   the trigger goes back to its place in the queue with its attempts so far;
  * - interruption (the daemon stops): the agent is stopped and the trigger requeued, unless the
  *   agent had already succeeded, in which case it is archived.
  * Between attempts the agent's slot is free; a retry waits for the dispatcher like any trigger.
  * An archive or dead-letter move the storage refuses is tried again every
  * `PROCESS_MONITOR_INTERVAL`, without running the agent again.
  */
-import { Clock, Data, Duration, Effect, Option, Ref, Schedule, ScheduleDecision } from "effect"
+import { Clock, Data, Deferred, Duration, Effect, Option, Ref, Schedule, ScheduleDecision } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import type { StorageError } from "../domain/errors.js"
 import { describeOutcome, exitCodeOf, failureKind, isSuccess, signalOf } from "../domain/Outcome.js"
@@ -39,7 +41,10 @@ export class UsageLimitHit extends Data.TaggedError("UsageLimitHit")<{ readonly 
 /** The agent's log could not be opened, so it was not started: the attempt does not count. */
 export class LogUnwritable extends Data.TaggedError("LogUnwritable")<{ readonly attempt: number; readonly error: StorageError }> {}
 
-export type AttemptEnd = AttemptFailed | UsageLimitHit | LogUnwritable
+/** A memory emergency stopped the agent: the attempt does not count. */
+export class Preempted extends Data.TaggedError("Preempted")<{ readonly attempt: number; readonly reason: string }> {}
+
+export type AttemptEnd = AttemptFailed | UsageLimitHit | LogUnwritable | Preempted
 
 /** Delays between attempts `first`… `maxRetries`: `initial`, doubling from attempt 1 on. */
 export const retryPolicy = (initialMs: number, maxRetries: number, first = 1) =>
@@ -76,6 +81,15 @@ interface JobContext {
   readonly job: Ref.Ref<JobState>
   /** How to learn the exit of the current attempt's agent. */
   readonly exitProbe: Ref.Ref<ExitProbe>
+  /** Completed (with the reason) to stop the running attempt for a memory emergency. */
+  readonly preempt: Deferred.Deferred<string>
+}
+
+/** A running attempt, as a memory emergency chooses the youngest. */
+interface RunningAttempt {
+  readonly agent: string
+  readonly sinceMs: number
+  readonly preempt: Deferred.Deferred<string>
 }
 
 export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunAttempt, views: JobViews) =>
@@ -87,6 +101,7 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
     const usage = yield* Usage
     const commandKey = limitKey(settings.agentCommand)
     const storageRetries = Schedule.spaced(Duration.millis(settings.monitorIntervalMs))
+    const running = yield* Ref.make<ReadonlyMap<string, RunningAttempt>>(new Map())
 
     const setView = ({ claimed }: JobContext, view: Omit<JobView, "name" | "agent"> | undefined) =>
       Ref.update(views, (all) =>
@@ -128,13 +143,21 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
               ? spanSince("queue wait", waitingSinceMs)(() => dispatcher.awaitSlot(ctx.claimed.queued, attempt))
               : endedSpan("queue wait", waitingSinceMs)
             yield* setView(ctx, { attempt, phase: "running" })
+            const sinceMs = yield* Clock.currentTimeMillis
+            yield* Ref.update(running, (all) => withEntry(all, name, { agent, sinceMs, preempt: ctx.preempt }))
             const result = yield* runAttempt(ctx.claimed, attempt, ctx.exitProbe).pipe(
               Effect.ensuring(Effect.zipRight(slots.markIdle(agent), dispatcher.wake)),
-              Effect.mapError((error) => new LogUnwritable({ attempt, error }))
+              Effect.mapError((error) => new LogUnwritable({ attempt, error })),
+              Effect.raceFirst(Effect.flatMap(Deferred.await(ctx.preempt), (reason) => new Preempted({ attempt, reason }))),
+              Effect.ensuring(Ref.update(running, (all) => withEntry(all, name, undefined)))
             )
             span.attribute("outcome", outcomeOf(result.outcome))
             span.attribute("exit_code", exitCodeOf(result.outcome) ?? "")
             span.attribute("signal", signalOf(result.outcome) ?? "")
+            if (result.resources !== undefined) {
+              span.attribute("peak_rss_bytes", result.resources.peakRssBytes)
+              span.attribute("cpu_seconds", Math.round(result.resources.cpuSeconds * 100) / 100)
+            }
             const progress = result.output.progress
             yield* usage.recordAttempt({ agent, costUsd: progress.cost_usd, tokensIn: progress.tokens_in, tokensOut: progress.tokens_out })
             if (result.output.limit !== null && !isSuccess(result.outcome)) {
@@ -156,6 +179,7 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
             return yield* new AttemptFailed({ attempt, result })
           }).pipe(
             Effect.tapErrorTag("LogUnwritable", () => Effect.sync(() => span.attribute("outcome", "error"))),
+            Effect.tapErrorTag("Preempted", () => Effect.sync(() => span.attribute("outcome", "interrupted"))),
             Effect.onInterrupt(() => Effect.sync(() => span.attribute("outcome", "interrupted")))
           ))
       })
@@ -219,6 +243,13 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
         yield* putBack(ctx, attempt, Date.parse(pause.until), "hit a usage limit (attempt not counted)")
       })
 
+    /** A memory emergency stopped the agent: the trigger goes back to its place in the queue. */
+    const preempted = (ctx: JobContext, { attempt, reason }: Preempted) =>
+      Effect.gen(function*() {
+        yield* events.preempted(ctx.claimed, attempt, reason)
+        yield* putBack(ctx, attempt, yield* Clock.currentTimeMillis, "stopped to free memory (attempt not counted)")
+      })
+
     /** The agent's log could not be opened: tried again after `PROCESS_MONITOR_INTERVAL`. */
     const holdBack = (ctx: JobContext, { attempt, error }: LogUnwritable) =>
       Effect.gen(function*() {
@@ -242,7 +273,7 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
       })
 
     /** All attempts of one claimed trigger, then its archive, its dead-letter move or its return to the queue. */
-    return (claimed: ClaimedTrigger, carried: Carried | undefined) =>
+    const run = (claimed: ClaimedTrigger, carried: Carried | undefined) =>
       Effect.gen(function*() {
         const ctx: JobContext = {
           claimed,
@@ -254,19 +285,36 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
             waitingSinceMs: Math.min(Number(claimed.queued.createdNs / 1_000_000n), yield* Clock.currentTimeMillis),
             settled: false
           }),
-          exitProbe: yield* Ref.make<ExitProbe>(Effect.succeedNone)
+          exitProbe: yield* Ref.make<ExitProbe>(Effect.succeedNone),
+          preempt: yield* Deferred.make<string>()
         }
         yield* attemptOnce(ctx).pipe(
           Effect.retry(retries(ctx)),
           Effect.catchTags({
             AttemptFailed: (end) => deadLetter(ctx, end),
             UsageLimitHit: (end) => pauseForLimit(ctx, end),
-            LogUnwritable: (end) => holdBack(ctx, end)
+            LogUnwritable: (end) => holdBack(ctx, end),
+            Preempted: (end) => preempted(ctx, end)
           }),
           Effect.onInterrupt(() => stopped(ctx)),
           Effect.ensuring(setView(ctx, undefined))
         )
       })
+
+    return {
+      run,
+      /** Stops the attempt that started last, for `reason`; the agent it ran, or none when nothing runs. */
+      preemptYoungest: (reason: string) =>
+        Effect.gen(function*() {
+          let youngest: RunningAttempt | undefined
+          for (const attempt of (yield* Ref.get(running)).values()) {
+            if (youngest === undefined || attempt.sinceMs > youngest.sinceMs) youngest = attempt
+          }
+          if (youngest === undefined) return Option.none<string>()
+          yield* Deferred.succeed(youngest.preempt, reason)
+          return Option.some(youngest.agent)
+        })
+    }
   })
 
-export type RunJob = Effect.Effect.Success<ReturnType<typeof make>>
+export type Jobs = Effect.Effect.Success<ReturnType<typeof make>>

@@ -15,6 +15,7 @@ import { DaemonLog } from "../observability/DaemonLog.js"
 import type { ClaimedTrigger } from "../queue/TriggerQueue.js"
 import { entryOf, History } from "../state/History.js"
 import type { UsageLimit } from "../state/Usage.js"
+import type { AgentResources } from "../resources/ResourceMonitor.js"
 import type { OutputWatch } from "../stream/AgentOutput.js"
 import { describeProgress, formatCost, type OutputState } from "../stream/StreamJson.js"
 
@@ -47,6 +48,8 @@ export interface AttemptResult {
   readonly startedMs: number
   readonly seconds: number
   readonly pid: number | null
+  /** The last sample of the agent's processes, when one was taken. */
+  readonly resources: AgentResources | undefined
 }
 
 /** `: 3 turns, $0.0123, session abc`; empty for an agent that wrote no stream-json. */
@@ -114,7 +117,15 @@ export const make = Effect.gen(function*() {
       }),
 
     /** The attempt's history line; `status` is undefined for an attempt stopped before its agent exited. */
-    recorded: (claimed: ClaimedTrigger, attempt: number, startedMs: number, logFile: string, status: ExitStatus | undefined, outcome?: "error" | "interrupted") =>
+    recorded: (
+      claimed: ClaimedTrigger,
+      attempt: number,
+      startedMs: number,
+      logFile: string,
+      resources: AgentResources | undefined,
+      status: ExitStatus | undefined,
+      outcome?: "error" | "interrupted"
+    ) =>
       Effect.flatMap(Clock.currentTimeMillis, (endMs) =>
         history.record(entryOf({
           trigger: `${claimed.queued.name}.trigger`,
@@ -124,7 +135,9 @@ export const make = Effect.gen(function*() {
           end: new Date(endMs).toISOString(),
           log: logFile,
           ticket: ticketOf(claimed.queued.trigger) ?? null,
-          trace_id: claimed.queued.trigger.trace_id ?? null
+          trace_id: claimed.queued.trigger.trace_id ?? null,
+          peak_rss_bytes: resources?.peakRssBytes ?? null,
+          cpu_seconds: resources === undefined ? null : Math.round(resources.cpuSeconds * 100) / 100
         }, status, outcome))),
 
     succeeded: (claimed: ClaimedTrigger, attempt: number, result: AttemptResult) => {
@@ -145,7 +158,7 @@ export const make = Effect.gen(function*() {
 
     failed: (claimed: ClaimedTrigger, attempt: number, result: AttemptResult) => {
       const tag = result.outcome._tag
-      const level = tag === "TimedOut" ? "TIMEOUT" : tag === "Stalled" ? "STALLED" : tag === "SpawnFailed" ? "ERROR" : "FINISH"
+      const level = tag === "TimedOut" ? "TIMEOUT" : tag === "Stalled" ? "STALLED" : tag === "OverMemory" ? "MEMORY" : tag === "SpawnFailed" ? "ERROR" : "FINISH"
       const kind = tag === "TimedOut" ? "timeout" : tag === "Stalled" ? "stalled" : "failed"
       const text = what(claimed, attempt, result)
       return log.event(level, text, { ...contextOf(claimed, attempt), pid: result.pid }).pipe(
@@ -192,6 +205,14 @@ export const make = Effect.gen(function*() {
         "ERROR",
         `${error.message}; ${claimed.queued.agent} was not started for ${claimed.queued.name}.trigger (attempt ${attempt}/${max} not counted); ` +
           `it stays queued and is tried again in ${retryIn}`,
+        contextOf(claimed, attempt)
+      ),
+
+    /** A memory emergency stopped the agent; its trigger goes back to the queue. */
+    preempted: (claimed: ClaimedTrigger, attempt: number, reason: string) =>
+      log.event(
+        "SCALE",
+        `${claimed.queued.agent} stopped on ${claimed.queued.name}.trigger (attempt ${attempt}, not counted) to free memory: ${reason}`,
         contextOf(claimed, attempt)
       ),
 

@@ -10,7 +10,7 @@
 import * as path from "node:path"
 import { Context, Effect, Layer, Schema, type Scope } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
-import { type BusyInfo, busySlot, idleSlot, type Slot, SlotTable } from "../domain/Slot.js"
+import { type BusyInfo, busySlot, idleSlot, type Slot, type SlotResources, SlotTable } from "../domain/Slot.js"
 import { keepCorruptCopy, readStateFile, reportingFailures, writeBehind } from "../io/stateFile.js"
 import type { Progress } from "../stream/StreamJson.js"
 
@@ -34,6 +34,8 @@ export interface AgentSlotsShape {
   readonly setProcess: (agent: string, info: ProcessInfo) => Effect.Effect<void>
   /** Records the live progress of the agent's running job (ignored when the slot is idle). */
   readonly setProgress: (agent: string, progress: Progress) => Effect.Effect<void>
+  /** Records a sample of the agent's processes, if its slot still runs the process `pid`. */
+  readonly setResources: (agent: string, pid: number, resources: SlotResources) => Effect.Effect<void>
   readonly markIdle: (agent: string) => Effect.Effect<void>
   readonly pidOf: (agent: string) => Effect.Effect<string | null>
   readonly ticketOf: (agent: string) => Effect.Effect<string | null>
@@ -94,6 +96,8 @@ export const make = (
       markBusy: (agent, info) => change(() => void table.set(agent, busySlot(info))),
       setProcess: (agent, info) => updateBusy(agent, (slot) => ({ ...slot, pid: String(info.pid), pid_start_time: info.startTime, log: info.log })),
       setProgress: (agent, progress) => updateBusy(agent, (slot) => ({ ...slot, ...progress })),
+      setResources: (agent, pid, resources) =>
+        updateBusy(agent, (slot) => (slot.pid === String(pid) ? { ...slot, ...resources } : slot)),
       markIdle: (agent) => change(() => void table.set(agent, idleSlot)),
       pidOf: (agent) => Effect.map(slotOf(agent), (s) => s?.pid ?? null),
       ticketOf: (agent) => Effect.map(slotOf(agent), (s) => s?.ticket ?? null),

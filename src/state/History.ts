@@ -13,7 +13,7 @@ import { exitCodeOf, signalOf } from "../domain/Outcome.js"
 import { RotatingLogFile } from "../logs/LogFile.js"
 
 /** How an attempt ended: its exit status, or that the daemon stopped it (`interrupted`) or could not log it (`error`). */
-export type HistoryOutcome = "success" | "failed" | "timeout" | "stalled" | "agent-error" | "spawn-failed" | "interrupted" | "error"
+export type HistoryOutcome = "success" | "failed" | "timeout" | "stalled" | "memory" | "agent-error" | "spawn-failed" | "interrupted" | "error"
 
 export interface HistoryEntry {
   /** The trigger's file name, `X.trigger`. */
@@ -30,6 +30,10 @@ export interface HistoryEntry {
   readonly log: string
   readonly ticket: string | null
   readonly trace_id: string | null
+  /** The largest resident memory of the agent's processes in the attempt's samples; null when none was taken. */
+  readonly peak_rss_bytes?: number | null
+  /** CPU time of the agent's processes up to the attempt's last sample; null when none was taken. */
+  readonly cpu_seconds?: number | null
 }
 
 export const outcomeOf = (status: ExitStatus): HistoryOutcome => {
@@ -44,6 +48,8 @@ export const outcomeOf = (status: ExitStatus): HistoryOutcome => {
       return "spawn-failed"
     case "Stalled":
       return "stalled"
+    case "OverMemory":
+      return "memory"
     case "ReportedError":
       return "agent-error"
   }

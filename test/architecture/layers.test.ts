@@ -14,7 +14,7 @@ const LAYERS: ReadonlyArray<ReadonlyArray<string>> = [
   ["config", "io", "logs", "stream"],
   ["observability"],
   ["platform"],
-  ["process", "queue", "slots", "notify", "state"],
+  ["process", "queue", "slots", "notify", "state", "resources"],
   ["scheduler"],
   ["monitor"],
   ["daemon"],

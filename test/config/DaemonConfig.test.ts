@@ -82,7 +82,13 @@ describe("DaemonConfig.load", () => {
         usageLimitCooldownMs: 300_000,
         discordWebhookUrl: null,
         notifyWebhookUrl: null,
-        discordAgentWebhooks: {}
+        discordAgentWebhooks: {},
+        resourceSampleIntervalMs: 5_000,
+        agentMaxMemoryBytes: 0,
+        minConcurrent: 1,
+        scaleMaxLoad: 0,
+        scaleMinFreeMemoryBytes: 0,
+        scaleIntervalMs: 30_000
       })
       expect(config.warnings).toEqual([])
     })
@@ -192,6 +198,12 @@ describe("DaemonConfig.load", () => {
           "USAGE_LIMIT_COOLDOWN=30",
           "DISCORD_WEBHOOK_URL=https://discord.example/api/webhooks/1/a",
           "NOTIFY_WEBHOOK_URL=http://127.0.0.1:9/hook",
+          "RESOURCE_SAMPLE_INTERVAL=2.5",
+          "AGENT_MAX_MEMORY_MB=512",
+          "MIN_CONCURRENT_AGENTS=2",
+          "SCALE_MAX_LOAD=1.5",
+          "SCALE_MIN_FREE_MEMORY_MB=1024",
+          "SCALE_INTERVAL=60",
           "DISCORD_WEBHOOK_JUNIOR_DEV_A=https://discord.example/api/webhooks/2/b"
         ].join("\n")
       )
@@ -217,7 +229,13 @@ describe("DaemonConfig.load", () => {
         usageLimitCooldownMs: 30_000,
         discordWebhookUrl: "https://discord.example/api/webhooks/1/a",
         notifyWebhookUrl: "http://127.0.0.1:9/hook",
-        discordAgentWebhooks: { JUNIOR_DEV_A: "https://discord.example/api/webhooks/2/b" }
+        discordAgentWebhooks: { JUNIOR_DEV_A: "https://discord.example/api/webhooks/2/b" },
+        resourceSampleIntervalMs: 2_500,
+        agentMaxMemoryBytes: 512 * 1024 * 1024,
+        minConcurrent: 2,
+        scaleMaxLoad: 1.5,
+        scaleMinFreeMemoryBytes: 1024 * 1024 * 1024,
+        scaleIntervalMs: 60_000
       })
     })
   })
@@ -346,7 +364,17 @@ describe("DaemonConfig.load", () => {
       ["USAGE_LIMIT_COOLDOWN", "0"],
       ["DISCORD_WEBHOOK_URL", "discord.com/api/webhooks/1"],
       ["DISCORD_WEBHOOK_URL", "ftp://example.com/hook"],
-      ["NOTIFY_WEBHOOK_URL", "not a url"]
+      ["NOTIFY_WEBHOOK_URL", "not a url"],
+      ["RESOURCE_SAMPLE_INTERVAL", "-5"],
+      ["RESOURCE_SAMPLE_INTERVAL", "5s"],
+      ["AGENT_MAX_MEMORY_MB", "2GB"],
+      ["AGENT_MAX_MEMORY_MB", "-1"],
+      ["MIN_CONCURRENT_AGENTS", "0"],
+      ["MIN_CONCURRENT_AGENTS", "1.5"],
+      ["SCALE_MAX_LOAD", "high"],
+      ["SCALE_MAX_LOAD", "-1"],
+      ["SCALE_MIN_FREE_MEMORY_MB", "1G"],
+      ["SCALE_INTERVAL", "0"]
     ]
 
     it.each(cases)("%s=%j from the environment", async (name, value) => {
@@ -355,6 +383,17 @@ describe("DaemonConfig.load", () => {
       expect(error.message).toContain(JSON.stringify(value))
       expect(error.message).toContain(VARIABLES[name].form)
       expect(error.message).not.toContain("\n")
+    })
+
+    it("MIN_CONCURRENT_AGENTS above MAX_CONCURRENT_AGENTS", async () => {
+      const error = await failure({ env: { MAX_CONCURRENT_AGENTS: "2", MIN_CONCURRENT_AGENTS: "3" } })
+      expect(error.message).toContain("MIN_CONCURRENT_AGENTS is above MAX_CONCURRENT_AGENTS")
+    })
+
+    it("AGENT_MAX_MEMORY_MB without samples to check it against", async () => {
+      const error = await failure({ env: { AGENT_MAX_MEMORY_MB: "100", RESOURCE_SAMPLE_INTERVAL: "0" } })
+      expect(error.message).toContain("AGENT_MAX_MEMORY_MB")
+      expect(error.message).toContain("RESOURCE_SAMPLE_INTERVAL is 0")
     })
 
     it("a bad value from flags", async () => {

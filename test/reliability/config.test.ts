@@ -42,7 +42,13 @@ const BAD_VALUES: Record<VariableName, string> = {
   PROGRESS_INTERVAL: "5m",
   USAGE_LIMIT_COOLDOWN: "0",
   DISCORD_WEBHOOK_URL: "$(touch pwned-discord)",
-  NOTIFY_WEBHOOK_URL: "`touch pwned-notify`"
+  NOTIFY_WEBHOOK_URL: "`touch pwned-notify`",
+  RESOURCE_SAMPLE_INTERVAL: "5s",
+  AGENT_MAX_MEMORY_MB: "-100",
+  MIN_CONCURRENT_AGENTS: "0",
+  SCALE_MAX_LOAD: "high",
+  SCALE_MIN_FREE_MEMORY_MB: "1G",
+  SCALE_INTERVAL: "0"
 }
 
 /** `KEY=VALUE` as a line of `.env` / `daemon.conf` that reads back as exactly `value`. */

@@ -28,6 +28,7 @@ import { DaemonState } from "../../src/state/DaemonState.js"
 import { History } from "../../src/state/History.js"
 import { Usage } from "../../src/state/Usage.js"
 import { eventually, eventuallySleeping, eventuallyTake } from "../support/eventually.js"
+import { resourceLayers } from "../support/resources.js"
 
 const settings: Partial<DaemonSettings> = {
   parallel: true,
@@ -37,7 +38,8 @@ const settings: Partial<DaemonSettings> = {
   // 2 s: no other timer of the daemon (its state writes, 1 s after an attempt) falls on a retry.
   initialRetryDelayMs: 2_000,
   monitorIntervalMs: 10_000,
-  agentCommand: ["agent"]
+  agentCommand: ["agent"],
+  resourceSampleIntervalMs: 0
 }
 
 const t = (agent: string): Trigger => ({ to_agent: agent, action: "work" })
@@ -121,7 +123,7 @@ const withFaultyScheduler = <A, E>(
       DaemonConfig.layerSettings(paths.root, { ...settings, ...overrides })
     )
     const schedulerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-    yield* Layer.buildWithScope(Layer.provideMerge(Scheduler.layer, services), schedulerScope)
+    yield* Layer.buildWithScope(Layer.provideMerge(Scheduler.layer, Layer.provideMerge(resourceLayers(), services)), schedulerScope)
     const given = new Set<string>()
     return yield* body({
       faults,

@@ -29,6 +29,7 @@ import { DaemonState } from "../../src/state/DaemonState.js"
 import { type HistoryEntry, History } from "../../src/state/History.js"
 import { Usage } from "../../src/state/Usage.js"
 import { eventually, eventuallyDone, eventuallySleeping, eventuallyTake } from "../support/eventually.js"
+import { resourceLayers } from "../support/resources.js"
 
 const base: Partial<DaemonSettings> = {
   parallel: true,
@@ -37,7 +38,9 @@ const base: Partial<DaemonSettings> = {
   killGraceMs: 1_000,
   maxRetries: 3,
   initialRetryDelayMs: 5_000,
-  agentCommand: ["agent"]
+  agentCommand: ["agent"],
+  // Sampling is tested on its own (test/resources); its timer would only slow the clock here.
+  resourceSampleIntervalMs: 0
 }
 
 const t = (agent: string, extra: Partial<Trigger> = {}): Trigger => ({ to_agent: agent, action: "work", ...extra })
@@ -115,7 +118,7 @@ const withScheduler = <A, E>(
       DaemonConfig.layerSettings(paths.root, { ...base, ...rest })
     )
     const schedulerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-    const context = yield* Layer.buildWithScope(Layer.provideMerge(Scheduler.layer, services), schedulerScope)
+    const context = yield* Layer.buildWithScope(Layer.provideMerge(Scheduler.layer, Layer.provideMerge(resourceLayers(), services)), schedulerScope)
     const slots = Context.get(context, AgentSlots)
     // Each process's log was written before it was spawned: the first log not yet given to a run
     // whose header names its agent, trigger and attempt.

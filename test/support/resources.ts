@@ -1,0 +1,15 @@
+/**
+ * The resource services for tests that build the scheduler from its layers: the real sampler and
+ * effective cap, on a process table with no processes and a machine that reads `machine`
+ * (a quiet one by default).
+ */
+import { Effect, Layer } from "effect"
+import { idleMachine, MachineState } from "../../src/platform/MachineState.js"
+import { ProcessTable } from "../../src/platform/ProcessTable.js"
+import * as Capacity from "../../src/resources/Capacity.js"
+import * as ResourceMonitor from "../../src/resources/ResourceMonitor.js"
+
+export const quietMachine: Layer.Layer<MachineState> = Layer.succeed(MachineState, { read: Effect.succeed(idleMachine) })
+
+export const resourceLayers = (machine: Layer.Layer<MachineState> = quietMachine) =>
+  Layer.merge(ResourceMonitor.layer, Capacity.layer).pipe(Layer.provide(Layer.merge(ProcessTable.empty, machine)))
