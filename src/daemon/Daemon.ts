@@ -160,15 +160,18 @@ const stopLine = Effect.gen(function*() {
 })
 
 /**
- * Span export for `OTEL_EXPORTER_OTLP_ENDPOINT` (see `Telemetry`); nothing without it. A bad
+ * Span and metrics export for `OTEL_EXPORTER_OTLP_ENDPOINT` (see `Telemetry`); nothing without it. A bad
  * configuration exports nothing: the daemon's own layers report it.
  */
 const telemetry = <EC>(options: DaemonOptions, config: Layer.Layer<DaemonConfig, EC>) =>
   Layer.unwrapEffect(
     Effect.map(Effect.either(Effect.provide(DaemonConfig, config)), (config) =>
-      Telemetry.layer(
-        Either.isRight(config) ? Telemetry.exportSettings(config.right.settings.otlpEndpoint, options.env ?? process.env) : undefined
-      ))
+      Either.isRight(config)
+        ? Telemetry.layer(
+          Telemetry.exportSettings(config.right.settings.otlpEndpoint, options.env ?? process.env),
+          Telemetry.metricsExportSettings(config.right.settings.otlpEndpoint, options.env ?? process.env)
+        )
+        : Layer.empty)
   )
 
 /**

@@ -6,6 +6,10 @@
  * (default `starforge`), `OTEL_BSP_SCHEDULE_DELAY` (ms between exports, default 5000),
  * `OTEL_SDK_DISABLED=true` and `OTEL_TRACES_EXPORTER=none` turn it off.
  *
+ * Metrics (each agent's CPU, memory and processes, the effective cap) go the same way to
+ * `/v1/metrics` (or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `…_METRICS_HEADERS`), every
+ * `OTEL_METRIC_EXPORT_INTERVAL` ms (default 60000); `OTEL_METRICS_EXPORTER=none` turns them off.
+ *
  * The exporter module is imported only when it is needed.
  */
 import { Effect, Layer } from "effect"
@@ -51,10 +55,33 @@ export const exportSettings = (
   }
 }
 
-/** The tracer layer for these settings (empty when there is nothing to export). */
-export const layer = (settings: ExportSettings | undefined): Layer.Layer<never> =>
-  settings === undefined
+/** Where and how to export metrics, like `exportSettings`; undefined: export none. */
+export const metricsExportSettings = (
+  endpoint: string,
+  env: Readonly<Record<string, string | undefined>> = process.env
+): ExportSettings | undefined => {
+  if (env["OTEL_SDK_DISABLED"]?.trim().toLowerCase() === "true") return undefined
+  if (env["OTEL_METRICS_EXPORTER"]?.trim().toLowerCase() === "none") return undefined
+  const metricsEndpoint = env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]?.trim()
+  const url = metricsEndpoint ? metricsEndpoint : endpoint ? `${endpoint.replace(/\/+$/, "")}/v1/metrics` : undefined
+  if (url === undefined) return undefined
+  const interval = Number(env["OTEL_METRIC_EXPORT_INTERVAL"])
+  return {
+    url,
+    headers: { ...parseHeaders(env["OTEL_EXPORTER_OTLP_HEADERS"]), ...parseHeaders(env["OTEL_EXPORTER_OTLP_METRICS_HEADERS"]) },
+    serviceName: env["OTEL_SERVICE_NAME"]?.trim() || "starforge",
+    exportIntervalMs: Number.isFinite(interval) && interval > 0 ? interval : 60_000
+  }
+}
+
+/** The tracer and metrics layers for these settings (empty when there is nothing to export). */
+export const layer = (traces: ExportSettings | undefined, metrics?: ExportSettings): Layer.Layer<never> =>
+  traces === undefined && metrics === undefined
     ? Layer.empty
     : Layer.unwrapScoped(
-      Effect.map(Effect.promise(() => import("./otlp.js")), (otlp) => otlp.tracerLayer({ ...settings, serviceVersion: VERSION }))
+      Effect.map(Effect.promise(() => import("./otlp.js")), (otlp) =>
+        Layer.mergeAll(
+          traces === undefined ? Layer.empty : otlp.tracerLayer({ ...traces, serviceVersion: VERSION }),
+          metrics === undefined ? Layer.empty : otlp.metricsLayer({ ...metrics, serviceVersion: VERSION })
+        ))
     )

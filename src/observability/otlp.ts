@@ -1,7 +1,8 @@
 /**
- * The OTLP/HTTP (JSON) span exporter of `@effect/opentelemetry`, over the built-in `fetch`.
+ * The OTLP/HTTP (JSON) span and metrics exporters of `@effect/opentelemetry`, over the built-in `fetch`.
  * Loaded only when an endpoint is configured (see `Telemetry`), so the CLI never pays for it.
  */
+import * as OtlpMetrics from "@effect/opentelemetry/OtlpMetrics"
 import * as OtlpSerialization from "@effect/opentelemetry/OtlpSerialization"
 import * as OtlpTracer from "@effect/opentelemetry/OtlpTracer"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
@@ -17,6 +18,15 @@ export interface OtlpOptions {
 
 export const tracerLayer = (options: OtlpOptions): Layer.Layer<never> =>
   OtlpTracer.layer({
+    url: options.url,
+    headers: options.headers,
+    resource: { serviceName: options.serviceName, serviceVersion: options.serviceVersion },
+    exportInterval: Duration.millis(options.exportIntervalMs),
+    shutdownTimeout: Duration.seconds(3)
+  }).pipe(Layer.provide(Layer.merge(FetchHttpClient.layer, OtlpSerialization.layerJson)))
+
+export const metricsLayer = (options: OtlpOptions): Layer.Layer<never> =>
+  OtlpMetrics.layer({
     url: options.url,
     headers: options.headers,
     resource: { serviceName: options.serviceName, serviceVersion: options.serviceVersion },
