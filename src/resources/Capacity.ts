@@ -19,10 +19,10 @@ import { DaemonConfig, type DaemonSettings } from "../config/DaemonConfig.js"
 import { formatMegabytes, formatSeconds } from "../domain/Outcome.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { isoSeconds } from "../domain/time.js"
-import { readStateFile, reportingFailures } from "../io/stateFile.js"
+import { readStateFile, reportingFailures, writeBehind } from "../io/stateFile.js"
 import { DaemonLog } from "../observability/DaemonLog.js"
 import { type MachineReading, MachineState } from "../platform/MachineState.js"
-import { AgentSlots } from "../slots/AgentSlots.js"
+import { AgentSlots, SLOTS_WRITE_SPACING_MS } from "../slots/AgentSlots.js"
 
 /** The thresholds, from the settings. */
 export interface Limits {
@@ -181,10 +181,15 @@ const checkEvery = (limits: Limits) => Duration.millis(Math.min(limits.intervalM
 export const make = Effect.gen(function*() {
   const { paths, settings } = yield* DaemonConfig
   const limits = limitsOf(settings)
-  const save = reportingFailures(capacityFile(paths), (view: CapacityView) => JSON.stringify(view, null, 2) + "\n")
   const view = yield* SubscriptionRef.make(viewOf(limits, initialState(limits), undefined, null))
+  // Written behind the looks, as the slot file is: a look never waits for the disk.
+  const file = yield* writeBehind(
+    SubscriptionRef.get(view),
+    reportingFailures(capacityFile(paths), (current: CapacityView) => JSON.stringify(current, null, 2) + "\n"),
+    SLOTS_WRITE_SPACING_MS
+  )
+  yield* file.flush
   const emergencies = yield* Queue.unbounded<string>()
-  yield* save(yield* SubscriptionRef.get(view))
   yield* Metric.set(effectiveCapGauge, limits.hard)
 
   if (scales(limits)) {
@@ -204,7 +209,7 @@ export const make = Effect.gen(function*() {
         yield* Metric.set(effectiveCapGauge, next.state.cap)
       }
       if (next.emergency !== undefined) yield* Queue.offer(emergencies, next.emergency)
-      yield* save(current)
+      yield* file.changed
     })
     yield* look.pipe(Effect.repeat(Schedule.spaced(checkEvery(limits))), Effect.forkScoped)
   }

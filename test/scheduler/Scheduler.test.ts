@@ -12,7 +12,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Duration, Effect, ExecutionStrategy, Exit, Layer, Schedule, Scope, TestClock } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, ExecutionStrategy, Exit, Layer, Ref, Schedule, Scope, TestClock } from "effect"
 import { DaemonConfig, type DaemonSettings } from "../../src/config/DaemonConfig.js"
 import type { SlotTable } from "../../src/domain/Slot.js"
 import { ExitStatus } from "../../src/domain/Outcome.js"
@@ -20,6 +20,7 @@ import { projectPaths } from "../../src/domain/ProjectPaths.js"
 import type { Trigger } from "../../src/domain/Trigger.js"
 import { Notifier, type NotifyEvent } from "../../src/notify/Notifier.js"
 import { DaemonLog } from "../../src/observability/DaemonLog.js"
+import { idleMachine, type MachineReading, MachineState } from "../../src/platform/MachineState.js"
 import { type FakeProcess, makeFake, SpawnError, Spawner } from "../../src/process/Spawner.js"
 import { type DeadLetterMeta, makeMemory } from "../../src/queue/TriggerQueue.js"
 import * as Job from "../../src/scheduler/Job.js"
@@ -74,6 +75,8 @@ const withScheduler = <A, E>(
   settings: Partial<DaemonSettings> & {
     /** Every spawn fails with this message (the command cannot start). */
     readonly spawnError?: string
+    /** The machine dynamic scaling looks at (default: a quiet one). */
+    readonly machine?: Layer.Layer<MachineState>
   },
   body: (env: {
     readonly logs: string
@@ -96,7 +99,7 @@ const withScheduler = <A, E>(
   }) => Effect.Effect<A, E>
 ) =>
   Effect.gen(function*() {
-    const { spawnError, ...rest } = settings
+    const { machine, spawnError, ...rest } = settings
     const paths = yield* tempProject
     const fake = yield* makeFake
     const queue = yield* makeMemory
@@ -118,7 +121,7 @@ const withScheduler = <A, E>(
       DaemonConfig.layerSettings(paths.root, { ...base, ...rest })
     )
     const schedulerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-    const context = yield* Layer.buildWithScope(Layer.provideMerge(Scheduler.layer, Layer.provideMerge(resourceLayers(), services)), schedulerScope)
+    const context = yield* Layer.buildWithScope(Layer.provideMerge(Scheduler.layer, Layer.provideMerge(resourceLayers(machine), services)), schedulerScope)
     const slots = Context.get(context, AgentSlots)
     // Each process's log was written before it was spawned: the first log not yet given to a run
     // whose header names its agent, trigger and attempt.
@@ -665,4 +668,134 @@ describe("Scheduler on a usage limit", () => {
         expect((yield* s.outcomesAt(1)).map((o) => o.completion._tag)).toEqual(["Done"])
         expect((yield* s.lines).some((l) => l.includes("LIMIT:"))).toBe(false)
       })))
+})
+
+describe("Scheduler with dynamic scaling (a fake machine)", () => {
+  const MB = 1024 * 1024
+  const scaling: Partial<DaemonSettings> = {
+    maxConcurrent: 4,
+    minConcurrent: 1,
+    scaleIntervalMs: 30_000,
+    agentStallTimeoutMs: 0,
+    agentTimeoutMs: 3_600_000
+  }
+  /** The machine as a `Ref` the test changes, and the layer that reads it. */
+  const fakeMachine = (initial: Partial<MachineReading> = {}) => MachineState.fake({ ...idleMachine, ...initial })
+  /** The machine is looked at every 5 s (the interval, when shorter). */
+  const LOOK_MS = 5_000
+  /**
+   * Moves the clock to `seconds`, look by look: each look's timer is awaited before the clock
+   * passes it, and the next one after it, so every look has run when this returns.
+   */
+  const looksUntil = (seconds: number) =>
+    Effect.gen(function*() {
+      const end = seconds * 1000
+      for (;;) {
+        const now = yield* Clock.currentTimeMillis
+        const next = (Math.floor(now / LOOK_MS) + 1) * LOOK_MS
+        if (next > end) return yield* TestClock.setTime(end)
+        yield* eventuallySleeping(`the look at the machine at ${next / 1000}s`, next)
+        yield* TestClock.setTime(next)
+        yield* eventuallySleeping(`the look at the machine at ${(next + LOOK_MS) / 1000}s`, next + LOOK_MS)
+      }
+    })
+
+  it.scoped("over SCALE_MAX_LOAD new starts wait at what runs; under it for a whole interval the cap rises one step at a time", () =>
+    Effect.gen(function*() {
+      const machine = yield* fakeMachine({ cores: 4, loadAverage: 0 })
+      yield* withScheduler({ ...scaling, scaleMaxLoad: 1, machine: machine.layer }, (s) =>
+        Effect.gen(function*() {
+          yield* s.add("a-1", t("a"))
+          yield* s.add("b-1", t("b"))
+          const a = yield* s.next
+          yield* s.next
+          yield* Ref.update(machine.reading, (m) => ({ ...m, loadAverage: 8 }))
+          yield* looksUntil(5)
+          const [drop] = yield* s.linesWith("Effective cap")
+          expect(drop).toContain("Effective cap 4 → 2 (max 4, min 1): load 2 per core is over SCALE_MAX_LOAD 1")
+          yield* s.add("c-1", t("c"))
+          yield* s.add("d-1", t("d"))
+          yield* looksUntil(10)
+          expect(yield* s.startedCount).toBe(2)
+          // One ends: one more may start, never past the cap.
+          yield* a.finish(ExitStatus.Exited({ code: 0 }))
+          expect((yield* s.next).trigger).toBe("c-1")
+          yield* looksUntil(15)
+          expect(yield* s.startedCount).toBe(3)
+          // The load falls after the look at 15 s: the look at 20 s sees it, and a whole
+          // SCALE_INTERVAL later (50 s) the cap rises by one, and d starts.
+          yield* Ref.update(machine.reading, (m) => ({ ...m, loadAverage: 0 }))
+          yield* looksUntil(45)
+          expect((yield* s.lines).filter((l) => l.includes("Effective cap")).length).toBe(1)
+          expect(yield* s.startedCount).toBe(3)
+          yield* looksUntil(50)
+          const [rise] = yield* s.linesWith("Effective cap 2 → 3")
+          expect(rise).toContain("under the thresholds for 30s")
+          expect((yield* s.next).trigger).toBe("d-1")
+          // At most one change per interval, then the hard cap again.
+          yield* looksUntil(75)
+          expect((yield* s.lines).filter((l) => l.includes("Effective cap")).length).toBe(2)
+          yield* looksUntil(80)
+          yield* s.linesWith("Effective cap 3 → 4")
+        }))
+    }))
+
+  it.scoped("memory under half of SCALE_MIN_FREE_MEMORY_MB stops the youngest agent; its trigger goes back to its place, its attempt not counted", () =>
+    Effect.gen(function*() {
+      const machine = yield* fakeMachine({ availableMemoryBytes: 8_000 * MB })
+      yield* withScheduler({ ...scaling, scaleMinFreeMemoryBytes: 1_000 * MB, machine: machine.layer }, (s) =>
+        Effect.gen(function*() {
+          yield* s.add("a-1", t("a"))
+          const a = yield* s.next
+          yield* TestClock.setTime(1_000)
+          yield* s.add("b-1", t("b"))
+          const b = yield* s.next
+          yield* Ref.update(machine.reading, (m) => ({ ...m, availableMemoryBytes: 400 * MB }))
+          yield* looksUntil(5)
+          // b started last: it is stopped, a runs on.
+          yield* eventuallyDone("b to be stopped", b.interrupted)
+          const [line] = yield* s.linesWith("to free memory")
+          expect(line).toContain(
+            "b stopped on b-1.trigger (attempt 1, not counted) to free memory: available memory 400 MB is under half of SCALE_MIN_FREE_MEMORY_MB 1000 MB"
+          )
+          yield* eventually("b-1 to be back in the queue", s.requeued, (r) => r.includes("b-1"))
+          expect(yield* Deferred.isDone(a.interrupted)).toBe(false)
+          expect((yield* eventually("b's history line", s.history, (h) => h.some((e) => e.agent === "b"))).find((e) => e.agent === "b")?.outcome)
+            .toBe("interrupted")
+          // A trigger that came later waits behind it.
+          yield* s.add("c-1", t("c"))
+          yield* looksUntil(10)
+          expect(yield* s.startedCount).toBe(2)
+          // Memory comes back at 10 s: a whole interval later the cap rises and b-1 runs first, as attempt 1 again.
+          yield* Ref.update(machine.reading, (m) => ({ ...m, availableMemoryBytes: 8_000 * MB }))
+          yield* looksUntil(45)
+          yield* s.linesWith("Effective cap 1 → 2")
+          const again = yield* s.next
+          expect(again.trigger).toBe("b-1")
+          expect(again.attempt).toBe("1")
+        }))
+    }))
+
+  it.scoped("never below MIN_CONCURRENT_AGENTS: no emergency stop when only the minimum runs", () =>
+    Effect.gen(function*() {
+      const machine = yield* fakeMachine({ availableMemoryBytes: 8_000 * MB })
+      yield* withScheduler({ ...scaling, minConcurrent: 2, scaleMinFreeMemoryBytes: 1_000 * MB, machine: machine.layer }, (s) =>
+        Effect.gen(function*() {
+          yield* s.add("a-1", t("a"))
+          yield* s.add("b-1", t("b"))
+          const a = yield* s.next
+          const b = yield* s.next
+          yield* Ref.update(machine.reading, (m) => ({ ...m, availableMemoryBytes: 100 * MB }))
+          yield* looksUntil(5)
+          yield* s.linesWith("Effective cap 4 → 2")
+          yield* s.add("c-1", t("c"))
+          yield* looksUntil(60)
+          expect(yield* Deferred.isDone(a.interrupted)).toBe(false)
+          expect(yield* Deferred.isDone(b.interrupted)).toBe(false)
+          expect(yield* s.startedCount).toBe(2)
+          // One ends: the minimum still holds, so c starts.
+          yield* a.finish(ExitStatus.Exited({ code: 0 }))
+          expect((yield* s.next).trigger).toBe("c-1")
+        }))
+    }))
 })
