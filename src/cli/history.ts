@@ -6,6 +6,7 @@ import { readHistory } from "../state/History.js"
 import { UsageError } from "../domain/errors.js"
 import { formatDuration } from "../domain/time.js"
 import { isValidAgentName } from "../domain/Trigger.js"
+import { formatBytes, formatCpuSeconds } from "./progress.js"
 import { jsonOption, printJson, projectOption, resolveProject, table } from "./shared.js"
 
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/
@@ -47,7 +48,7 @@ export const historyCommand = Command.make(
       if (json) return yield* printJson(entries)
       if (entries.length === 0) return yield* Console.log("No finished attempts")
       yield* Console.log(table(
-        ["ENDED", "AGENT", "TRIGGER", "ATTEMPT", "OUTCOME", "EXIT", "TOOK", "LOG"],
+        ["ENDED", "AGENT", "TRIGGER", "ATTEMPT", "OUTCOME", "EXIT", "TOOK", "PEAK MEM", "CPU", "LOG"],
         entries.map((e) => [
           e.end.replace(/\.\d+Z$/, "Z"),
           e.agent,
@@ -56,6 +57,9 @@ export const historyCommand = Command.make(
           e.outcome,
           e.signal ?? (e.exit_code === null ? "-" : String(e.exit_code)),
           formatDuration((Date.parse(e.end) - Date.parse(e.start)) / 1000),
+          // Null when no sample was taken; absent in lines written before sampling.
+          formatBytes(e.peak_rss_bytes),
+          formatCpuSeconds(e.cpu_seconds),
           path.relative(paths.root, e.log)
         ])
       ))

@@ -57,19 +57,54 @@ export const costLine = (status: UsageStatus): string | undefined => {
     `; total ${formatCost(status.cost_today.total_usd)}`
 }
 
+const known = (n: number | null | undefined): n is number => typeof n === "number" && Number.isFinite(n)
+
+/** `512 B`, `12 KB`, `212 MB`, `1.4 GB` (powers of 1024); "-" when unknown. */
+export const formatBytes = (bytes: number | null | undefined): string => {
+  if (!known(bytes)) return "-"
+  const b = Math.max(0, bytes)
+  if (b < 1024) return `${Math.round(b)} B`
+  if (Math.round(b / 1024) < 1024) return `${Math.round(b / 1024)} KB`
+  if (Math.round(b / 1024 ** 2) < 1024) return `${Math.round(b / 1024 ** 2)} MB`
+  return `${(b / 1024 ** 3).toFixed(1)} GB`
+}
+
+/** `37%` of one core (above 100% on several cores); "-" when unknown. */
+export const formatCpuPercent = (percent: number | null | undefined): string =>
+  known(percent) ? `${Math.round(Math.max(0, percent))}%` : "-"
+
+/** CPU time as `12.3s`; "-" when unknown. */
+export const formatCpuSeconds = (seconds: number | null | undefined): string =>
+  known(seconds) ? `${Math.max(0, seconds).toFixed(1)}s` : "-"
+
+/** The CPU, MEM, PEAK and PROCS cells of a slot: the last sample of a busy agent's process tree, "-" otherwise. */
+export const resourceCells = (slot: Slot): [string, string, string, string] => {
+  if (slot.status !== "busy") return ["-", "-", "-", "-"]
+  return [
+    formatCpuPercent(slot.cpu_percent),
+    formatBytes(slot.rss_bytes),
+    formatBytes(slot.peak_rss_bytes),
+    known(slot.processes) ? String(slot.processes) : "-"
+  ]
+}
+
 /** One row of the slot table of `status` and `slots`, under `SLOT_HEADER`. */
-export const slotRows = (slots: Record<string, Slot>) =>
+export const slotRows = (slots: Record<string, Slot>, nowMs: number = Date.now()) =>
   Object.entries(slots).sort(([a], [b]) => a.localeCompare(b)).map(([agent, s]) => [
     agent,
     s.status,
     s.pid ?? "-",
     s.ticket ?? "-",
-    s.status === "busy" && s.started_at ? formatDuration((Date.now() - Date.parse(s.started_at)) / 1000) : "-",
+    s.status === "busy" && s.started_at ? formatDuration((nowMs - Date.parse(s.started_at)) / 1000) : "-",
     s.status === "busy" ? s.trigger ?? "-" : "-",
-    progressCell(s, Date.now())
+    ...resourceCells(s),
+    progressCell(s, nowMs)
   ])
 
-export const SLOT_HEADER = ["AGENT", "STATUS", "PID", "TICKET", "RUNNING FOR", "TRIGGER", "PROGRESS"]
+export const SLOT_HEADER = ["AGENT", "STATUS", "PID", "TICKET", "RUNNING FOR", "TRIGGER", "CPU", "MEM", "PEAK", "PROCS", "PROGRESS"]
+
+/** `222298112 (212 MB)`: a byte count with its human form. */
+const withBytes = (bytes: number | undefined) => (known(bytes) ? `${bytes} (${formatBytes(bytes)})` : undefined)
 
 /** `slots show AGENT`: every progress field of a busy slot, one per line. */
 export const slotDetails = (slot: Slot): ReadonlyArray<string> => {
@@ -86,7 +121,13 @@ export const slotDetails = (slot: Slot): ReadonlyArray<string> => {
     ["last_tool", slot.last_tool],
     ["cost_usd", slot.cost_usd],
     ["tokens_in", slot.tokens_in],
-    ["tokens_out", slot.tokens_out]
+    ["tokens_out", slot.tokens_out],
+    ["cpu_percent", slot.cpu_percent],
+    ["rss_bytes", withBytes(slot.rss_bytes)],
+    ["processes", slot.processes],
+    ["peak_rss_bytes", withBytes(slot.peak_rss_bytes)],
+    ["cpu_seconds", slot.cpu_seconds],
+    ["sampled_at", slot.sampled_at]
   ]
   return fields.filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => `${k}: ${String(v)}`)
 }

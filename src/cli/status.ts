@@ -10,9 +10,10 @@ import { UsageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { formatDuration } from "../domain/time.js"
 import { displayLine } from "../observability/DaemonLog.js"
+import { type CapacityView, readCapacity } from "../resources/Capacity.js"
 import { readTable } from "../slots/AgentSlots.js"
 import { recentCounts } from "../state/History.js"
-import { costLine, limitLines, readUsageStatus, SLOT_HEADER, slotRows } from "./progress.js"
+import { costLine, formatBytes, limitLines, readUsageStatus, SLOT_HEADER, slotRows } from "./progress.js"
 import { countBySuffix, countTriggers, ExitWith, jsonOption, printJson, projectOption, resolveProject, table, tailLines } from "./shared.js"
 
 /** What `status` shows; read from the files, so it works whether or not a daemon runs. */
@@ -38,6 +39,8 @@ export const readStatus = (paths: ProjectPaths) =>
       mode: parallel ? "parallel" : "sequential",
       max_concurrent: hello ? hello.settings.max_concurrent : settings ? (settings.parallel ? settings.maxConcurrent : 1) : null,
       uptime_seconds: hello ? Math.max(0, Math.floor((Date.now() - Date.parse(hello.started)) / 1000)) : null,
+      // The effective cap the running daemon last wrote; a file left by a stopped one says nothing.
+      capacity: hello ? readCapacity(paths) ?? null : null,
       queue: {
         pending: pending + interrupted,
         running,
@@ -53,12 +56,35 @@ export const readStatus = (paths: ProjectPaths) =>
     }
   })
 
+/**
+ * `Mode: parallel (max concurrent: 8)`, with `; effective cap 3: <reason>` inside the parentheses
+ * while dynamic scaling holds the cap below the hard cap.
+ */
+export const modeLine = (mode: string, maxConcurrent: number | null, capacity: CapacityView | null): string => {
+  if (mode !== "parallel") return `Mode: ${mode}`
+  const lowered = capacity !== null && capacity.effective_cap < capacity.max_concurrent
+    ? `; effective cap ${capacity.effective_cap}${capacity.reason ? `: ${capacity.reason}` : ""}`
+    : ""
+  return `Mode: parallel (max concurrent: ${maxConcurrent}${lowered})`
+}
+
+/** `Machine: load 0.42 per core, 12.3 GB memory available`, from the daemon's last look; undefined without one. */
+export const machineLine = (capacity: CapacityView | null): string | undefined => {
+  if (capacity === null) return undefined
+  const parts: Array<string> = []
+  if (capacity.load_per_core !== null) parts.push(`load ${Math.round(capacity.load_per_core * 100) / 100} per core`)
+  if (capacity.available_memory_bytes !== null) parts.push(`${formatBytes(capacity.available_memory_bytes)} memory available`)
+  return parts.length === 0 ? undefined : `Machine: ${parts.join(", ")}`
+}
+
 /** The text of `status`, also each screen of `status --watch` (with more recent events). */
 export const statusText = (paths: ProjectPaths, s: Effect.Effect.Success<ReturnType<typeof readStatus>>, events = 5): string => {
   const lines: Array<string> = []
   lines.push(s.running ? `Daemon is running (PID: ${s.pid}), up ${formatDuration(s.uptime_seconds ?? 0)}` : "Daemon is not running")
   if (s.config_error) lines.push(`Configuration problem: ${s.config_error}`)
-  else lines.push(`Mode: ${s.mode}${s.mode === "parallel" ? ` (max concurrent: ${s.max_concurrent})` : ""}`)
+  else lines.push(modeLine(s.mode, s.max_concurrent, s.capacity))
+  const machine = s.running ? machineLine(s.capacity) : undefined
+  if (machine !== undefined) lines.push(machine)
   const q = s.queue
   lines.push(
     `Queue: ${q.pending} pending, ${q.running} running, ${q.done} done, ${q.failed} failed (waiting to retry), ` +

@@ -134,6 +134,80 @@ describe("slots", () => {
     expect(unknown.code).toBe(1)
   })
 
+  it("list, show and --json carry the resource sample of a busy slot: CPU, MEM, PEAK, PROCS (fixture slot file)", async () => {
+    const p = projects.make()
+    const MB = 1024 * 1024
+    const sampled = {
+      status: "busy",
+      pid: "4242",
+      ticket: "52",
+      started_at: "2025-10-25T05:00:00Z",
+      trigger: "junior-dev-a-work-1.trigger",
+      attempt: 1,
+      cpu_percent: 37.4,
+      rss_bytes: 212 * MB,
+      processes: 5,
+      peak_rss_bytes: Math.round(1.4 * 1024 * MB),
+      cpu_seconds: 12.34,
+      sampled_at: "2025-10-25T05:09:58Z"
+    }
+    writeSlots(p, {
+      "junior-dev-a": sampled,
+      // Busy, not sampled yet (or RESOURCE_SAMPLE_INTERVAL=0): every resource cell is "-".
+      "junior-dev-b": { status: "busy", pid: "4243", ticket: null, started_at: "2025-10-25T05:00:00Z", trigger: "b.trigger" },
+      "qa-engineer": { status: "idle", pid: null, ticket: null, started_at: null }
+    })
+    const [list, json, show, showJson] = await Promise.all([
+      p.cli(["slots", "list"]),
+      p.cli(["slots", "list", "--json"]),
+      p.cli(["slots", "show", "junior-dev-a"]),
+      p.cli(["slots", "show", "junior-dev-a", "--json"])
+    ])
+    expect(list.code).toBe(0)
+    const lines = list.stdout.trimEnd().split("\n")
+    expect(lines[0]).toMatch(/^AGENT\s+STATUS\s+PID\s+TICKET\s+RUNNING FOR\s+TRIGGER\s+CPU\s+MEM\s+PEAK\s+PROCS\s+PROGRESS$/)
+    expect(lines[1]).toMatch(/^junior-dev-a\s+busy\s+4242\s+52\s+\d+h \d\dm \d\ds\s+junior-dev-a-work-1\.trigger\s+37%\s+212 MB\s+1\.4 GB\s+5\s+-$/)
+    expect(lines[2]).toMatch(/^junior-dev-b\s+busy\s+4243\s+-\s+\d+h \d\dm \d\ds\s+b\.trigger\s+-\s+-\s+-\s+-\s+-$/)
+    expect(lines[3]).toMatch(/^qa-engineer\s+idle(\s+-){9}$/)
+    // The columns line up: each cell starts where its header does.
+    const at = (header: string) => lines[0]!.indexOf(header)
+    expect(lines[1]!.indexOf("37%")).toBe(at("CPU"))
+    expect(lines[1]!.indexOf("212 MB")).toBe(at("MEM"))
+    expect(lines[1]!.indexOf("1.4 GB")).toBe(at("PEAK"))
+
+    expect(JSON.parse(json.stdout)["junior-dev-a"]).toEqual(sampled)
+    expect(show.code).toBe(0)
+    expect(show.stdout).toMatch(/^junior-dev-a\s+busy\s+4242\s+52\s+.*\s+37%\s+212 MB\s+1\.4 GB\s+5\s+-$/m)
+    for (const line of [
+      "cpu_percent: 37.4",
+      `rss_bytes: ${212 * MB} (212 MB)`,
+      "processes: 5",
+      `peak_rss_bytes: ${sampled.peak_rss_bytes} (1.4 GB)`,
+      "cpu_seconds: 12.34",
+      "sampled_at: 2025-10-25T05:09:58Z"
+    ]) expect(show.stdout.split("\n")).toContain(line)
+    expect(JSON.parse(showJson.stdout)).toEqual(sampled)
+  })
+
+  it("the daemon's samples of a running agent reach slots list, its --json and status", async () => {
+    const p = projects.make({ RESOURCE_SAMPLE_INTERVAL: "0.2" })
+    await startForeground(p)
+    p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "sleep=30", { context: { ticket: 52 } }))
+    const slot = await waitFor(() => {
+      const s = readSlots(p)?.["junior-dev-a"]
+      return s?.status === "busy" && typeof s["rss_bytes"] === "number" && typeof s["cpu_percent"] === "number" ? s : undefined
+    }, { what: "a sampled busy slot" })
+    expect(slot["processes"]).toBeGreaterThanOrEqual(1)
+    expect(slot["peak_rss_bytes"]).toBeGreaterThanOrEqual(slot["rss_bytes"] as number)
+    const [json, text, status] = await Promise.all([p.cli(["slots", "list", "--json"]), p.cli(["slots", "list"]), p.cli(["daemon", "status"])])
+    expect(Object.keys(JSON.parse(json.stdout)["junior-dev-a"])).toEqual(
+      expect.arrayContaining(["cpu_percent", "rss_bytes", "processes", "peak_rss_bytes", "cpu_seconds", "sampled_at"])
+    )
+    const row = /^junior-dev-a\s+busy\s+\d+\s+52\s+\d+s\s+junior-dev-a-work-1\.trigger\s+\d+%\s+\d+ (?:B|KB|MB|GB)\s+\d+ (?:B|KB|MB|GB)\s+\d+\s+-$/m
+    expect(text.stdout).toMatch(row)
+    expect(status.stdout).toMatch(row)
+  })
+
   it("cleanup releases slots whose process is gone and never signals a process that reused the pid", async () => {
     const p = projects.make()
     const dead = await deadPid()
@@ -155,6 +229,68 @@ describe("slots", () => {
     }
     expect(isAlive(unrelated.pid!)).toBe(true)
     expect(unrelated.signalCode).toBeNull()
+  })
+})
+
+describe("daemon status: the effective cap and the machine", () => {
+  it("--json has the daemon's capacity.json; the Mode line names a lowered cap and why; the Machine line; nothing of it without a daemon", async () => {
+    const p = projects.make({ MAX_CONCURRENT_AGENTS: "8" })
+    const capacityFile = path.join(p.claude, "daemon", "capacity.json")
+    const stopped = await p.cli(["daemon", "status", "--json"])
+    expect(stopped.code).toBe(1)
+    expect(JSON.parse(stopped.stdout)["capacity"]).toBeNull()
+
+    // Without SCALE_* the daemon writes the file once, at start, at the hard cap, and never looks at the machine.
+    await startForeground(p)
+    const written = await waitFor(() => (fs.existsSync(capacityFile) ? readJson(capacityFile) : undefined), { what: "capacity.json" })
+    expect(written).toMatchObject({ effective_cap: 8, max_concurrent: 8, reason: null, load_per_core: null, available_memory_bytes: null })
+    const [atCap, atCapJson] = await Promise.all([p.cli(["daemon", "status"]), p.cli(["daemon", "status", "--json"])])
+    expect(atCap.code).toBe(0)
+    expect(atCap.stdout.split("\n")).toContain("Mode: parallel (max concurrent: 8)")
+    expect(atCap.stdout).not.toContain("Machine:")
+    expect(JSON.parse(atCapJson.stdout)["capacity"]).toEqual(written)
+
+    // What a scaling daemon writes while the load holds the cap down (the daemon does not write it again).
+    const lowered = {
+      effective_cap: 3,
+      max_concurrent: 8,
+      min_concurrent: 1,
+      reason: "load 2.4 per core is over SCALE_MAX_LOAD 2",
+      changed_at: "2025-10-25T05:00:00Z",
+      load_per_core: 2.4,
+      available_memory_bytes: Math.round(12.3 * 1024 ** 3),
+      checked_at: "2025-10-25T05:00:05Z"
+    }
+    fs.writeFileSync(capacityFile, JSON.stringify(lowered, null, 2) + "\n")
+    const [text, json] = await Promise.all([p.cli(["daemon", "status"]), p.cli(["daemon", "status", "--json"])])
+    const lines = text.stdout.split("\n")
+    expect(lines[0]).toMatch(/^Daemon is running \(PID: \d+\), up /)
+    expect(lines[1]).toBe("Mode: parallel (max concurrent: 8; effective cap 3: load 2.4 per core is over SCALE_MAX_LOAD 2)")
+    expect(lines[2]).toBe("Machine: load 2.4 per core, 12.3 GB memory available")
+    expect(lines[3]).toMatch(/^Queue: /)
+    const s = JSON.parse(json.stdout)
+    expect(s["capacity"]).toEqual(lowered)
+    expect(s["max_concurrent"]).toBe(8)
+  })
+
+  it("a capacity.json left by a stopped daemon is not shown", async () => {
+    const p = projects.make({ MAX_CONCURRENT_AGENTS: "4" })
+    fs.mkdirSync(path.join(p.claude, "daemon"), { recursive: true })
+    fs.writeFileSync(path.join(p.claude, "daemon", "capacity.json"), JSON.stringify({
+      effective_cap: 1,
+      max_concurrent: 4,
+      min_concurrent: 1,
+      reason: "load 9 per core is over SCALE_MAX_LOAD 2",
+      changed_at: null,
+      load_per_core: 9,
+      available_memory_bytes: 1024 ** 3,
+      checked_at: null
+    }))
+    const [text, json] = await Promise.all([p.cli(["daemon", "status"]), p.cli(["daemon", "status", "--json"])])
+    expect(text.code).toBe(1)
+    expect(text.stdout.split("\n").slice(0, 2)).toEqual(["Daemon is not running", "Mode: parallel (max concurrent: 4)"])
+    expect(text.stdout).not.toContain("Machine:")
+    expect(JSON.parse(json.stdout)["capacity"]).toBeNull()
   })
 })
 

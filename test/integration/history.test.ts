@@ -2,6 +2,7 @@
  * The attempt history through the real CLI (issue 6 part 5): `C/daemon/history.jsonl` gets one
  * line per finished attempt, `starforge history` reads and filters it, `status` counts the last hour.
  */
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { archivedTriggers, deadLetters, exitWithin, readSlots, startForeground } from "../support/daemonHelpers.js"
@@ -53,8 +54,8 @@ describe("history", () => {
     expect(JSON.parse((await p.cli(["history", "--since", before.slice(0, 10), "--agent", "gamma", "--json"])).stdout)).toHaveLength(2)
 
     const text = await p.cli(["history", "--agent", "alpha"])
-    expect(text.stdout.split("\n")[0]).toMatch(/^ENDED\s+AGENT\s+TRIGGER\s+ATTEMPT\s+OUTCOME\s+EXIT\s+TOOK\s+LOG$/)
-    expect(text.stdout).toMatch(/alpha\s+ok\.trigger\s+1\s+success\s+0\s+\d+s\s+\.claude\/logs\/alpha-\d+\.log/)
+    expect(text.stdout.split("\n")[0]).toMatch(/^ENDED\s+AGENT\s+TRIGGER\s+ATTEMPT\s+OUTCOME\s+EXIT\s+TOOK\s+PEAK MEM\s+CPU\s+LOG$/)
+    expect(text.stdout).toMatch(/alpha\s+ok\.trigger\s+1\s+success\s+0\s+\d+s\s+(?:\d+ (?:B|KB|MB|GB)|-)\s+(?:\d+\.\ds|-)\s+\.claude\/logs\/alpha-\d+\.log/)
 
     for (const bad of ["yesterday", "2025-13-45", "1700000000"]) {
       const result = await p.cli(["history", "--since", bad])
@@ -72,5 +73,50 @@ describe("history", () => {
     const status = await p.cli(["daemon", "status", "--json"])
     expect(JSON.parse(status.stdout).last_hour).toEqual({ done: 2, failed: 3 })
     expect((await p.cli(["daemon", "status"])).stdout).toContain("Last hour: 2 done, 3 failed")
+  })
+
+  it("the table shows PEAK MEM and CPU, '-' when not sampled or in lines written before sampling; --json passes every field through", async () => {
+    const p = projects.make()
+    const historyFile = path.join(p.claude, "daemon", "history.jsonl")
+    const base = {
+      agent: "alpha",
+      start: "2025-10-25T05:00:00.000Z",
+      end: "2025-10-25T05:01:05.000Z",
+      exit_code: 0,
+      signal: null,
+      ticket: null,
+      trace_id: null
+    }
+    const entries = [
+      { ...base, trigger: "sampled.trigger", attempt: 1, outcome: "success", log: `${p.claude}/logs/alpha-1.log`, peak_rss_bytes: 212 * 1024 * 1024, cpu_seconds: 12.34 },
+      {
+        ...base,
+        trigger: "big.trigger",
+        attempt: 2,
+        outcome: "memory",
+        exit_code: null,
+        signal: "SIGTERM",
+        log: `${p.claude}/logs/alpha-2.log`,
+        peak_rss_bytes: Math.round(1.4 * 1024 ** 3),
+        cpu_seconds: 80
+      },
+      { ...base, trigger: "unsampled.trigger", attempt: 1, outcome: "success", log: `${p.claude}/logs/alpha-3.log`, peak_rss_bytes: null, cpu_seconds: null },
+      // Written before the daemon sampled: neither field.
+      { ...base, trigger: "old.trigger", attempt: 1, outcome: "failed", exit_code: 1, log: `${p.claude}/logs/alpha-4.log` }
+    ]
+    fs.mkdirSync(path.dirname(historyFile), { recursive: true })
+    fs.writeFileSync(historyFile, entries.map((e) => JSON.stringify(e) + "\n").join(""))
+
+    const [text, json] = await Promise.all([p.cli(["history"]), p.cli(["history", "--json"])])
+    expect(text.code).toBe(0)
+    expect(text.stdout.trimEnd().split("\n")).toEqual([
+      "ENDED                 AGENT  TRIGGER            ATTEMPT  OUTCOME  EXIT     TOOK    PEAK MEM  CPU    LOG",
+      "2025-10-25T05:01:05Z  alpha  sampled.trigger    1        success  0        1m 05s  212 MB    12.3s  .claude/logs/alpha-1.log",
+      "2025-10-25T05:01:05Z  alpha  big.trigger        2        memory   SIGTERM  1m 05s  1.4 GB    80.0s  .claude/logs/alpha-2.log",
+      "2025-10-25T05:01:05Z  alpha  unsampled.trigger  1        success  0        1m 05s  -         -      .claude/logs/alpha-3.log",
+      "2025-10-25T05:01:05Z  alpha  old.trigger        1        failed   1        1m 05s  -         -      .claude/logs/alpha-4.log"
+    ])
+    expect(json.code).toBe(0)
+    expect(JSON.parse(json.stdout)).toEqual(entries)
   })
 })

@@ -1,0 +1,105 @@
+/** The text of `daemon status`: the effective cap in the Mode line and the Machine line. */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+import { machineLine, modeLine, statusText } from "../../src/cli/status.js"
+import { projectPaths } from "../../src/domain/ProjectPaths.js"
+import type { CapacityView } from "../../src/resources/Capacity.js"
+
+const GB = 1024 ** 3
+
+const atHardCap: CapacityView = {
+  effective_cap: 8,
+  max_concurrent: 8,
+  min_concurrent: 1,
+  reason: null,
+  changed_at: null,
+  load_per_core: 0.42,
+  available_memory_bytes: Math.round(12.3 * GB),
+  checked_at: "2025-10-25T05:00:00Z"
+}
+const lowered: CapacityView = {
+  ...atHardCap,
+  effective_cap: 3,
+  reason: "load 2.4 per core is over SCALE_MAX_LOAD 2",
+  changed_at: "2025-10-25T04:59:30Z",
+  load_per_core: 2.4
+}
+
+describe("modeLine", () => {
+  it("shows the hard cap alone while the effective cap is at it, or without a capacity file", () => {
+    expect(modeLine("parallel", 8, atHardCap)).toBe("Mode: parallel (max concurrent: 8)")
+    expect(modeLine("parallel", 8, null)).toBe("Mode: parallel (max concurrent: 8)")
+  })
+
+  it("adds the effective cap and why while scaling holds it lower", () => {
+    expect(modeLine("parallel", 8, lowered)).toBe(
+      "Mode: parallel (max concurrent: 8; effective cap 3: load 2.4 per core is over SCALE_MAX_LOAD 2)"
+    )
+    expect(modeLine("parallel", 8, { ...lowered, reason: null })).toBe("Mode: parallel (max concurrent: 8; effective cap 3)")
+  })
+
+  it("sequential mode has no cap to show", () => {
+    expect(modeLine("sequential", 1, { ...atHardCap, effective_cap: 1, max_concurrent: 1 })).toBe("Mode: sequential")
+  })
+})
+
+describe("machineLine", () => {
+  it("the load per core and the available memory of the daemon's last look", () => {
+    expect(machineLine(atHardCap)).toBe("Machine: load 0.42 per core, 12.3 GB memory available")
+    expect(machineLine({ ...atHardCap, available_memory_bytes: null })).toBe("Machine: load 0.42 per core")
+    expect(machineLine({ ...atHardCap, load_per_core: null })).toBe("Machine: 12.3 GB memory available")
+  })
+
+  it("nothing without a look at the machine (scaling off) or without a capacity file", () => {
+    expect(machineLine({ ...atHardCap, load_per_core: null, available_memory_bytes: null })).toBeUndefined()
+    expect(machineLine(null)).toBeUndefined()
+  })
+})
+
+describe("statusText", () => {
+  let dir: string | undefined
+  afterEach(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true })
+    dir = undefined
+  })
+
+  const status = (running: boolean, capacity: CapacityView | null) => ({
+    running,
+    pid: running ? 4242 : null,
+    mode: "parallel",
+    max_concurrent: 8,
+    uptime_seconds: running ? 65 : null,
+    capacity,
+    queue: { pending: 1, running: 3, done: 10, failed: 0, invalid: 0, dead_letter: 0 },
+    slots: {},
+    last_hour: { done: 4, failed: 1 },
+    usage_limits: [],
+    cost_today: { day: "2025-10-25", agents: {}, total_usd: 0 },
+    config_error: undefined
+  })
+
+  it("the Mode line carries the effective cap; the Machine line follows it while the daemon runs", () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-status-"))
+    const paths = projectPaths(dir)
+    expect(statusText(paths, status(true, lowered)).split("\n")).toEqual([
+      "Daemon is running (PID: 4242), up 1m 05s",
+      "Mode: parallel (max concurrent: 8; effective cap 3: load 2.4 per core is over SCALE_MAX_LOAD 2)",
+      "Machine: load 2.4 per core, 12.3 GB memory available",
+      "Queue: 1 pending, 3 running, 10 done, 0 failed (waiting to retry), 0 invalid, 0 dead-letter",
+      "Last hour: 4 done, 1 failed",
+      "Agents: none seen yet"
+    ])
+    // Scaling off: the daemon never looks at the machine, so no Machine line.
+    expect(statusText(paths, status(true, { ...atHardCap, load_per_core: null, available_memory_bytes: null })).split("\n").slice(1, 3)).toEqual([
+      "Mode: parallel (max concurrent: 8)",
+      "Queue: 1 pending, 3 running, 10 done, 0 failed (waiting to retry), 0 invalid, 0 dead-letter"
+    ])
+    expect(statusText(paths, status(false, null)).split("\n").slice(0, 3)).toEqual([
+      "Daemon is not running",
+      "Mode: parallel (max concurrent: 8)",
+      "Queue: 1 pending, 3 running, 10 done, 0 failed (waiting to retry), 0 invalid, 0 dead-letter"
+    ])
+  })
+})
