@@ -36,8 +36,20 @@ export * as KillLadder from "./process/KillLadder.js"
 
 // The platform: Platform.layer picks Linux (/proc, abstract socket) or POSIX (ps, socket file).
 export * as Platform from "./platform/Platform.js"
-export { type AgentLeader, type Identity, type ProcessEntry, ProcessTable, type ProcessTableShape } from "./platform/ProcessTable.js"
+export {
+  type AgentLeader,
+  type Identity,
+  type ProcessEntry,
+  ProcessTable,
+  type ProcessTableShape,
+  type ProcessUsage,
+  type TreeUsage
+} from "./platform/ProcessTable.js"
 export { InstanceLock, LockHeld } from "./platform/InstanceLock.js"
+export { idleMachine, type MachineReading, MachineState, type MachineStateShape } from "./platform/MachineState.js"
+// Resources: each running agent's CPU and memory, and the effective cap of dynamic scaling.
+export * as ResourceMonitor from "./resources/ResourceMonitor.js"
+export * as Capacity from "./resources/Capacity.js"
 
 // Triggers: TriggerQueue.TriggerQueue (tag), TriggerQueue.makeMemory (in memory); FileTriggerQueue.layer (the trigger directory).
 export * as TriggerQueue from "./queue/TriggerQueue.js"
