@@ -8,7 +8,7 @@
  *   `SCALE_INTERVAL`, so it does not flap.
  * - Available memory under half of `SCALE_MIN_FREE_MEMORY_MB` is an emergency: the youngest agent
  *   must stop (`emergencies`; the scheduler stops it) while more than the minimum run, and the cap
- *   drops below what runs, at once.
+ *   drops below what runs, at once. The next one waits until that agent has stopped.
  *
  * Running agents are never stopped to lower the cap; only an emergency stops one. Every change is
  * a `SCALE` line in the daemon log and is written to `C/daemon/capacity.json` for `status`.
@@ -92,7 +92,8 @@ export const step = (limits: Limits, state: CapacityState, reading: MachineReadi
     ...extra
   })
 
-  if (limits.minFreeBytes > 0 && available < limits.minFreeBytes / 2 && running > limits.min) {
+  // An agent over the cap is one an emergency already stops (its slot frees when its group is gone).
+  if (limits.minFreeBytes > 0 && available < limits.minFreeBytes / 2 && running > limits.min && running <= state.cap) {
     const why = `available memory ${formatMegabytes(available)} is under half of SCALE_MIN_FREE_MEMORY_MB ${formatMegabytes(limits.minFreeBytes)}`
     const cap = Math.max(limits.min, running - 1)
     return changed(cap, over.join("; "), `${why}; the youngest agent is stopped`, { emergency: why })
