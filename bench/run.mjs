@@ -22,7 +22,7 @@ import { WORKLOADS } from "./workloads.mjs"
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const RESULTS = path.join(HERE, "RESULTS.md")
 
-const usage = `usage: npm run bench -- [options] [B1 ... B8]
+const usage = `usage: npm run bench -- [options] [B1 ... B9]
 
   (no option)          quick mode, every workload, every variant; writes bench/RESULTS.md
   --full               the large sizes and more repetitions
@@ -67,7 +67,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--help" || a === "-h") {
     console.log(usage)
     process.exit(0)
-  } else if (/^b[1-8]$/i.test(a)) selected.push(a.toUpperCase())
+  } else if (/^b[1-9]$/i.test(a)) selected.push(a.toUpperCase())
   else fail(`unknown argument ${a}`)
 }
 if (runsOverride !== undefined && !(Number.isInteger(runsOverride) && runsOverride > 0)) fail("--runs needs a positive integer")

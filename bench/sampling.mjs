@@ -3,7 +3,12 @@
 // platform layer (linux: one scan of /proc; posix: one `ps` call), with N agents running.
 //
 //   npx tsc -p tsconfig.build.json   # builds dist/ (this script imports dist/platform/*.js)
-//   node bench/sampling.mjs [--agents 100] [--passes 20]
+//   node bench/sampling.mjs [--agents 100] [--passes 20] [--dist DIR] [--json]
+//
+// --dist DIR measures another build's layers (DIR/platform/*.js, with the `effect` that build
+// resolves; default: this checkout's dist/); --json prints one JSON object instead of the table
+// (B9 of `npm run bench` runs it so). A build with no `usage` in its process tables (one older than
+// resource sampling) exits with code 3.
 //
 // Each agent is `sh -c 'sleep 600 & exec sleep 600'` started detached: a group of its own with two
 // processes (the leader and its child), like an agent and one tool it runs. The passes of the
@@ -25,19 +30,35 @@
 // of one core: RESOURCE_SAMPLE_INTERVAL's default of 5 s, and 1 s.
 import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
+import { createRequire } from "node:module"
 import * as os from "node:os"
-import { fileURLToPath } from "node:url"
-import { Effect } from "effect"
+import * as path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { fmt, markdownTable, median, percentile } from "./lib/stats.mjs"
 
-const usageText = "usage: node bench/sampling.mjs [--agents N (100)] [--passes N (20)]"
+const usageText = "usage: node bench/sampling.mjs [--agents N (100)] [--passes N (20)] [--dist DIR (this checkout's dist/)] [--json]"
 const options = { agents: 100, passes: 20 }
+let distDir = fileURLToPath(new URL("../dist/", import.meta.url))
+let json = false
 const argv = process.argv.slice(2)
 for (let i = 0; i < argv.length; i++) {
   const name = argv[i]
   if (name === "--help" || name === "-h") {
     console.log(usageText)
     process.exit(0)
+  }
+  if (name === "--json") {
+    json = true
+    continue
+  }
+  if (name === "--dist") {
+    const dir = argv[++i]
+    if (dir === undefined || dir === "") {
+      console.error(`sampling: --dist needs a directory\n${usageText}`)
+      process.exit(2)
+    }
+    distDir = path.resolve(dir)
+    continue
   }
   const key = name.replace(/^--/, "")
   const value = Number(argv[++i])
@@ -48,16 +69,37 @@ for (let i = 0; i < argv.length; i++) {
   options[key] = value
 }
 
-const dist = (file) => new URL(`../dist/platform/${file}`, import.meta.url)
-if (!fs.existsSync(fileURLToPath(dist("posix.js")))) {
-  console.error("sampling: dist/platform/posix.js is missing: run `npx tsc -p tsconfig.build.json` first")
+const dist = (file) => pathToFileURL(path.join(distDir, "platform", file))
+const shownDist = path.relative(process.cwd(), distDir).startsWith("..") ? distDir : path.relative(process.cwd(), distDir) || "."
+if (!fs.existsSync(path.join(distDir, "bin.cjs")) && !fs.existsSync(path.join(distDir, "index.js"))) {
+  console.error(`sampling: ${shownDist} is no build (no bin.cjs, no index.js): run \`npx tsc -p tsconfig.build.json\` first`)
   process.exit(2)
 }
+/** Exit code 3: the build is there but has no resource sampling (no platform layers, or no `usage`). */
+const noSampling = (why) => {
+  console.error(`sampling: ${shownDist} ${why}: a build without resource sampling (or rebuild it: \`npx tsc -p tsconfig.build.json\`)`)
+  process.exit(3)
+}
+if (!fs.existsSync(fileURLToPath(dist("posix.js")))) noSampling("has no platform/posix.js")
+if (process.platform === "linux" && !fs.existsSync(fileURLToPath(dist("linux.js")))) noSampling("has no platform/linux.js")
+/**
+ * The `effect` the build itself imports (resolved from its directory, its ESM entry), so that the
+ * effects its layers return run on their own runtime; this checkout's if that fails.
+ */
+const Effect = await (async () => {
+  try {
+    const pkgFile = createRequire(path.join(distDir, "index.js")).resolve("effect/package.json")
+    const pkg = JSON.parse(fs.readFileSync(pkgFile, "utf8"))
+    const entry = pkg.exports?.["."]?.import ?? pkg.module ?? pkg.main
+    return (await import(pathToFileURL(path.join(path.dirname(pkgFile), entry)).href)).Effect
+  } catch {
+    return (await import("effect")).Effect
+  }
+})()
 const Posix = await import(dist("posix.js").href)
 const Linux = process.platform === "linux" ? await import(dist("linux.js").href) : undefined
 if (typeof Posix.makeProcessTable !== "object" || (Linux !== undefined && typeof Linux.processTable?.usage !== "function")) {
-  console.error("sampling: dist/ has no `usage` in its process tables: rebuild it (`npx tsc -p tsconfig.build.json`)")
-  process.exit(2)
+  noSampling("has no `usage` in its process tables")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -105,6 +147,7 @@ const pgids = [...groups]
 const tables = []
 if (Linux !== undefined) tables.push({ name: "linux", usage: (g) => Effect.runPromise(Linux.processTable.usage(g)) })
 const posixTable = await Effect.runPromise(Posix.makeProcessTable)
+if (typeof posixTable.usage !== "function") noSampling("has no `usage` in its posix process table")
 tables.push({ name: "posix", usage: (g) => Effect.runPromise(posixTable.usage(g)) })
 
 // Every agent up, both processes, on every layer (before a deadline).
@@ -141,10 +184,9 @@ const reapedChildrenSeconds = () => {
   }
 }
 
-const results = new Map(tables.map((t) => [t.name, { wallMs: [], cpuMs: [], childrenSeconds: 0 }]))
+const results = new Map(tables.map((t) => [t.name, { wallMs: [], cpuMs: [], childrenSeconds: 0, processesSeen: 0 }]))
 // One warm-up pass each (the JIT; getconf, once, for the linux layer), not counted.
 for (const table of tables) await table.usage(pgids)
-let processesSeen = 0
 for (let pass = 0; pass < options.passes; pass++) {
   for (const table of tables) {
     const result = results.get(table.name)
@@ -160,7 +202,7 @@ for (let pass = 0; pass < options.passes; pass++) {
     if (children !== undefined && childrenAfter !== undefined) result.childrenSeconds += childrenAfter - children
     else result.childrenSeconds = NaN
     if (answer.size !== pgids.length) throw new Error(`${table.name}: a pass saw ${answer.size} of ${pgids.length} groups`)
-    processesSeen = [...answer.values()].reduce((sum, u) => sum + u.processes, 0)
+    result.processesSeen = [...answer.values()].reduce((sum, u) => sum + u.processes, 0)
   }
 }
 const processTableSize = (() => {
@@ -183,47 +225,88 @@ const psVersion = (() => {
     return "ps (no --version)"
   }
 })()
-const rows = tables.map(({ name }) => {
+const INTERVALS_MS = { default: 5_000, fast: 1_000 }
+const figures = tables.map(({ name }) => {
   const r = results.get(name)
   const childrenMs = (r.childrenSeconds * 1000) / options.passes
-  const perPassMs = median(r.cpuMs) + (Number.isFinite(childrenMs) ? childrenMs : 0)
-  return [
+  const psCpuMs = Number.isFinite(childrenMs) ? childrenMs : undefined
+  const perPassMs = median(r.cpuMs) + (psCpuMs ?? 0)
+  return {
     name,
-    options.passes,
-    fmt(median(r.wallMs), 2),
-    fmt(percentile(r.wallMs, 95), 2),
-    fmt(median(r.cpuMs), 2),
-    fmt(percentile(r.cpuMs, 95), 2),
-    Number.isFinite(childrenMs) ? fmt(childrenMs, 2) : "n/a",
-    fmt(perPassMs, 2),
-    `${fmt((perPassMs / 5_000) * 100, 3)} %`,
-    `${fmt((perPassMs / 1_000) * 100, 3)} %`
-  ]
+    wallMs: { median: median(r.wallMs), p95: percentile(r.wallMs, 95) },
+    daemonCpuMs: { median: median(r.cpuMs), p95: percentile(r.cpuMs, 95) },
+    psCpuMsMean: psCpuMs,
+    cpuPerPassMs: perPassMs,
+    shareAt5s: (perPassMs / INTERVALS_MS.default) * 100,
+    shareAt1s: (perPassMs / INTERVALS_MS.fast) * 100,
+    processesCounted: r.processesSeen
+  }
 })
 
-console.log(`## Resource sampling: one \`usage\` pass over ${options.agents} agents (${pgids.length * 2} processes in their groups)\n`)
-console.log(
-  `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${os.platform()} ${os.release()}, Node ${process.version}, ${psVersion}; ` +
-    `${processTableSize ?? "?"} processes in the table; ${processesSeen} counted in the agents' trees by the last pass.\n`
-)
-console.log(
-  markdownTable(
-    [
-      "layer",
-      "passes",
-      "wall median (ms)",
-      "wall p95 (ms)",
-      "daemon CPU median (ms)",
-      "daemon CPU p95 (ms)",
-      "ps CPU mean (ms)",
-      "CPU per pass (ms)",
-      "share @ 5 s",
-      "share @ 1 s"
-    ],
-    rows
+if (json) {
+  // Numbers unrounded; null where a figure could not be measured (ps CPU without /proc/self/stat).
+  const layers = Object.fromEntries(
+    figures.map((f) => [
+      f.name,
+      {
+        daemonCpuMsPerPass: f.daemonCpuMs,
+        psCpuMsPerPassMean: f.psCpuMsMean ?? null,
+        cpuPerPassMs: f.cpuPerPassMs,
+        wallMs: f.wallMs,
+        sharePercentOfCore: { at5s: f.shareAt5s, at1s: f.shareAt1s },
+        processesCounted: f.processesCounted
+      }
+    ])
   )
-)
-console.log(`
+  console.log(
+    JSON.stringify({
+      dist: distDir,
+      agents: options.agents,
+      passes: options.passes,
+      processesStarted: pgids.length * 2,
+      processTable: processTableSize ?? null,
+      machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model ?? "cpu", platform: os.platform(), release: os.release(), node: process.version, ps: psVersion },
+      layers
+    })
+  )
+} else {
+  const rows = figures.map((f) => [
+    f.name,
+    options.passes,
+    fmt(f.wallMs.median, 2),
+    fmt(f.wallMs.p95, 2),
+    fmt(f.daemonCpuMs.median, 2),
+    fmt(f.daemonCpuMs.p95, 2),
+    f.psCpuMsMean === undefined ? "n/a" : fmt(f.psCpuMsMean, 2),
+    fmt(f.cpuPerPassMs, 2),
+    `${fmt(f.shareAt5s, 3)} %`,
+    `${fmt(f.shareAt1s, 3)} %`
+  ])
+
+  console.log(`## Resource sampling: one \`usage\` pass over ${options.agents} agents (${pgids.length * 2} processes in their groups)\n`)
+  console.log(
+    `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${os.platform()} ${os.release()}, Node ${process.version}, ${psVersion}; ` +
+      `${processTableSize ?? "?"} processes in the table; counted in the agents' trees by the last pass: ${figures.map((f) => `${f.name} ${f.processesCounted}`).join(", ")}.\n`
+  )
+  console.log(
+    markdownTable(
+      [
+        "layer",
+        "passes",
+        "wall median (ms)",
+        "wall p95 (ms)",
+        "daemon CPU median (ms)",
+        "daemon CPU p95 (ms)",
+        "ps CPU mean (ms)",
+        "CPU per pass (ms)",
+        "share @ 5 s",
+        "share @ 1 s"
+      ],
+      rows
+    )
+  )
+  console.log(`
 - daemon CPU: this process's user + system CPU during the pass (process.cpuUsage).
 - ps CPU: the \`ps\` children's user + system CPU (this process's cutime + cstime, /proc/self/stat), their total over the passes / passes; 0 for the linux layer, which starts no process.
 - CPU per pass: daemon CPU median + ps CPU mean. share: CPU per pass / sampling interval, in % of one core (5 s: RESOURCE_SAMPLE_INTERVAL's default).`)
+}

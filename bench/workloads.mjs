@@ -1,5 +1,7 @@
-// The workloads B1-B8 of issue 4. Each runs the real daemon of every variant under test (issue 20,
-// lib/variants.mjs: after/linux, after/posix, before/linux) on temporary projects and returns rows
+// The workloads B1-B8 of issue 4, and B9 (the cost of resource sampling, issue 21: the sampling
+// pass of each variant's build, run by bench/sampling.mjs outside the daemon). The others run the
+// real daemon of every variant under test (issue 20, lib/variants.mjs: after/linux, after/posix,
+// before/linux) on temporary projects. Each returns rows
 // { figure, variant, measured, baseline, target, verdict } plus notes: `variant` is the variant's
 // label, or undefined for a machine floor (shell loops, xargs, bare Node), which is measured once
 // per repetition, not per variant. Where a workload repeats, every repetition runs every variant,
@@ -48,6 +50,7 @@ import {
 import { rotated } from "./lib/variants.mjs"
 
 const SPAWN_LOOP = fileURLToPath(new URL("./lib/spawnLoop.mjs", import.meta.url))
+const SAMPLING = fileURLToPath(new URL("./sampling.mjs", import.meta.url))
 const CONTRACT_LOOP = fileURLToPath(new URL("./lib/contractLoop.mjs", import.meta.url))
 
 /** Queue order is (priority, creation time, name); creation times tie at coarse clock ticks, so names carry the order. */
@@ -876,4 +879,90 @@ const B8 = {
   }
 }
 
-export const WORKLOADS = [B1, B2, B3, B4, B5, B6, B7, B8]
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * `bench/sampling.mjs --json` on the build in `root` (its dist/), with `agents` agents and `passes`
+ * passes: its figures, or { none: why } when that build has no resource sampling (its exit code 3).
+ * Its sleeps get the environment of a temporary project, so `stopAll` finds any it leaves behind.
+ */
+const samplingRun = async (root, agents, passes) => {
+  const { env } = makeProject()
+  const run = spawnTracked(process.execPath, [SAMPLING, "--json", "--agents", String(agents), "--passes", String(passes), "--dist", path.join(root, "dist")], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let out = ""
+  let err = ""
+  run.child.stdout.on("data", (d) => (out += d))
+  run.child.stderr.on("data", (d) => (err += d))
+  const closed = new Promise((resolve) => run.child.once("close", resolve))
+  const { code, signal } = await run.exited
+  await closed
+  if (code === 3) return { none: err.trim().replace(/^sampling: /, "") }
+  if (code !== 0) throw new Error(`bench/sampling.mjs on ${root} failed (${code === null ? signal : `exit ${code}`}): ${err.trim().slice(-1500)}`)
+  return JSON.parse(out)
+}
+
+const B9 = {
+  id: "B9",
+  title: "resource sampling: running agents (500; quick: 100), one pass every RESOURCE_SAMPLE_INTERVAL: the daemon's CPU for it",
+  // One run of bench/sampling.mjs per build (after/linux and after/posix share this checkout's: its
+  // linux layer's figures are after/linux's, its posix layer's after/posix's).
+  plan: (mode) => ({ agents: mode === "full" ? 500 : 100, passes: mode === "full" ? 40 : 20 }),
+  estimateSeconds: ({ agents, passes }, variants) => 2 + agents / 80 + (passes * agents) / 5000 + variants / 2,
+  run: async ({ agents, passes }, say, variants) => {
+    const byRoot = new Map()
+    for (const variant of variants) {
+      if (!byRoot.has(variant.root)) byRoot.set(variant.root, [])
+      byRoot.get(variant.root).push(variant)
+    }
+    const results = new Map()
+    for (const [root, those] of byRoot) {
+      const result = await samplingRun(root, agents, passes)
+      results.set(root, result)
+      const labels = those.map((v) => v.label).join(", ")
+      if (result.none !== undefined) say(`${labels}: no resource sampling in this build (${result.none})`)
+      else
+        say(
+          `${labels}: ${Object.entries(result.layers)
+            .map(([layer, f]) => `${layer} layer ${fmt(f.cpuPerPassMs, 2)} ms of CPU per pass (${fmt(f.sharePercentOfCore.at5s, 3)}% of a core at 5 s), wall ${fmt(f.wallMs.median, 1)} ms`)
+            .join("; ")}; ${result.processesStarted} processes started, ${result.processTable ?? "?"} in the table`
+        )
+    }
+    const rows = []
+    const notes = []
+    for (const variant of variants) {
+      const result = results.get(variant.root)
+      const layer = variant.env.STARFORGE_PLATFORM
+      const f = result.layers?.[layer]
+      if (f === undefined) {
+        notes.push(`B9 ${variant.label}: no row: ${result.none === undefined ? `bench/sampling.mjs has no ${layer} layer on this machine` : `its build has no resource sampling (${result.none.split(": a build without")[0]})`}`)
+        continue
+      }
+      const ps = f.psCpuMsPerPassMean === null ? "its ps calls not measurable here" : layer === "posix" ? `its ps call ${fmt(f.psCpuMsPerPassMean, 2)} ms (mean)` : "no ps call"
+      rows.push(
+        row(`daemon CPU for sampling ${agents} running agents at RESOURCE_SAMPLE_INTERVAL=5 (the daemon's own and its ps calls')`, f.sharePercentOfCore.at5s, {
+          variant,
+          unit: "% of a core",
+          digits: 3,
+          baseline:
+            `${fmt(f.cpuPerPassMs, 2)} ms of CPU per pass on the ${layer} layer: the daemon's own ${fmt(f.daemonCpuMsPerPass.median, 2)} ms (median; p95 ${fmt(f.daemonCpuMsPerPass.p95, 2)}), ${ps}; ` +
+            `wall ${fmt(f.wallMs.median, 2)} ms (median; p95 ${fmt(f.wallMs.p95, 2)}) over ${result.passes} passes; ${f.processesCounted} processes counted; ` +
+            `at RESOURCE_SAMPLE_INTERVAL=1: ${fmt(f.sharePercentOfCore.at1s, 3)}% of a core`,
+          target: "< 1%",
+          targetValue: 1,
+          kind: "max"
+        })
+      )
+    }
+    notes.unshift(
+      `B9: per pass, one \`ProcessTable.usage\` call over every agent's group (each agent \`sh -c 'sleep 600 & exec sleep 600'\`, a group of two processes) on the variant's layer ` +
+        "(linux: one scan of /proc; posix: one `ps` call): the CPU of the process making it (user + system) plus that of the `ps` it ran (the rise of its cutime + cstime, a mean per pass), " +
+        "over the 5 s of RESOURCE_SAMPLE_INTERVAL's default, in % of one core (bench/sampling.mjs; run alone it prints both layers side by side)."
+    )
+    return { rows, notes }
+  }
+}
+
+export const WORKLOADS = [B1, B2, B3, B4, B5, B6, B7, B8, B9]
