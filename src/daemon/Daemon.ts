@@ -22,7 +22,7 @@ import { Context, Effect, Either, FiberRef, Layer, Tracer } from "effect"
 import { DaemonConfig, type LoadOptions } from "../config/DaemonConfig.js"
 import { type ConfigInvalid, StorageError } from "../domain/errors.js"
 import { daemonDirectories } from "../domain/ProjectPaths.js"
-import { formatSeconds } from "../domain/Outcome.js"
+import { formatMegabytes, formatSeconds } from "../domain/Outcome.js"
 import * as LogMaintenance from "../monitor/LogMaintenance.js"
 import * as Housekeeping from "../monitor/Housekeeping.js"
 import * as Recovery from "../monitor/Recovery.js"
@@ -93,6 +93,19 @@ const startUp = Effect.gen(function*() {
       `${formatSeconds(settings.initialRetryDelayMs / 1000)}, monitor every ${formatSeconds(settings.monitorIntervalMs / 1000)}, ` +
       `orchestrator ${settings.orchestratorIntervalMs > 0 ? `every ${formatSeconds(settings.orchestratorIntervalMs / 1000)}` : "disabled"}, ` +
       `spawner ${spawner.name ?? "custom"}`
+  )
+  const limits = Capacity.limitsOf(settings)
+  yield* log.event(
+    "CONFIG",
+    `resources: ${settings.resourceSampleIntervalMs > 0 ? `sampled every ${formatSeconds(settings.resourceSampleIntervalMs / 1000)}` : "not sampled"}, ` +
+      `memory limit ${settings.agentMaxMemoryBytes > 0 ? formatMegabytes(settings.agentMaxMemoryBytes) : "none"}; ` +
+      (Capacity.scales(limits)
+        ? `dynamic scaling between ${limits.min} and ${limits.hard} agents (` +
+          [
+            ...(limits.maxLoad > 0 ? [`SCALE_MAX_LOAD ${limits.maxLoad} per core`] : []),
+            ...(limits.minFreeBytes > 0 ? [`SCALE_MIN_FREE_MEMORY_MB ${formatMegabytes(limits.minFreeBytes)}`] : [])
+          ].join(", ") + `, at most one change every ${formatSeconds(limits.intervalMs / 1000)})`
+        : "no dynamic scaling")
   )
   for (const warning of warnings) yield* log.event("WARN", warning)
   yield* Recovery.recover

@@ -5,9 +5,10 @@
  * attempt can stop its agent once it stays over `AGENT_MAX_MEMORY_MB` (`overLimit`) and record
  * its peak memory and CPU time (`latest`).
  */
-import { Clock, Context, Duration, Effect, Layer, Metric, Option, PubSub, Ref, Schedule, Stream } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Layer, Metric, Option, PubSub, Ref, Schedule, Stream } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { isoSeconds } from "../domain/time.js"
+import { DaemonLog } from "../observability/DaemonLog.js"
 import { ProcessTable } from "../platform/ProcessTable.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
 
@@ -83,6 +84,7 @@ export const make = Effect.gen(function*() {
   const { settings } = yield* DaemonConfig
   const table = yield* ProcessTable
   const slots = yield* AgentSlots
+  const log = yield* DaemonLog
   const samples = yield* Ref.make<ReadonlyMap<string, AgentResources>>(new Map())
   const passes = yield* PubSub.sliding<ReadonlyMap<string, AgentResources>>(16)
 
@@ -114,12 +116,18 @@ export const make = Effect.gen(function*() {
     yield* PubSub.publish(passes, next)
   })
 
+  // A pass that fails (`ps` cannot run) is said once in the daemon log, and once when passes work again.
+  const failing = yield* Ref.make(false)
+  const reported = pass.pipe(
+    Effect.zipRight(Effect.flatMap(Ref.getAndSet(failing, false), (was) => (was ? log.event("MONITOR", "Resource sampling works again") : Effect.void))),
+    Effect.catchAllCause((cause) =>
+      Effect.flatMap(Ref.getAndSet(failing, true), (was) => {
+        const why = Cause.squash(cause)
+        return was ? Effect.void : log.event("WARN", `Resource sampling failed: ${why instanceof Error ? why.message : String(why)}; tried again every pass`)
+      }))
+  )
   if (settings.resourceSampleIntervalMs > 0) {
-    yield* pass.pipe(
-      Effect.withSpan("ResourceMonitor.pass"),
-      Effect.repeat(Schedule.spaced(Duration.millis(settings.resourceSampleIntervalMs))),
-      Effect.forkScoped
-    )
+    yield* reported.pipe(Effect.repeat(Schedule.spaced(Duration.millis(settings.resourceSampleIntervalMs))), Effect.forkScoped)
   }
 
   return {

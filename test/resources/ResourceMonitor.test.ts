@@ -11,6 +11,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Duration, Effect, Fiber, Layer, Metric, Option, Ref, TestClock } from "effect"
 import { DaemonConfig, type DaemonSettings } from "../../src/config/DaemonConfig.js"
 import { idleSlot } from "../../src/domain/Slot.js"
+import { DaemonLog } from "../../src/observability/DaemonLog.js"
 import { ProcessTable, type TreeUsage } from "../../src/platform/ProcessTable.js"
 import * as ResourceMonitor from "../../src/resources/ResourceMonitor.js"
 import { AgentSlots } from "../../src/slots/AgentSlots.js"
@@ -96,6 +97,8 @@ const base: Partial<DaemonSettings> = { parallel: true, maxConcurrent: 4, resour
 /** A process table whose `usage` answers from a `Ref`, for the groups asked about; records every question. */
 const fakeTable = Effect.gen(function*() {
   const usage = yield* Ref.make<ReadonlyMap<number, TreeUsage>>(new Map())
+  // While set, a pass dies with it (as the posix layer does when `ps` cannot run).
+  const broken = yield* Ref.make<string | undefined>(undefined)
   const asked = yield* Ref.make<ReadonlyArray<ReadonlyArray<number>>>([])
   const empty = Context.get(yield* Layer.build(ProcessTable.empty), ProcessTable)
   const layer = Layer.succeed(ProcessTable, {
@@ -103,10 +106,18 @@ const fakeTable = Effect.gen(function*() {
     usage: (pgids) =>
       Effect.zipRight(
         Ref.update(asked, (all) => [...all, [...pgids]]),
-        Effect.map(Ref.get(usage), (all) => new Map([...all].filter(([pgid]) => pgids.includes(pgid))))
+        Effect.flatMap(Ref.get(broken), (message) =>
+          message !== undefined
+            ? Effect.die(new Error(message))
+            : Effect.map(Ref.get(usage), (all) => new Map([...all].filter(([pgid]) => pgids.includes(pgid)))))
       )
   })
-  return { layer, asked: Ref.get(asked), set: (entries: ReadonlyArray<readonly [number, TreeUsage]>) => Ref.set(usage, new Map(entries)) }
+  return {
+    layer,
+    asked: Ref.get(asked),
+    set: (entries: ReadonlyArray<readonly [number, TreeUsage]>) => Ref.set(usage, new Map(entries)),
+    breakWith: (message: string | undefined) => Ref.set(broken, message)
+  }
 })
 
 /**
@@ -118,13 +129,14 @@ const setup = (settings: Partial<DaemonSettings> = {}) =>
     yield* TestClock.setTime(START_MS)
     const table = yield* fakeTable
     const slotsContext = yield* Layer.build(AgentSlots.memory())
+    const log = yield* DaemonLog.memory
     const slots = Context.get(slotsContext, AgentSlots)
     const intervalMs = settings.resourceSampleIntervalMs ?? INTERVAL_MS
     let now = START_MS
     const start = Effect.gen(function*() {
       const context = yield* Layer.build(
         ResourceMonitor.layer.pipe(
-          Layer.provide(Layer.mergeAll(Layer.succeedContext(slotsContext), table.layer, DaemonConfig.layerSettings(os.tmpdir(), { ...base, ...settings })))
+          Layer.provide(Layer.mergeAll(Layer.succeedContext(slotsContext), table.layer, log.layer, DaemonConfig.layerSettings(os.tmpdir(), { ...base, ...settings })))
         )
       )
       if (intervalMs > 0) yield* eventuallySleeping("the pass after the first", START_MS + intervalMs)
@@ -144,7 +156,7 @@ const setup = (settings: Partial<DaemonSettings> = {}) =>
         if (pid !== undefined) yield* slots.setProcess(agent, { pid, startTime: "1", log: `/logs/${agent}.log` })
       })
     const slot = (agent: string) => Effect.map(slots.snapshot, (all) => all[agent])
-    return { table, slots, start, nextPass, busy, slot }
+    return { table, slots, start, nextPass, busy, slot, lines: log.lines }
   })
 
 const gauge = (metric: Metric.Metric.Gauge<number>, agent: string) =>
@@ -317,5 +329,23 @@ describe("ResourceMonitor service", () => {
       expect(yield* s.table.asked).toEqual([])
       expect(yield* s.slot("unwatched")).not.toHaveProperty("rss_bytes")
       expect(yield* monitor.latest("unwatched", PID)).toEqual(Option.none())
+    }))
+
+  it.scoped("a pass that fails is said once in the daemon log; sampling goes on, and says so when it works again", () =>
+    Effect.gen(function*() {
+      const s = yield* setup()
+      yield* s.busy("alpha", PID)
+      yield* s.table.set([[PID, tree(100, 1)]])
+      yield* s.table.breakWith("/bin/ps failed: spawn EAGAIN")
+      yield* s.start
+      yield* s.nextPass
+      yield* s.nextPass
+      const warnings = (yield* s.lines).filter((l) => l.includes("Resource sampling failed"))
+      expect(warnings).toHaveLength(1)
+      expect(warnings[0]).toContain("WARN: Resource sampling failed: /bin/ps failed: spawn EAGAIN; tried again every pass")
+      yield* s.table.breakWith(undefined)
+      yield* s.nextPass
+      expect((yield* s.lines).filter((l) => l.includes("Resource sampling works again"))).toHaveLength(1)
+      expect(yield* s.slot("alpha")).toHaveProperty("rss_bytes", 100 * MB)
     }))
 })
