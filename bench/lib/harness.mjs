@@ -214,6 +214,8 @@ export const makeProject = (settings = {}) => {
     ORCHESTRATOR_INTERVAL: "0",
     // How the daemons start agents (helper or direct), when the run is asked for one.
     ...(process.env.STARFORGE_SPAWNER === undefined ? {} : { STARFORGE_SPAWNER: process.env.STARFORGE_SPAWNER }),
+    // How often the daemons sample their agents' resources, when the run is asked for it (default 5 s).
+    ...(process.env.RESOURCE_SAMPLE_INTERVAL === undefined ? {} : { RESOURCE_SAMPLE_INTERVAL: process.env.RESOURCE_SAMPLE_INTERVAL }),
     ...settings
   }
   let staged = 0
