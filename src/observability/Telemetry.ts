@@ -36,43 +36,43 @@ const parseHeaders = (text: string | undefined): Record<string, string> => {
   return headers
 }
 
-/** Where and how to export, from `endpoint` (the configured `OTEL_EXPORTER_OTLP_ENDPOINT`) and the environment; undefined: export nothing. */
-export const exportSettings = (
+/** What differs between the export of spans and of metrics: the signal's variables and defaults. */
+const SIGNALS = {
+  traces: { intervalVariable: "OTEL_BSP_SCHEDULE_DELAY", defaultIntervalMs: 5_000 },
+  metrics: { intervalVariable: "OTEL_METRIC_EXPORT_INTERVAL", defaultIntervalMs: 60_000 }
+} as const
+
+/**
+ * Where and how to export `signal`, from `endpoint` (the configured `OTEL_EXPORTER_OTLP_ENDPOINT`)
+ * and the standard variables of the environment; undefined: export nothing.
+ */
+const signalSettings = (
+  signal: keyof typeof SIGNALS,
   endpoint: string,
-  env: Readonly<Record<string, string | undefined>> = process.env
+  env: Readonly<Record<string, string | undefined>>
 ): ExportSettings | undefined => {
+  const upper = signal.toUpperCase()
   if (env["OTEL_SDK_DISABLED"]?.trim().toLowerCase() === "true") return undefined
-  if (env["OTEL_TRACES_EXPORTER"]?.trim().toLowerCase() === "none") return undefined
-  const tracesEndpoint = env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]?.trim()
-  const url = tracesEndpoint ? tracesEndpoint : endpoint ? `${endpoint.replace(/\/+$/, "")}/v1/traces` : undefined
+  if (env[`OTEL_${upper}_EXPORTER`]?.trim().toLowerCase() === "none") return undefined
+  const own = env[`OTEL_EXPORTER_OTLP_${upper}_ENDPOINT`]?.trim()
+  const url = own ? own : endpoint ? `${endpoint.replace(/\/+$/, "")}/v1/${signal}` : undefined
   if (url === undefined) return undefined
-  const delay = Number(env["OTEL_BSP_SCHEDULE_DELAY"])
+  const interval = Number(env[SIGNALS[signal].intervalVariable])
   return {
     url,
-    headers: { ...parseHeaders(env["OTEL_EXPORTER_OTLP_HEADERS"]), ...parseHeaders(env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"]) },
+    headers: { ...parseHeaders(env["OTEL_EXPORTER_OTLP_HEADERS"]), ...parseHeaders(env[`OTEL_EXPORTER_OTLP_${upper}_HEADERS`]) },
     serviceName: env["OTEL_SERVICE_NAME"]?.trim() || "starforge",
-    exportIntervalMs: Number.isFinite(delay) && delay > 0 ? delay : 5_000
+    exportIntervalMs: Number.isFinite(interval) && interval > 0 ? interval : SIGNALS[signal].defaultIntervalMs
   }
 }
 
-/** Where and how to export metrics, like `exportSettings`; undefined: export none. */
-export const metricsExportSettings = (
-  endpoint: string,
-  env: Readonly<Record<string, string | undefined>> = process.env
-): ExportSettings | undefined => {
-  if (env["OTEL_SDK_DISABLED"]?.trim().toLowerCase() === "true") return undefined
-  if (env["OTEL_METRICS_EXPORTER"]?.trim().toLowerCase() === "none") return undefined
-  const metricsEndpoint = env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]?.trim()
-  const url = metricsEndpoint ? metricsEndpoint : endpoint ? `${endpoint.replace(/\/+$/, "")}/v1/metrics` : undefined
-  if (url === undefined) return undefined
-  const interval = Number(env["OTEL_METRIC_EXPORT_INTERVAL"])
-  return {
-    url,
-    headers: { ...parseHeaders(env["OTEL_EXPORTER_OTLP_HEADERS"]), ...parseHeaders(env["OTEL_EXPORTER_OTLP_METRICS_HEADERS"]) },
-    serviceName: env["OTEL_SERVICE_NAME"]?.trim() || "starforge",
-    exportIntervalMs: Number.isFinite(interval) && interval > 0 ? interval : 60_000
-  }
-}
+/** Where and how to export spans; undefined: export none. */
+export const exportSettings = (endpoint: string, env: Readonly<Record<string, string | undefined>> = process.env) =>
+  signalSettings("traces", endpoint, env)
+
+/** Where and how to export metrics; undefined: export none. */
+export const metricsExportSettings = (endpoint: string, env: Readonly<Record<string, string | undefined>> = process.env) =>
+  signalSettings("metrics", endpoint, env)
 
 /** The tracer and metrics layers for these settings (empty when there is nothing to export). */
 export const layer = (traces: ExportSettings | undefined, metrics?: ExportSettings): Layer.Layer<never> =>

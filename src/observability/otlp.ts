@@ -16,20 +16,19 @@ export interface OtlpOptions {
   readonly exportIntervalMs: number
 }
 
+/** The options both exporters take. */
+const exporterOptions = (options: OtlpOptions) => ({
+  url: options.url,
+  headers: options.headers,
+  resource: { serviceName: options.serviceName, serviceVersion: options.serviceVersion },
+  exportInterval: Duration.millis(options.exportIntervalMs),
+  shutdownTimeout: Duration.seconds(3)
+})
+
+const transport = Layer.merge(FetchHttpClient.layer, OtlpSerialization.layerJson)
+
 export const tracerLayer = (options: OtlpOptions): Layer.Layer<never> =>
-  OtlpTracer.layer({
-    url: options.url,
-    headers: options.headers,
-    resource: { serviceName: options.serviceName, serviceVersion: options.serviceVersion },
-    exportInterval: Duration.millis(options.exportIntervalMs),
-    shutdownTimeout: Duration.seconds(3)
-  }).pipe(Layer.provide(Layer.merge(FetchHttpClient.layer, OtlpSerialization.layerJson)))
+  OtlpTracer.layer(exporterOptions(options)).pipe(Layer.provide(transport))
 
 export const metricsLayer = (options: OtlpOptions): Layer.Layer<never> =>
-  OtlpMetrics.layer({
-    url: options.url,
-    headers: options.headers,
-    resource: { serviceName: options.serviceName, serviceVersion: options.serviceVersion },
-    exportInterval: Duration.millis(options.exportIntervalMs),
-    shutdownTimeout: Duration.seconds(3)
-  }).pipe(Layer.provide(Layer.merge(FetchHttpClient.layer, OtlpSerialization.layerJson)))
+  OtlpMetrics.layer(exporterOptions(options)).pipe(Layer.provide(transport))
