@@ -26,6 +26,7 @@ import { formatMegabytes, formatSeconds } from "../domain/Outcome.js"
 import * as LogMaintenance from "../monitor/LogMaintenance.js"
 import * as Housekeeping from "../monitor/Housekeeping.js"
 import * as Recovery from "../monitor/Recovery.js"
+import * as Leftovers from "../process/Leftovers.js"
 import { Spawner } from "../process/Spawner.js"
 import type { InstanceLock } from "../platform/InstanceLock.js"
 import type { MachineState } from "../platform/MachineState.js"
@@ -150,7 +151,7 @@ export const layer = <EA = never, EQ = never, EC = never>(options: DaemonOptions
       // Released after the scheduler: by then every job is stopped and requeued.
       Effect.zipRight(startUp, Effect.addFinalizer(() => Effect.flatMap(DaemonLog, (log) => log.event("STOP", "All agents stopped; state saved"))))
     )),
-    Layer.provideMerge(Layer.merge(ResourceMonitor.layer, Capacity.layer)),
+    Layer.provideMerge(Layer.mergeAll(ResourceMonitor.layer, Capacity.layer, Leftovers.layer)),
     Layer.provideMerge(core),
     Layer.provideMerge(DaemonLog.layer({ echo: options.echo ?? false })),
     Layer.provideMerge(directories),

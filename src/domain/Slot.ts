@@ -16,6 +16,8 @@ export const Slot = Schema.Struct({
   attempt: Schema.optional(Schema.NullOr(Schema.Number)),
   pid_start_time: Schema.optional(Schema.NullOr(Schema.String)),
   trace_id: Schema.optional(Schema.NullOr(Schema.String)),
+  // The attempt's token (`STARFORGE_ATTEMPT_ID`): what its agent leaves running is found by it.
+  attempt_id: Schema.optional(Schema.NullOr(Schema.String)),
   // Live progress read from the agent's stream-json output (see stream/OutputState.ts).
   last_event_at: Schema.optional(Schema.NullOr(Schema.String)),
   turns: Schema.optional(Schema.Number),

@@ -3,8 +3,9 @@
  * checked by pid *and* start time; a process that is still that agent is stopped, a pid that is
  * gone or now belongs to another process is released without being signalled. Agents the slot
  * file does not name (lost or corrupt file, crash before the pid was recorded) are found by their
- * environment and stopped too. Every `X.processing` goes back to the queue (at-least-once: nothing
- * is lost, a trigger may run again). A slot or state file found missing or corrupt was rebuilt by
+ * environment and stopped too, and then what those agents left running outside their groups
+ * (found by their attempts' tokens, see `Leftovers`). Every `X.processing` goes back to the queue
+ * (at-least-once: nothing is lost, a trigger may run again). A slot or state file found missing or corrupt was rebuilt by
  * its layer (a copy of a corrupt one kept); recovery logs what was done.
  */
 import { Effect } from "effect"
@@ -12,6 +13,7 @@ import { DaemonConfig } from "../config/DaemonConfig.js"
 import { DaemonLog } from "../observability/DaemonLog.js"
 import { ProcessTable } from "../platform/ProcessTable.js"
 import { stopOrphan } from "../process/KillLadder.js"
+import { type EndedAttempt, Leftovers } from "../process/Leftovers.js"
 import { TriggerQueue } from "../queue/TriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonState } from "../state/DaemonState.js"
@@ -23,10 +25,14 @@ export const recover = Effect.gen(function*() {
   const state = yield* DaemonState
   const queue = yield* TriggerQueue
   const log = yield* DaemonLog
+  const leftovers = yield* Leftovers
+  // The attempts the earlier daemon ran, by their tokens: what they left is stopped after their groups.
+  const earlier: Array<EndedAttempt> = []
   for (const note of [slots.startNote, state.startNote]) if (note !== undefined) yield* log.event("RECOVERY", note)
   yield* log.event("RECOVERY", "Checking for orphaned agent processes")
   yield* slots.cleanupOrphans((agent, slot) =>
     Effect.gen(function*() {
+      if (slot.attempt_id) earlier.push({ agent, token: slot.attempt_id, since: slot.pid_start_time ?? null })
       const pid = slot.pid === null ? NaN : Number(slot.pid)
       if (!Number.isInteger(pid) || pid <= 1) {
         yield* log.event("RECOVERY", `Released the slot of ${agent} (no process was recorded)`, { agent })
@@ -54,6 +60,8 @@ export const recover = Effect.gen(function*() {
           : Effect.void
       )
     ), { concurrency: "unbounded", discard: true })
+  for (const { agent, startTime, token } of unrecorded) if (token !== undefined) earlier.push({ agent, token, since: startTime })
+  yield* leftovers.sweepNow(earlier)
   const requeued = yield* queue.recoverClaimed
   for (const name of requeued) {
     yield* log.event("RECOVERY", `${name}.processing had no running agent; back in the queue as ${name}.trigger`)

@@ -45,6 +45,23 @@ export interface TreeUsage {
   readonly processes: number
 }
 
+/** A live process that carries an attempt's token (`STARFORGE_ATTEMPT_ID`) in its environment. */
+export interface AttemptProcess {
+  readonly pid: number
+  readonly startTime: string
+  readonly token: string
+}
+
+/**
+ * Did the process that started at `startTime` start no earlier than the one that started at
+ * `reference`? Both in one layer's notation: clock ticks since boot (Linux) or UTC ISO-8601 (POSIX).
+ */
+export const startedSince = (startTime: string, reference: string): boolean =>
+  /^\d+$/.test(startTime) && /^\d+$/.test(reference) ? Number(startTime) >= Number(reference) : startTime >= reference
+
+/** The environment variable that carries each attempt's token to everything its agent starts. */
+export const ATTEMPT_TOKEN_VARIABLE = "STARFORGE_ATTEMPT_ID"
+
 /** Is a recorded pid still the process recorded? */
 export type Identity = "same" | "gone" | "different"
 
@@ -53,6 +70,8 @@ export interface AgentLeader {
   readonly pid: number
   readonly agent: string
   readonly startTime: string
+  /** Its attempt's token (`STARFORGE_ATTEMPT_ID`), when its environment has one. */
+  readonly token?: string
 }
 
 export interface ProcessTableShape {
@@ -72,6 +91,13 @@ export interface ProcessTableShape {
    * descendant that inherited the environment goes with its agent's group.
    */
   readonly agentLeaders: (root: string) => Effect.Effect<ReadonlyArray<AgentLeader>>
+  /**
+   * The live processes of the project at `root` that carry an attempt's token: whatever an
+   * agent started, in any group or session, found by the environment it inherited. The POSIX
+   * layer sees only what `ps` shows of other processes' environments (on macOS, not that of
+   * Apple's own binaries).
+   */
+  readonly attemptProcesses: (root: string) => Effect.Effect<ReadonlyArray<AttemptProcess>>
   /** The real user id a process runs as; undefined when it is gone. */
   readonly ownerOf: (pid: number) => Effect.Effect<number | undefined>
   /**
@@ -98,6 +124,7 @@ export class ProcessTable extends Context.Tag("starforge/ProcessTable")<ProcessT
     isAlive: () => Effect.succeed(false),
     groupMembers: () => Effect.succeed([]),
     agentLeaders: () => Effect.succeed([]),
+    attemptProcesses: () => Effect.succeed([]),
     ownerOf: () => Effect.succeed(undefined),
     usage: () => Effect.succeed(new Map()),
     signalGroup: () => Effect.succeed(false),

@@ -16,6 +16,8 @@ import { answerAt, ask, InstanceLock, type InstanceLockShape, listen, LockHeld }
 import { MachineState, type MachineReading } from "./MachineState.js"
 import {
   type AgentLeader,
+  ATTEMPT_TOKEN_VARIABLE,
+  type AttemptProcess,
   groupIsEmpty,
   type ProcessEntry,
   ProcessTable,
@@ -146,7 +148,33 @@ export const agentLeaders = (root: string): ReadonlyArray<AgentLeader> => {
     }
     if (!environ.includes(marker)) continue
     const agent = environ.find((v) => v.startsWith("STARFORGE_AGENT_ID="))?.slice("STARFORGE_AGENT_ID=".length)
-    if (agent) found.push({ pid, agent, startTime: stat.startTime })
+    const token = environ.find((v) => v.startsWith(`${ATTEMPT_TOKEN_VARIABLE}=`))?.slice(ATTEMPT_TOKEN_VARIABLE.length + 1)
+    if (agent) found.push({ pid, agent, startTime: stat.startTime, ...(token ? { token } : {}) })
+  }
+  return found
+}
+
+/** See `ProcessTableShape.attemptProcesses`: every process's environment, read from `/proc/<pid>/environ`. */
+export const attemptProcesses = (root: string): ReadonlyArray<AttemptProcess> => {
+  const found: Array<AttemptProcess> = []
+  const marker = `STARFORGE_PROJECT_ROOT=${root}`
+  const tokenPrefix = `${ATTEMPT_TOKEN_VARIABLE}=`
+  for (const entry of fs.readdirSync("/proc")) {
+    const c = entry.charCodeAt(0)
+    if (c < 48 || c > 57) continue
+    const pid = Number(entry)
+    if (pid === process.pid) continue
+    let environ: Array<string>
+    try {
+      environ = fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")
+    } catch {
+      continue // Gone, or another user's.
+    }
+    const token = environ.find((v) => v.startsWith(tokenPrefix))?.slice(tokenPrefix.length)
+    if (!token || !environ.includes(marker)) continue
+    const stat = readStat(pid)
+    if (!isLive(stat)) continue
+    found.push({ pid, token, startTime: stat.startTime })
   }
   return found
 }
@@ -286,6 +314,7 @@ export const processTable: ProcessTableShape = {
   isAlive: (pid) => Effect.sync(() => isAlive(pid)),
   groupMembers: (pgid) => Effect.sync(() => groupMembers(pgid).map(entryOf)),
   agentLeaders: (root) => Effect.sync(() => agentLeaders(root)),
+  attemptProcesses: (root) => Effect.sync(() => attemptProcesses(root)),
   ownerOf: (pid) => Effect.sync(() => ownerOf(pid)),
   usage: (pgids) => Effect.sync(() => usage(pgids)),
   signalGroup: (pgid, signal) => Effect.sync(() => sendSignal(-pgid, signal)),

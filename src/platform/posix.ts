@@ -27,6 +27,8 @@ import type { StorageError } from "../domain/errors.js"
 import { MachineState, type MachineReading } from "./MachineState.js"
 import {
   type AgentLeader,
+  ATTEMPT_TOKEN_VARIABLE,
+  type AttemptProcess,
   type Identity,
   type ProcessEntry,
   ProcessTable,
@@ -182,6 +184,13 @@ const makeSnapshots = Effect.gen(function*() {
   return { lookup, all: recent }
 })
 
+/** Does the environment `ps` showed after the command name the project at `root`? */
+const hasRoot = (entry: PsEntry, root: string): boolean => {
+  const marker = ` STARFORGE_PROJECT_ROOT=${root}`
+  const at = entry.command.indexOf(marker)
+  return at >= 0 && /^(\s|$)/.test(entry.command.slice(at + marker.length))
+}
+
 export const makeProcessTable: Effect.Effect<ProcessTableShape> = Effect.map(makeSnapshots, (snapshots) => {
   /** A live entry of `pid`; `kill(pid, 0)` answers "gone" without asking `ps`. */
   const live = (pid: number) =>
@@ -199,14 +208,23 @@ export const makeProcessTable: Effect.Effect<ProcessTableShape> = Effect.map(mak
         : Effect.succeed([]),
     agentLeaders: (root) =>
       Effect.map(runPs(true), (entries) => {
-        const marker = ` STARFORGE_PROJECT_ROOT=${root}`
         const found: Array<AgentLeader> = []
         for (const e of entries) {
-          if (!isLive(e) || e.pid === process.pid || e.pgid !== e.pid || !e.sessionLeader) continue
-          const at = e.command.indexOf(marker)
-          if (at < 0 || !/^(\s|$)/.test(e.command.slice(at + marker.length))) continue
+          if (!isLive(e) || e.pid === process.pid || e.pgid !== e.pid || !e.sessionLeader || !hasRoot(e, root)) continue
           const agent = / STARFORGE_AGENT_ID=(\S+)/.exec(e.command)?.[1]
-          if (agent) found.push({ pid: e.pid, agent, startTime: e.startTime })
+          const token = new RegExp(` ${ATTEMPT_TOKEN_VARIABLE}=(\\S+)`).exec(e.command)?.[1]
+          if (agent) found.push({ pid: e.pid, agent, startTime: e.startTime, ...(token ? { token } : {}) })
+        }
+        return found
+      }),
+    attemptProcesses: (root) =>
+      Effect.map(runPs(true), (entries) => {
+        const found: Array<AttemptProcess> = []
+        const tokenPattern = new RegExp(` ${ATTEMPT_TOKEN_VARIABLE}=(\\S+)`)
+        for (const e of entries) {
+          if (!isLive(e) || e.pid === process.pid || !hasRoot(e, root)) continue
+          const token = tokenPattern.exec(e.command)?.[1]
+          if (token) found.push({ pid: e.pid, token, startTime: e.startTime })
         }
         return found
       }),

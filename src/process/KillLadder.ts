@@ -1,8 +1,9 @@
 /**
  * The one way the daemon stops processes: SIGTERM, up to the kill grace for them to go, then
  * SIGKILL. Agents are stopped as whole process groups, so background grandchildren go with them.
- * Used when an agent's scope closes (exit, timeout, stall, shutdown) and for orphans found at
- * start; `ladder` works on any target (a single process, for the CLI's `daemon stop`).
+ * Used when an agent's scope closes (exit, timeout, stall, shutdown), for what an attempt left
+ * outside its group, and for orphans found at start; `ladder` works on any target (a single
+ * process, for the CLI's `daemon stop`).
  */
 import { Duration, Effect } from "effect"
 import { pollUntil } from "../io/pollUntil.js"
@@ -44,6 +45,20 @@ export const stopGroup = (pgid: number, grace: Duration.DurationInput) =>
 export const stopProcess = (pid: number, grace: Duration.DurationInput) =>
   Effect.flatMap(ProcessTable, (table) =>
     ladder({ signal: (signal) => table.signalProcess(pid, signal), gone: Effect.map(table.isAlive(pid), (alive) => !alive) }, grace))
+
+/**
+ * The ladder over processes known by pid and start time (an agent's escaped descendants): only
+ * those still the same process are signalled, so a pid reused since is left alone.
+ */
+export const stopProcesses = (processes: ReadonlyArray<{ readonly pid: number; readonly startTime: string }>, grace: Duration.DurationInput) =>
+  Effect.flatMap(ProcessTable, (table) => {
+    const left = Effect.filter(processes, (p) => Effect.map(table.identify(p.pid, p.startTime), (identity) => identity === "same"))
+    return ladder({
+      signal: (signal) =>
+        Effect.flatMap(left, (alive) => Effect.map(Effect.forEach(alive, (p) => table.signalProcess(p.pid, signal)), (sent) => sent.some(Boolean))),
+      gone: Effect.map(left, (alive) => alive.length === 0)
+    }, grace)
+  })
 
 /** What happened to a process an earlier daemon left. */
 export type OrphanFate = "stopped" | "gone" | "different"

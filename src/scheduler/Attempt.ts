@@ -3,6 +3,7 @@
  * start reported to the slot table, the daemon log and the webhooks, its progress lines while it
  * runs, and its history line however it ends.
  */
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import { Clock, Effect, Option, Ref } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
@@ -13,6 +14,8 @@ import { isoSeconds } from "../domain/time.js"
 import { buildPrompt, ticketOf } from "../domain/Trigger.js"
 import { freeName } from "../io/freeName.js"
 import * as AgentRun from "../process/AgentRun.js"
+import { Leftovers } from "../process/Leftovers.js"
+import { ATTEMPT_TOKEN_VARIABLE } from "../platform/ProcessTable.js"
 import type { Spawner } from "../process/Spawner.js"
 import type { ClaimedTrigger } from "../queue/TriggerQueue.js"
 import { ResourceMonitor } from "../resources/ResourceMonitor.js"
@@ -38,13 +41,14 @@ export const make = (events: JobEvents) =>
     const { paths, settings } = yield* DaemonConfig
     const slots = yield* AgentSlots
     const monitor = yield* ResourceMonitor
+    const leftovers = yield* Leftovers
     const memoryLimit = settings.agentMaxMemoryBytes
     const [command, ...commandArgs] = settings.agentCommand
     // The daemon's environment, which every agent inherits, copied once.
     const daemonEnv = { ...process.env } as Record<string, string>
 
     /** What the agent is started with: the command line, its directory and its environment. */
-    const requestOf = (claimed: ClaimedTrigger, attempt: number) => {
+    const requestOf = (claimed: ClaimedTrigger, attempt: number, token: string) => {
       const { agent, trigger } = claimed.queued
       const worktree = worktreeOf(paths, agent)
       return {
@@ -60,7 +64,8 @@ export const make = (events: JobEvents) =>
           STARFORGE_TICKET: ticketOf(trigger) ?? "",
           STARFORGE_TRACE_ID: trigger.trace_id ?? "",
           STARFORGE_ATTEMPT: String(attempt),
-          STARFORGE_PROJECT_ROOT: paths.root
+          STARFORGE_PROJECT_ROOT: paths.root,
+          [ATTEMPT_TOKEN_VARIABLE]: token
         }
       }
     }
@@ -75,10 +80,13 @@ export const make = (events: JobEvents) =>
         const { agent, name } = claimed.queued
         const startedMs = yield* Clock.currentTimeMillis
         const logFile = agentLogFile(paths.logs, agent, startedMs)
-        // The agent's pid once it runs: its last resource sample goes into the attempt's history line.
-        const agentPid = yield* Ref.make<number | null>(null)
-        const resources = Effect.flatMap(Ref.get(agentPid), (pid) =>
-          pid === null ? Effect.succeed(undefined) : Effect.map(monitor.latest(agent, pid), Option.getOrUndefined))
+        // Everything the agent starts inherits it: what is left outside its group is found by it.
+        const token = crypto.randomUUID()
+        // The agent once it runs: its last resource sample goes into the attempt's history line, and
+        // what it leaves running is stopped if it started since.
+        const spawned = yield* Ref.make<{ readonly pid: number; readonly startTime: string | null } | null>(null)
+        const resources = Effect.flatMap(Ref.get(spawned), (agentProcess) =>
+          agentProcess === null ? Effect.succeed(undefined) : Effect.map(monitor.latest(agent, agentProcess.pid), Option.getOrUndefined))
         const recorded = (status: ExitStatus | undefined, outcome?: "error" | "interrupted") =>
           Effect.flatMap(resources, (used) => events.recorded(claimed, attempt, startedMs, logFile, used, status, outcome))
         const ended = (outcome: ExitStatus, output: OutputState, pid: number | null) =>
@@ -90,7 +98,7 @@ export const make = (events: JobEvents) =>
 
         const run = Effect.gen(function*() {
           const started = yield* AgentRun.start({
-            request: requestOf(claimed, attempt),
+            request: requestOf(claimed, attempt, token),
             logFile,
             header: [`Agent: ${agent}`, `Trigger: ${name}.trigger`, `Started: ${isoSeconds(startedMs)}`, `Attempt: ${attempt}/${settings.maxRetries}`],
             maxLogBytes: settings.logMaxBytes,
@@ -106,8 +114,8 @@ export const make = (events: JobEvents) =>
           }).pipe(Effect.tapError(() => recorded(undefined, "error")))
           if (started._tag === "NotStarted") return yield* ended(started.status, emptyOutput, null)
           yield* Ref.set(exitProbe, started.exited)
-          yield* Ref.set(agentPid, started.pid)
-          yield* slots.setProcess(agent, { pid: started.pid, startTime: started.startTime, log: logFile })
+          yield* Ref.set(spawned, { pid: started.pid, startTime: started.startTime })
+          yield* slots.setProcess(agent, { pid: started.pid, startTime: started.startTime, log: logFile, token })
           yield* events.spawned(claimed, attempt, started.pid)
           // The PROGRESS line every PROGRESS_INTERVAL while the agent runs.
           const status = yield* settings.progressIntervalMs > 0
@@ -123,6 +131,9 @@ export const make = (events: JobEvents) =>
 
         yield* Ref.set(exitProbe, Effect.succeedNone)
         return yield* Effect.scoped(run).pipe(
+          // Once the group is swept: what the agent left outside it.
+          Effect.ensuring(Effect.flatMap(Ref.get(spawned), (agentProcess) =>
+            agentProcess === null ? Effect.void : leftovers.afterAttempt({ agent, token, since: agentProcess.startTime }))),
           // Recorded once the scope has stopped the agent: its signal is kept, and an agent that
           // had already succeeded is recorded as a success.
           Effect.onInterrupt(() =>

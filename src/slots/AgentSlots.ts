@@ -18,6 +18,8 @@ export interface ProcessInfo {
   readonly pid: number
   readonly startTime: string | null
   readonly log: string
+  /** The attempt's token, in the agent's environment. */
+  readonly token?: string
 }
 
 /** A busy slot released by `cleanupOrphans`. */
@@ -94,7 +96,8 @@ export const make = (
       snapshot,
       isBusy: (agent) => Effect.map(slotOf(agent), (s) => s?.status === "busy"),
       markBusy: (agent, info) => change(() => void table.set(agent, busySlot(info))),
-      setProcess: (agent, info) => updateBusy(agent, (slot) => ({ ...slot, pid: String(info.pid), pid_start_time: info.startTime, log: info.log })),
+      setProcess: (agent, info) =>
+        updateBusy(agent, (slot) => ({ ...slot, pid: String(info.pid), pid_start_time: info.startTime, log: info.log, attempt_id: info.token ?? null })),
       setProgress: (agent, progress) => updateBusy(agent, (slot) => ({ ...slot, ...progress })),
       setResources: (agent, pid, resources) =>
         updateBusy(agent, (slot) => (slot.pid === String(pid) ? { ...slot, ...resources } : slot)),
