@@ -3,9 +3,10 @@
 import { ValidationError } from "@effect/cli"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Effect, HashMap, Layer, Logger, LogLevel } from "effect"
+import { Cause, Console, Effect, Exit, HashMap, Layer, Logger, LogLevel } from "effect"
 import { helpFirst } from "./cli/argv.js"
 import { run } from "./cli/Cli.js"
+import { terminalConsole } from "./cli/colour.js"
 import * as Platform from "./platform/Platform.js"
 
 // `starforge daemon logs | head` closes our stdout early: that is the reader's choice, not an error.
@@ -29,7 +30,8 @@ const stderrLogger = Logger.make(({ annotations, message }) => {
   process.stderr.write(`starforge: ${(Array.isArray(message) ? message : [message]).map(String).join(" ")}\n`)
 })
 
-run([...helpFirst(process.argv)]).pipe(
+// Help and usage errors without colour when piped or under NO_COLOR (see colour.ts).
+Console.consoleWith((base) => Effect.withConsole(run([...helpFirst(process.argv)]), terminalConsole(base))).pipe(
   Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => {
     // @effect/cli has already printed what was wrong and the usage.
     process.exitCode = 2
@@ -49,5 +51,12 @@ run([...helpFirst(process.argv)]).pipe(
   // The daemon writes its own log: Effect's default logger would repeat every event on stdout. Only
   // warnings and errors reach the loggers, so the daemon builds no log entry for its other events.
   Effect.provide(Layer.mergeAll(NodeContext.layer, Platform.layer, Logger.replace(Logger.defaultLogger, stderrLogger), Logger.minimumLogLevel(LogLevel.Warning))),
-  NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    disablePrettyLogger: true,
+    // After SIGINT/SIGTERM runMain ends the process with this code: the exit code a command chose
+    // on its way out (a foreground daemon stopped by Ctrl-C: 130) rather than always 0.
+    teardown: (exit, onExit) =>
+      onExit(Exit.isSuccess(exit) ? 0 : Cause.isInterruptedOnly(exit.cause) ? Number(process.exitCode ?? 0) : 1)
+  })
 )

@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Command, Options } from "@effect/cli"
-import { Console, Effect } from "effect"
+import { Console, Effect, Either } from "effect"
 import { load, VARIABLES } from "../config/DaemonConfig.js"
 import * as Daemon from "../daemon/Daemon.js"
 import { probe } from "../daemon/DaemonInstance.js"
@@ -68,6 +68,10 @@ const flagsOf = (flags: StartFlags): Effect.Effect<Record<string, string>, Usage
     return result
   })
 
+/** The configuration warnings (ignored lines of .env or daemon.conf) for the terminal of `daemon start`. */
+const printWarnings = (warnings: ReadonlyArray<string>) =>
+  Effect.forEach(warnings, (warning) => Console.error(`starforge: warning: ${warning}`), { discard: true })
+
 /** Messages the background daemon sends to the `start` that launched it. */
 type StartMessage =
   | { readonly type: "ready"; readonly pid: number }
@@ -94,19 +98,32 @@ const runForeground = (paths: ProjectPaths, flags: Record<string, string>) => {
     const ignore = () => {}
     // A closed terminal must not crash the daemon through its log echo.
     process.stderr.on("error", ignore)
+    // The signal that started the shutdown: after a Ctrl-C (SIGINT) the clean stop ends with exit
+    // code 130, as a shell expects of an interrupted program; after SIGTERM, 0.
+    let stoppedBy: "SIGINT" | "SIGTERM" | undefined
+    const onSigint = () => void (stoppedBy ??= "SIGINT")
+    const onSigterm = () => void (stoppedBy ??= "SIGTERM")
     yield* Effect.acquireRelease(
       Effect.sync(() => {
-        process.on("SIGINT", ignore)
-        process.on("SIGTERM", ignore)
+        process.on("SIGINT", onSigint)
+        process.on("SIGTERM", onSigterm)
         process.on("SIGHUP", ignore)
       }),
       () =>
         Effect.sync(() => {
-          process.off("SIGINT", ignore)
-          process.off("SIGTERM", ignore)
+          process.off("SIGINT", onSigint)
+          process.off("SIGTERM", onSigterm)
           process.off("SIGHUP", ignore)
+          // Released after the daemon's own layers: every agent is stopped and the state saved.
+          if (stoppedBy === "SIGINT") process.exitCode = 130
         })
     )
+    if (!background) {
+      // Lines of .env / daemon.conf that were ignored, on the terminal before the daemon starts (the
+      // log has them too). A configuration that cannot start the daemon is reported by Daemon.run.
+      const config = yield* Effect.either(load({ project: paths.root, flags }))
+      if (Either.isRight(config)) yield* printWarnings(config.right.warnings)
+    }
     // STARFORGE_SPAWNER: `direct`, `helper`, or unset (the helper if it is there).
     const spawner = yield* SpawnHelper.choose(process.env["STARFORGE_SPAWNER"], spawnHelperFile())
     yield* Daemon.run({
@@ -128,9 +145,11 @@ const runForeground = (paths: ProjectPaths, flags: Record<string, string>) => {
 const startBackground = (paths: ProjectPaths, startFlags: StartFlags) =>
   Effect.gen(function*() {
     const flags = yield* flagsOf(startFlags)
-    const graceMs = (yield* load({ project: paths.root, flags })).settings.killGraceMs
+    const config = yield* load({ project: paths.root, flags })
+    const graceMs = config.settings.killGraceMs
     const running = yield* probe(paths)
     if (running) return yield* Console.log(`Daemon already running (PID: ${running.pid})`)
+    yield* printWarnings(config.warnings)
     // Crashes the daemon cannot log itself end up here rather than nowhere.
     const out = yield* Effect.try({
       try: () => {

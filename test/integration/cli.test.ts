@@ -6,7 +6,7 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { archivedTriggers, readSlots, startForeground, writeSlots } from "../support/daemonHelpers.js"
+import { archivedTriggers, exitWithin, readSlots, startForeground, writeSlots } from "../support/daemonHelpers.js"
 import {
   deadPid,
   isAlive,
@@ -465,12 +465,72 @@ describe("help, version and usage errors", () => {
     expect(result.stdout.trim()).toBe("0.1.0")
   })
 
+  // runCli's stdout and stderr are pipes, not terminals: no colour (issue 25 part 6).
+  it("help and usage errors have no ANSI escapes when not written to a terminal", async () => {
+    const results = await Promise.all([
+      runCli(["--help"]),
+      runCli(["daemon", "start", "--help"]),
+      runCli(["daemon", "status", "--bogus"]),
+      runCli(["frobnicate"]),
+      runCli(["daemon", "status", "--help"], { env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", NO_COLOR: "1" } })
+    ])
+    for (const result of results) {
+      expect(result.stdout + result.stderr).not.toContain("\x1b")
+    }
+    expect(results[0]!.stdout).toContain("USAGE")
+    const bogus = results[2]!
+    expect(bogus.code).toBe(2)
+    expect(bogus.stderr).toContain("--bogus")
+  })
+
   it("an unknown subcommand exits non-zero without a stack trace", async () => {
     const [top, nested] = await Promise.all([runCli(["frobnicate"]), runCli(["daemon", "frobnicate"])])
     for (const result of [top, nested]) {
       expect(result.code).not.toBe(0)
       expect(result.stdout + result.stderr).not.toMatch(NO_STACK)
       expect(plain(result.stderr)).toMatch(/subcommand|frobnicate/i)
+    }
+  })
+})
+
+describe("daemon start on the terminal", () => {
+  const BAD_ENV = "MAX_RETRIES=2\nthis line is not a setting\nFOO='unterminated\n"
+
+  it("--foreground prints the ignored lines of .env on stderr before the daemon starts", async () => {
+    const p = projects.make()
+    fs.writeFileSync(path.join(p.root, ".env"), BAD_ENV)
+    const fg = await startForeground(p)
+    const lines = fg.stderr().split("\n")
+    const first = lines.indexOf("starforge: warning: .env line 2 ignored: expected KEY=VALUE")
+    expect(first, fg.stderr()).toBeGreaterThanOrEqual(0)
+    expect(lines[first + 1]).toBe("starforge: warning: .env line 3 ignored: unterminated quote in the value of FOO")
+    // Before the daemon's own start-up lines.
+    expect(first).toBeLessThan(lines.findIndex((l) => l.includes("START: Daemon started")))
+    fg.child.kill("SIGTERM")
+    expect(await exitWithin(fg, 10_000)).toEqual({ code: 0, signal: null })
+  })
+
+  it("in the background prints them on the terminal of `daemon start`, once", async () => {
+    const p = projects.make()
+    fs.writeFileSync(path.join(p.root, ".env"), BAD_ENV)
+    const started = await p.cli(["daemon", "start"])
+    expect(started.code, started.stderr).toBe(0)
+    expect(started.stdout).toMatch(/^Daemon started \(PID: \d+\)$/m)
+    expect(started.stderr.split("\n").filter((l) => l !== "")).toEqual([
+      "starforge: warning: .env line 2 ignored: expected KEY=VALUE",
+      "starforge: warning: .env line 3 ignored: unterminated quote in the value of FOO"
+    ])
+    const stopped = await p.cli(["daemon", "stop"])
+    expect(stopped.code).toBe(0)
+  })
+
+  it("Ctrl-C (SIGINT) of a foreground daemon exits 130 after the clean stop; SIGTERM exits 0", async () => {
+    const p = projects.make()
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 0]] as const) {
+      const fg = await startForeground(p)
+      fg.child.kill(signal)
+      expect(await exitWithin(fg, 10_000)).toEqual({ code, signal: null })
+      expect(fg.stderr()).toContain("STOP: All agents stopped; state saved")
     }
   })
 })
