@@ -13,8 +13,9 @@
  * - interruption (the daemon stops): the agent is stopped and the trigger requeued, unless the
  *   agent had already succeeded, in which case it is archived.
  * Between attempts the agent's slot is free; a retry waits for the dispatcher like any trigger.
- * An archive or dead-letter move the storage refuses is tried again every
- * `PROCESS_MONITOR_INTERVAL`, without running the agent again.
+ * An archive, dead-letter move or requeue the storage refuses is tried again every
+ * `PROCESS_MONITOR_INTERVAL` while the daemon runs, without running the agent again; at shutdown
+ * it is tried once more and otherwise left claimed for the next start.
  */
 import { Clock, Data, Deferred, Duration, Effect, Option, Ref, Schedule, ScheduleDecision } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
@@ -107,11 +108,11 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
       Ref.update(views, (all) =>
         withEntry(all, claimed.queued.name, view && { name: claimed.queued.name, agent: claimed.queued.agent, ...view }))
 
+    /** Puts the trigger back in the queue; fails (the file left claimed) when the storage refuses. */
     const requeue = (claimed: ClaimedTrigger, why: string) =>
       queue.requeue(claimed).pipe(
         Effect.zipRight(state.finished(`${claimed.queued.name}.trigger`, false)),
-        Effect.zipRight(events.requeued(claimed, why)),
-        Effect.catchAll((error) => events.leftAsItIs(error, claimed.file))
+        Effect.zipRight(events.requeued(claimed, why))
       )
 
     const archiveDone = (claimed: ClaimedTrigger, attempt: number) =>
@@ -120,7 +121,10 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
         Effect.zipRight(state.finished(`${claimed.queued.name}.trigger`, true))
       )
 
-    /** A step that settles the trigger's file, tried every `PROCESS_MONITOR_INTERVAL` until the storage takes it. */
+    /**
+     * A step that settles the trigger's file (archive, dead-letter move or requeue), tried every
+     * `PROCESS_MONITOR_INTERVAL` until the storage takes it, with an ERROR line for each refusal.
+     */
     const settle = <A>({ job }: JobContext, step: Effect.Effect<A, StorageError>, what: string) =>
       step.pipe(
         Effect.zipLeft(Ref.update(job, (s) => ({ ...s, settled: true }))),
@@ -267,9 +271,10 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
         const { attempt, settled } = yield* Ref.get(ctx.job)
         if (settled) return
         const exited = yield* Effect.flatten(Ref.get(ctx.exitProbe))
-        yield* Option.isSome(exited) && isSuccess(exited.value)
-          ? archiveDone(ctx.claimed, attempt).pipe(Effect.catchAll((error) => events.leftAsItIs(error, ctx.claimed.file)))
+        const step = Option.isSome(exited) && isSuccess(exited.value)
+          ? Effect.asVoid(archiveDone(ctx.claimed, attempt))
           : requeue(ctx.claimed, "interrupted by shutdown")
+        yield* step.pipe(Effect.catchAll((error) => events.leftAsItIs(error, ctx.claimed.file)))
       })
 
     /** All attempts of one claimed trigger, then its archive, its dead-letter move or its return to the queue. */

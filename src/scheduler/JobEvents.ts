@@ -228,7 +228,7 @@ export const make = Effect.gen(function*() {
     /** A claim that failed: the trigger stays where it is. */
     leftQueued: (error: StorageError) => log.event("ERROR", `${error.message}; it stays queued`),
 
-    /** A storage step that failed and is left as it is. */
+    /** A storage step that failed at shutdown and is left as it is: the next start requeues the file. */
     leftAsItIs: (error: StorageError, file: string) => log.event("ERROR", `${error.message}; ${file} is left as it is`)
   }
 })

@@ -1,9 +1,10 @@
 /**
  * Faults, "nothing lost", at the library level: the scheduler over the fake spawner and an
  * in-memory queue wrapped to fail on demand, so it runs the same with or without root. The
- * agent's log cannot be written (its directory is gone) for a while; the archive or the
- * dead-letter move fails for a while. Nothing is lost, nothing is counted against the trigger, no
- * agent runs twice for one success, and work resumes when the storage does.
+ * agent's log cannot be written (its directory is gone) for a while; the archive, the
+ * dead-letter move or the requeue fails for a while. Nothing is lost, nothing is counted against
+ * the trigger, no agent runs twice for one success, and work resumes when the storage does,
+ * without a restart.
  *
  * Every wait is for an event (`eventually`): a process start, a timer the code set, a line of
  * the daemon log, an outcome of the queue.
@@ -45,10 +46,12 @@ const settings: Partial<DaemonSettings> = {
 const t = (agent: string): Trigger => ({ to_agent: agent, action: "work" })
 
 const ENOSPC = Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" })
+const EROFS = Object.assign(new Error("EROFS: read-only file system, rename"), { code: "EROFS" })
 
-/** Faults the test switches on and off: how many of the next archive or dead-letter moves fail. */
+/** Faults the test switches on and off: how many of the next archive or dead-letter moves, and requeues, fail. */
 interface Faults {
   complete: number
+  requeue: number
 }
 
 const readText = (file: string) => fs.readFileSync(file, "utf8")
@@ -81,7 +84,7 @@ const withFaultyScheduler = <A, E>(
   }) => Effect.Effect<A, E>
 ) =>
   Effect.gen(function*() {
-    const faults: Faults = { complete: 0 }
+    const faults: Faults = { complete: 0, requeue: 0 }
     const paths = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const root = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-faults-"))
@@ -108,6 +111,15 @@ const withFaultyScheduler = <A, E>(
               return Effect.fail(new StorageError({ operation: "archiving", path: claimed.file, cause: ENOSPC }))
             }),
             real.complete(claimed, completion)
+          ),
+        requeue: (claimed) =>
+          Effect.zipRight(
+            Effect.suspend(() => {
+              if (faults.requeue <= 0) return Effect.void
+              faults.requeue--
+              return Effect.fail(new StorageError({ operation: "requeueing", path: claimed.file, cause: EROFS }))
+            }),
+            real.requeue(claimed)
           )
       }))
     ).pipe(Layer.provide(queue.layer))
@@ -315,5 +327,101 @@ describe("a shutdown while the archive keeps failing", () => {
         expect(yield* s.outcomes).toEqual([])
         expect(yield* s.requeued).toEqual([])
         expect((yield* s.lines).at(-1)).toContain("/memory/a-1.processing is left as it is")
+      })))
+})
+
+describe("the requeue cannot be written", () => {
+  const limitResult = JSON.stringify({ type: "result", subtype: "success", is_error: true, result: "You've hit your limit", total_cost_usd: 0 }) + "\n"
+
+  /** Starts a-1 and has its agent hit a usage limit (the pause lasts until 301 s): its trigger is to be put back in the queue. */
+  const hitLimit = (s: Parameters<Parameters<typeof withFaultyScheduler>[1]>[0]) =>
+    Effect.gen(function*() {
+      yield* s.add("a-1", t("a"))
+      const run = yield* s.next
+      yield* run.output(limitResult)
+      yield* TestClock.adjust("1 second")
+      yield* run.finish(ExitStatus.Exited({ code: 1 }))
+      yield* s.linesWith("LIMIT: a hit a usage limit on a-1.trigger")
+    })
+
+  it.scoped("after a usage limit the requeue is tried again every PROCESS_MONITOR_INTERVAL until it works, and the trigger runs again without a restart", () =>
+    withFaultyScheduler({ maxRetries: 1, agentStallTimeoutMs: 0 }, (s) =>
+      Effect.gen(function*() {
+        s.faults.requeue = 3
+        yield* hitLimit(s)
+        for (let i = 1; i <= 3; i++) {
+          yield* s.linesWith("] ERROR: requeueing", i)
+          expect(yield* s.requeued).toEqual([])
+          // Tries at 1 s, 11 s, 21 s, 31 s.
+          yield* eventuallySleeping(`requeue try ${i + 1}`, 1_000 + i * 10_000)
+          yield* TestClock.adjust("10 seconds")
+        }
+        expect(yield* s.requeuedAt(1)).toEqual(["a-1"])
+        // Back in the queue with what it carried: it waits for the end of the pause, then runs as
+        // attempt 1 again (MAX_RETRIES=1 would dead-letter otherwise).
+        yield* eventuallySleeping("the end of the pause", 301_000)
+        yield* TestClock.adjust("270 seconds")
+        const again = yield* s.next
+        expect(again.request.env["STARFORGE_ATTEMPT"]).toBe("1")
+        expect(again.header).toContain("Started: 1970-01-01T00:05:01Z")
+        yield* again.finish(ExitStatus.Exited({ code: 0 }))
+        expect((yield* s.outcomesAt(1)).map((o) => [o.name, o.completion._tag])).toEqual([["a-1", "Done"]])
+        expect(yield* s.startedCount).toBe(2)
+        const lines = yield* s.lines
+        expect(errors(lines)).toHaveLength(3)
+        expect(errors(lines)[0]).toContain(
+          "ERROR: requeueing /memory/a-1.processing failed: EROFS: read-only file system, rename; putting a-1.trigger back in the queue is tried again in 10s"
+        )
+        expect(lines.filter((l) => l.includes("QUEUE: a-1.trigger hit a usage limit (attempt not counted); back in the queue"))).toHaveLength(1)
+        expect(lines.some((l) => l.includes("is left as it is"))).toBe(false)
+      })))
+
+  it.scoped("a trigger whose agent could not start is put back once the requeue works, and runs when the logs are back", () =>
+    withFaultyScheduler({ maxRetries: 1 }, (s) =>
+      Effect.gen(function*() {
+        s.faults.requeue = 2
+        yield* s.logsGone
+        yield* s.add("a-1", t("a"))
+        yield* s.linesWith("was not started for a-1.trigger")
+        for (let i = 1; i <= 2; i++) {
+          yield* s.linesWith("] ERROR: requeueing", i)
+          expect(yield* s.requeued).toEqual([])
+          // The logs come back while the requeue still fails: the trigger is started once it is back in the queue.
+          if (i === 2) yield* s.logsBack
+          yield* eventuallySleeping(`requeue try ${i + 1}`, i * 10_000)
+          yield* TestClock.adjust("10 seconds")
+        }
+        expect(yield* s.requeuedAt(1)).toEqual(["a-1"])
+        const run = yield* s.next
+        expect(run.header).toContain("Started: 1970-01-01T00:00:20Z")
+        expect(run.header).toContain("Attempt: 1/1")
+        yield* run.finish(ExitStatus.Exited({ code: 0 }))
+        expect((yield* s.outcomesAt(1)).map((o) => o.completion._tag)).toEqual(["Done"])
+        expect(errors(yield* s.lines).filter((l) => l.includes("putting a-1.trigger back in the queue is tried again in 10s"))).toHaveLength(2)
+      })))
+
+  it.scoped("a shutdown while the requeue waits tries it once more", () =>
+    withFaultyScheduler({ agentStallTimeoutMs: 0 }, (s) =>
+      Effect.gen(function*() {
+        s.faults.requeue = 1
+        yield* hitLimit(s)
+        yield* s.linesWith("] ERROR: requeueing")
+        expect(yield* s.requeued).toEqual([])
+        yield* s.close
+        expect(yield* s.requeued).toEqual(["a-1"])
+        expect(yield* s.outcomes).toEqual([])
+      })))
+
+  it.scoped("a shutdown while the requeue keeps failing does not wait for the disk: the trigger is left claimed for the next start", () =>
+    withFaultyScheduler({ agentStallTimeoutMs: 0 }, (s) =>
+      Effect.gen(function*() {
+        s.faults.requeue = 100
+        yield* hitLimit(s)
+        yield* s.linesWith("] ERROR: requeueing")
+        yield* s.close
+        expect(yield* s.requeued).toEqual([])
+        expect(yield* s.outcomes).toEqual([])
+        expect(errors(yield* s.lines)).toHaveLength(2)
+        expect((yield* s.lines).at(-1)).toContain("ERROR: requeueing /memory/a-1.processing failed: EROFS: read-only file system, rename; /memory/a-1.processing is left as it is")
       })))
 })
