@@ -232,7 +232,8 @@ describe("failures, retries and the dead-letter queue (S17, S18, S20)", () => {
     const traceId = "TRACE-1700000001-def456"
     p.drop("junior-dev-a-work-1", trigger("junior-dev-a", "exit=1", { trace_id: traceId }))
     const dir = path.join(p.triggers, "dead-letter")
-    await waitFor(() => fs.existsSync(path.join(dir, "junior-dev-a-work-1.trigger.meta.json")), {
+    // The meta file is written before the move, the DLQ line after it: wait for the line.
+    await waitFor(() => logLines(p).some((l) => / DLQ: .*junior-dev-a-work-1\.trigger/.test(l)), {
       what: "the dead-letter entry"
     })
     expect(deadLetter(p)).toEqual(["junior-dev-a-work-1.trigger", "junior-dev-a-work-1.trigger.meta.json"])
