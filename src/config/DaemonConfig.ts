@@ -30,8 +30,10 @@ export interface DaemonSettings {
   readonly logCompressAfterMs: number
   /** Age after which a log file is deleted; 0 keeps logs forever. */
   readonly logRetentionMs: number
-  /** Time between two maintenance passes over `C/logs` (compress, delete). */
+  /** Time between two maintenance passes (compress and delete old logs, rotate `daemon.out`, prune `processed/`). */
   readonly logMaintenanceIntervalMs: number
+  /** Age (since the file's last change) after which an archived trigger in `processed/` is deleted; 0 keeps them all. */
+  readonly processedRetentionMs: number
   readonly logFormat: "text" | "json"
   /** The lowest severity written to the daemon log. */
   readonly logLevel: LogSeverity
@@ -87,6 +89,7 @@ export const VARIABLES = {
   LOG_COMPRESS_AFTER_HOURS: { default: "24", form: "a number of hours, 0 or more (0 never compresses)" },
   LOG_RETENTION_DAYS: { default: "7", form: "a number of days, 0 or more (0 keeps logs forever)" },
   LOG_MAINTENANCE_INTERVAL: { default: "600", form: "a number of seconds of at least 0.001" },
+  PROCESSED_RETENTION_DAYS: { default: "30", form: "a number of days, 0 or more (0 keeps every archived trigger)" },
   STARFORGE_LOG_FORMAT: { default: "text", form: "text or json" },
   STARFORGE_LOG_LEVEL: { default: "info", form: "debug, info, warn or error" },
   OTEL_EXPORTER_OTLP_ENDPOINT: { default: "", form: "an http:// or https:// URL such as http://localhost:4318, or empty" },
@@ -131,21 +134,67 @@ export interface LoadOptions {
   readonly env?: Readonly<Record<string, string | undefined>>
 }
 
-const invalid = (name: VariableName, value: string) =>
-  ConfigError.InvalidData(
-    [name],
-    `${name}=${JSON.stringify(value)} is not valid: expected ${VARIABLES[name].form}. ` +
-      `Fix it in the environment, .env or .claude/config/daemon.conf`
-  )
+const FIX_IT = "Fix it in the environment, .env or .claude/config/daemon.conf"
 
-const variable = <A>(name: VariableName, parse: (text: string) => A | undefined) =>
+const invalid = (name: VariableName, value: string) =>
+  ConfigError.InvalidData([name], `${name}=${JSON.stringify(value)} is not valid: expected ${VARIABLES[name].form}. ${FIX_IT}`)
+
+/** `parse` turns the text into a value (undefined: not of the variable's form); `check` may still refuse it with a reason. */
+const variable = <A>(name: VariableName, parse: (text: string) => A | undefined, check?: (value: A) => string | undefined) =>
   Config.string(name).pipe(
     Config.withDefault(VARIABLES[name].default),
     Config.mapOrFail((raw) => {
       const parsed = parse(raw.trim())
-      return parsed === undefined ? Either.left(invalid(name, raw)) : Either.right(parsed)
+      if (parsed === undefined) return Either.left(invalid(name, raw))
+      const refused = check?.(parsed)
+      return refused === undefined
+        ? Either.right(parsed)
+        : Either.left(ConfigError.InvalidData([name], `${name}=${raw.trim()} ${refused}. ${FIX_IT}`))
     })
   )
+
+/** The longest delay a timer holds (Node's `setTimeout`, and Effect's sleeps through it); a longer one never fires. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** `ms` as seconds, with at most 3 decimals. */
+const secondsText = (ms: number) => String(Math.floor(ms) / 1000)
+/** `ms` as days, rounded down to one decimal: a bound never reads larger than it is. */
+const daysText = (ms: number) => String(Math.floor(ms / 8_640_000) / 10)
+const TIMER_LIMIT = `timers hold at most ${secondsText(MAX_TIMER_MS)} seconds (${daysText(MAX_TIMER_MS)} days)`
+
+/**
+ * A number of seconds used as a timer's delay, at most `maxMs`: a longer one would never fire. `why`
+ * explains a bound below `MAX_TIMER_MS` (the value also feeds a longer timer).
+ */
+const timer = (name: VariableName, min: "zero" | "positive", maxMs = MAX_TIMER_MS, why?: string) =>
+  variable(name, seconds(min), (ms) =>
+    ms <= maxMs
+      ? undefined
+      : why === undefined
+      ? `is too long: ${TIMER_LIMIT}`
+      : `is too long: it can be at most ${secondsText(maxMs)} seconds (${daysText(maxMs)} days), since ${why}, and ${TIMER_LIMIT}`)
+
+/** `daemon start` waits this long plus twice the kill grace for a new daemon to report ready. */
+const START_WAIT_MS = 60_000
+const MAX_KILL_GRACE_MS = Math.floor((MAX_TIMER_MS - START_WAIT_MS) / 2)
+
+/**
+ * The wait before the last attempt, `INITIAL_RETRY_DELAY` doubled once per retry before it, must
+ * fit in a timer too, or the trigger would wait for ever; the message gives the largest value of each.
+ */
+const retriesFit = (s: DaemonSettings): Either.Either<DaemonSettings, ConfigError.ConfigError> => {
+  const doublings = Math.max(0, s.maxRetries - 2)
+  if (s.initialRetryDelayMs === 0 || s.initialRetryDelayMs * 2 ** doublings <= MAX_TIMER_MS) return Either.right(s)
+  const initial = secondsText(s.initialRetryDelayMs)
+  const largestDelay = secondsText(Math.floor(MAX_TIMER_MS / 2 ** doublings))
+  const largestRetries = 2 + Math.floor(Math.log2(MAX_TIMER_MS / s.initialRetryDelayMs))
+  return Either.left(ConfigError.InvalidData(
+    ["INITIAL_RETRY_DELAY"],
+    `INITIAL_RETRY_DELAY=${initial} is too long for MAX_RETRIES=${s.maxRetries}: the wait before the last attempt is ` +
+      `${initial} seconds doubled ${doublings} times, and ${TIMER_LIMIT}; with MAX_RETRIES=${s.maxRetries}, ` +
+      `INITIAL_RETRY_DELAY can be at most ${largestDelay} seconds, or with INITIAL_RETRY_DELAY=${initial}, MAX_RETRIES at most ${largestRetries}. ${FIX_IT}`
+  ))
+}
 
 const DECIMAL = /^\d+(\.\d+)?$/
 const seconds = (min: "zero" | "positive") => (text: string) => {
@@ -185,33 +234,39 @@ const commandLine = (text: string) => {
 const settingsConfig: Config.Config<DaemonSettings> = Config.all({
   parallel: variable("PARALLEL_DAEMON", boolean),
   maxConcurrent: variable("MAX_CONCURRENT_AGENTS", wholeNumber),
-  monitorIntervalMs: variable("PROCESS_MONITOR_INTERVAL", seconds("positive")),
-  agentTimeoutMs: variable("AGENT_TIMEOUT", seconds("positive")),
-  killGraceMs: variable("AGENT_KILL_GRACE", seconds("zero")),
+  monitorIntervalMs: timer("PROCESS_MONITOR_INTERVAL", "positive"),
+  agentTimeoutMs: timer("AGENT_TIMEOUT", "positive"),
+  killGraceMs: timer("AGENT_KILL_GRACE", "zero", MAX_KILL_GRACE_MS, `'daemon start' waits ${START_WAIT_MS / 1000} seconds plus twice the grace for the daemon to be ready`),
   maxRetries: variable("MAX_RETRIES", wholeNumber),
-  initialRetryDelayMs: variable("INITIAL_RETRY_DELAY", seconds("zero")),
+  initialRetryDelayMs: timer("INITIAL_RETRY_DELAY", "zero"),
   agentCommand: variable("AGENT_COMMAND", commandLine),
-  orchestratorIntervalMs: variable("ORCHESTRATOR_INTERVAL", seconds("zero")),
+  orchestratorIntervalMs: timer("ORCHESTRATOR_INTERVAL", "zero"),
   logMaxBytes: variable("LOG_MAX_SIZE_MB", amount(1024 * 1024)),
+  // Ages compared with files' mtimes, never a timer's delay: any length is fine.
   logCompressAfterMs: variable("LOG_COMPRESS_AFTER_HOURS", amount(3_600_000)),
   logRetentionMs: variable("LOG_RETENTION_DAYS", amount(86_400_000)),
-  logMaintenanceIntervalMs: variable("LOG_MAINTENANCE_INTERVAL", seconds("positive")),
+  logMaintenanceIntervalMs: timer("LOG_MAINTENANCE_INTERVAL", "positive"),
+  // An age too, like the two above.
+  processedRetentionMs: variable("PROCESSED_RETENTION_DAYS", amount(86_400_000)),
   logFormat: variable("STARFORGE_LOG_FORMAT", oneOf(["text", "json"] as const)),
   logLevel: variable("STARFORGE_LOG_LEVEL", oneOf(LOG_SEVERITIES)),
   otlpEndpoint: variable("OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl),
-  agentStallTimeoutMs: variable("AGENT_STALL_TIMEOUT", seconds("zero")),
-  progressIntervalMs: variable("PROGRESS_INTERVAL", seconds("zero")),
+  agentStallTimeoutMs: timer("AGENT_STALL_TIMEOUT", "zero"),
+  progressIntervalMs: timer("PROGRESS_INTERVAL", "zero"),
+  // Not bounded like the timers: the pause it starts is capped at 6 hours (`MAX_COOLDOWN_MS`).
   usageLimitCooldownMs: variable("USAGE_LIMIT_COOLDOWN", seconds("positive")),
   discordWebhookUrl: variable("DISCORD_WEBHOOK_URL", webhookUrl),
   notifyWebhookUrl: variable("NOTIFY_WEBHOOK_URL", webhookUrl),
   discordAgentWebhooks: Config.succeed({}),
-  resourceSampleIntervalMs: variable("RESOURCE_SAMPLE_INTERVAL", seconds("zero")),
+  resourceSampleIntervalMs: timer("RESOURCE_SAMPLE_INTERVAL", "zero"),
   agentMaxMemoryBytes: variable("AGENT_MAX_MEMORY_MB", amount(1024 * 1024)),
   minConcurrent: variable("MIN_CONCURRENT_AGENTS", wholeNumber),
   scaleMaxLoad: variable("SCALE_MAX_LOAD", (text) => (DECIMAL.test(text) ? Number(text) : undefined)),
   scaleMinFreeMemoryBytes: variable("SCALE_MIN_FREE_MEMORY_MB", amount(1024 * 1024)),
+  // Compared with elapsed time; the checks run at most 5 s apart, so no timer waits this long.
   scaleIntervalMs: variable("SCALE_INTERVAL", seconds("positive"))
 }).pipe(
+  Config.mapOrFail(retriesFit),
   Config.validate({
     message: "MIN_CONCURRENT_AGENTS is above MAX_CONCURRENT_AGENTS: lower it, or raise MAX_CONCURRENT_AGENTS. " +
       "Fix it in the environment, .env or .claude/config/daemon.conf",

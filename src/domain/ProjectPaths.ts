@@ -13,6 +13,8 @@ export interface ProjectPaths {
   readonly deadLetter: string
   readonly logs: string
   readonly daemonLog: string
+  /** The background daemon's own stdout and stderr (what it could not log itself). */
+  readonly daemonOut: string
   readonly daemonDir: string
   readonly slotsFile: string
   /** One JSON line per finished attempt. */
@@ -50,6 +52,7 @@ export const projectPaths = (project: string): ProjectPaths => {
     deadLetter: path.join(triggers, "dead-letter"),
     logs,
     daemonLog: path.join(logs, "daemon.log"),
+    daemonOut: path.join(logs, "daemon.out"),
     daemonDir,
     slotsFile: path.join(daemonDir, "agent-slots.json"),
     historyFile: path.join(daemonDir, "history.jsonl"),

@@ -50,7 +50,7 @@ export const readLogFile = (file: string): Buffer => {
 }
 
 /** The next free part number of `file` (one above the highest existing part). */
-const nextPart = (file: string): number => {
+export const nextPart = (file: string): number => {
   const base = path.basename(file)
   let highest = 0
   try {

@@ -2,6 +2,9 @@
  * The attempt history `C/daemon/history.jsonl`: one JSON line per finished attempt, appended by
  * the daemon (one write per line, so a reader never sees two lines mixed), read by
  * `starforge history` and by `status` for the last hour's counts.
+ *
+ * It rotates like the logs at `LOG_MAX_SIZE_MB` (`history.jsonl.1` the oldest part), always between
+ * two lines; log maintenance gzips and deletes old parts. Reading goes through every part left.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -10,7 +13,7 @@ import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import type { ExitStatus } from "../domain/Outcome.js"
 import { exitCodeOf, signalOf } from "../domain/Outcome.js"
-import { RotatingLogFile } from "../logs/LogFile.js"
+import { logParts, readLogFile, RotatingLogFile } from "../logs/LogFile.js"
 
 /** How an attempt ended: its exit status, or that the daemon stopped it (`interrupted`) or could not log it (`error`). */
 export type HistoryOutcome = "success" | "failed" | "timeout" | "stalled" | "memory" | "agent-error" | "spawn-failed" | "interrupted" | "error"
@@ -72,16 +75,19 @@ export interface HistoryShape {
 }
 
 export class History extends Context.Tag("starforge/History")<History, HistoryShape>() {
-  /** Appends to `C/daemon/history.jsonl`; a line that cannot be written is reported once, as an Effect warning. */
+  /**
+   * Appends to `C/daemon/history.jsonl`, rotated at `LOG_MAX_SIZE_MB`; a line that cannot be
+   * written is reported once, as an Effect warning.
+   */
   static readonly layer = Layer.scoped(
     History,
     Effect.gen(function*() {
-      const { paths } = yield* DaemonConfig
+      const { paths, settings } = yield* DaemonConfig
       const file = yield* Effect.acquireRelease(
         Effect.try({
           try: () => {
             fs.mkdirSync(path.dirname(paths.historyFile), { recursive: true })
-            return new RotatingLogFile(paths.historyFile, 0)
+            return new RotatingLogFile(paths.historyFile, settings.logMaxBytes)
           },
           catch: (cause) => new StorageError({ operation: "opening", path: paths.historyFile, cause })
         }),
@@ -130,47 +136,84 @@ const CHUNK = 64 * 1024
 /** Entries are appended as attempts end, so end times only go back by the longest overlap of two appends. */
 const ORDER_SLACK_MS = 60_000
 
+/** Reads `size` bytes at `position` of one part of the history. */
+type ReadAt = (position: number, length: number) => Buffer
+
 /**
- * The entries of `file`, oldest first; lines that are not entries (a half-written last line) are
- * skipped. With `sinceMs`, only entries that ended then or later, reading back from the end of
- * the file and stopping once the entries are older.
+ * Adds the entries of one part to `found`, newest first, reading back from its end in chunks;
+ * returns true once it saw an entry older than `since` (then no earlier part needs reading).
  */
-export const readHistory = (file: string, options: { readonly sinceMs?: number } = {}): ReadonlyArray<HistoryEntry> => {
+const readBack = (size: number, readAt: ReadAt, since: number, found: Array<HistoryEntry>): boolean => {
+  let position = size
+  let rest = Buffer.alloc(0)
+  let older = false
+  while (position > 0 && !older) {
+    const length = Math.min(CHUNK, position)
+    position -= length
+    const data = Buffer.concat([readAt(position, length), rest])
+    // The first line may continue in the previous chunk: keep it for the next round.
+    const firstNewline = position > 0 ? data.indexOf(10) : -1
+    rest = firstNewline >= 0 ? data.subarray(0, firstNewline) : position > 0 ? data : Buffer.alloc(0)
+    const complete = position > 0 ? (firstNewline >= 0 ? data.subarray(firstNewline + 1) : Buffer.alloc(0)) : data
+    const lines = complete.toString("utf8").split("\n")
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const entry = parseLine(lines[i]!)
+      if (!entry) continue
+      const end = Date.parse(entry.end)
+      if (end >= since) found.push(entry)
+      else if (end < since - ORDER_SLACK_MS) older = true
+    }
+  }
+  return older
+}
+
+/** Reads one part (gunzipped when it ends in `.gz`); returns whether it reached entries older than `since`. */
+const readPart = (file: string, since: number, found: Array<HistoryEntry>): boolean => {
+  if (file.endsWith(".gz")) {
+    let content: Buffer
+    try {
+      content = readLogFile(file)
+    } catch {
+      return false
+    }
+    return readBack(content.length, (position, length) => content.subarray(position, position + length), since, found)
+  }
   let fd: number
   try {
     fd = fs.openSync(file, "r")
   } catch {
-    return []
+    return false
   }
   try {
-    const since = options.sinceMs ?? -Infinity
-    const found: Array<HistoryEntry> = []
-    let position = fs.fstatSync(fd).size
-    let rest = Buffer.alloc(0)
-    let older = false
-    while (position > 0 && !older) {
-      const length = Math.min(CHUNK, position)
-      position -= length
+    const readAt: ReadAt = (position, length) => {
       const buffer = Buffer.alloc(length)
-      fs.readSync(fd, buffer, 0, length, position)
-      const data = Buffer.concat([buffer, rest])
-      // The first line may continue in the previous chunk: keep it for the next round.
-      const firstNewline = position > 0 ? data.indexOf(10) : -1
-      rest = firstNewline >= 0 ? data.subarray(0, firstNewline) : position > 0 ? data : Buffer.alloc(0)
-      const complete = position > 0 ? (firstNewline >= 0 ? data.subarray(firstNewline + 1) : Buffer.alloc(0)) : data
-      const lines = complete.toString("utf8").split("\n")
-      for (let i = lines.length - 1; i >= 0; i--) {
-        const entry = parseLine(lines[i]!)
-        if (!entry) continue
-        const end = Date.parse(entry.end)
-        if (end >= since) found.push(entry)
-        else if (end < since - ORDER_SLACK_MS) older = true
+      let done = 0
+      while (done < length) {
+        const n = fs.readSync(fd, buffer, done, length - done, position + done)
+        if (n === 0) break
+        done += n
       }
+      return buffer.subarray(0, done)
     }
-    return found.reverse()
+    return readBack(fs.fstatSync(fd).size, readAt, since, found)
   } finally {
     fs.closeSync(fd)
   }
+}
+
+/**
+ * The entries of `file` and of its rotated parts (gzipped or not), oldest first; lines that are
+ * not entries (a half-written last line) are skipped. With `sinceMs`, only entries that ended
+ * then or later, reading back from the newest part and stopping once the entries are older.
+ */
+export const readHistory = (file: string, options: { readonly sinceMs?: number } = {}): ReadonlyArray<HistoryEntry> => {
+  const since = options.sinceMs ?? -Infinity
+  const found: Array<HistoryEntry> = []
+  const parts = logParts(file)
+  for (let i = parts.length - 1; i >= 0; i--) {
+    if (readPart(parts[i]!, since, found)) break
+  }
+  return found.reverse()
 }
 
 /** Successful and failed attempts that ended in the last `windowMs` before `nowMs`. */

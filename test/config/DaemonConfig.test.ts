@@ -74,6 +74,7 @@ describe("DaemonConfig.load", () => {
         logCompressAfterMs: 24 * 3_600_000,
         logRetentionMs: 7 * 86_400_000,
         logMaintenanceIntervalMs: 600_000,
+        processedRetentionMs: 30 * 86_400_000,
         logFormat: "text",
         logLevel: "info",
         otlpEndpoint: "",
@@ -190,6 +191,7 @@ describe("DaemonConfig.load", () => {
           "LOG_COMPRESS_AFTER_HOURS=1.5",
           "LOG_RETENTION_DAYS=0",
           "LOG_MAINTENANCE_INTERVAL=30",
+          "PROCESSED_RETENTION_DAYS=0.5",
           "STARFORGE_LOG_FORMAT=JSON",
           "STARFORGE_LOG_LEVEL=warn",
           "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318",
@@ -221,6 +223,7 @@ describe("DaemonConfig.load", () => {
         logCompressAfterMs: 5_400_000,
         logRetentionMs: 0,
         logMaintenanceIntervalMs: 30_000,
+        processedRetentionMs: 43_200_000,
         logFormat: "json",
         logLevel: "warn",
         otlpEndpoint: "http://127.0.0.1:4318",
@@ -354,6 +357,8 @@ describe("DaemonConfig.load", () => {
       ["LOG_COMPRESS_AFTER_HOURS", "a day"],
       ["LOG_RETENTION_DAYS", "-7"],
       ["LOG_MAINTENANCE_INTERVAL", "0"],
+      ["PROCESSED_RETENTION_DAYS", "a month"],
+      ["PROCESSED_RETENTION_DAYS", "-1"],
       ["STARFORGE_LOG_FORMAT", "xml"],
       ["STARFORGE_LOG_LEVEL", "verbose"],
       ["OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318"],
@@ -441,6 +446,93 @@ describe("DaemonConfig.load", () => {
     it("several bad values report one of them", async () => {
       const error = await failure({ env: { MAX_RETRIES: "0", AGENT_TIMEOUT: "-1" } })
       expect(error.message).toMatch(/MAX_RETRIES|AGENT_TIMEOUT/)
+    })
+  })
+
+  describe("a time no timer can hold (over 2^31-1 ms, 24.8 days) is rejected, naming the variable and its largest value", () => {
+    const TIMERS = [
+      "PROCESS_MONITOR_INTERVAL",
+      "AGENT_TIMEOUT",
+      "INITIAL_RETRY_DELAY",
+      "ORCHESTRATOR_INTERVAL",
+      "LOG_MAINTENANCE_INTERVAL",
+      "AGENT_STALL_TIMEOUT",
+      "PROGRESS_INTERVAL",
+      "RESOURCE_SAMPLE_INTERVAL"
+    ] as const
+
+    it.each(TIMERS)("%s=9999999", async (name) => {
+      const error = await failure({ env: { [name]: "9999999" } })
+      expect(error.message).toBe(
+        `${name}=9999999 is too long: timers hold at most 2147483.647 seconds (24.8 days). ` +
+          "Fix it in the environment, .env or .claude/config/daemon.conf"
+      )
+    })
+
+    it.each(TIMERS)("%s=2147483.647 (the largest) is accepted, one millisecond more is not", async (name) => {
+      // One retry at most, so the retry delay is never doubled.
+      const settings = (await loaded({ env: { [name]: "2147483.647", MAX_RETRIES: "2" } })).settings
+      expect(Object.values(settings)).toContain(2_147_483_647)
+      const error = await failure({ env: { [name]: "2147483.648", MAX_RETRIES: "2" } })
+      expect(error.message).toContain(`${name}=2147483.648 is too long: timers hold at most 2147483.647 seconds (24.8 days)`)
+    })
+
+    it("a value of hundreds of digits is too long, not infinite", async () => {
+      const huge = "9".repeat(400)
+      const error = await failure({ env: { AGENT_TIMEOUT: huge } })
+      expect(error.message).toContain(`AGENT_TIMEOUT=${huge} is too long`)
+    })
+
+    it("AGENT_KILL_GRACE: at most 1073711.823 seconds, since 'daemon start' waits 60 s plus twice the grace in one timer", async () => {
+      expect((await loaded({ env: { AGENT_KILL_GRACE: "1073711.823" } })).settings.killGraceMs).toBe(1_073_711_823)
+      const error = await failure({ env: { AGENT_KILL_GRACE: "1073711.824" } })
+      expect(error.message).toBe(
+        "AGENT_KILL_GRACE=1073711.824 is too long: it can be at most 1073711.823 seconds (12.4 days), since 'daemon start' " +
+          "waits 60 seconds plus twice the grace for the daemon to be ready, and timers hold at most 2147483.647 seconds (24.8 days). " +
+          "Fix it in the environment, .env or .claude/config/daemon.conf"
+      )
+    })
+
+    it("from .env and daemon.conf too", async () => {
+      writeEnv("AGENT_TIMEOUT=3000000\n")
+      expect((await failure()).message).toMatch(/^AGENT_TIMEOUT=3000000 is too long: /)
+      fs.rmSync(path.join(project, ".env"))
+      writeConf("PROGRESS_INTERVAL=3000000\n")
+      expect((await failure()).message).toMatch(/^PROGRESS_INTERVAL=3000000 is too long: /)
+    })
+
+    it("INITIAL_RETRY_DELAY doubled up to the last retry must fit: the message gives the largest delay and the largest MAX_RETRIES", async () => {
+      // 5 s doubled 18 times (MAX_RETRIES=20) is 15.2 days; 19 times is 30.3 days.
+      expect((await loaded({ env: { MAX_RETRIES: "20" } })).settings.maxRetries).toBe(20)
+      const error = await failure({ env: { MAX_RETRIES: "21" } })
+      expect(error.message).toBe(
+        "INITIAL_RETRY_DELAY=5 is too long for MAX_RETRIES=21: the wait before the last attempt is 5 seconds doubled 19 times, " +
+          "and timers hold at most 2147483.647 seconds (24.8 days); with MAX_RETRIES=21, INITIAL_RETRY_DELAY can be at most " +
+          "4.095 seconds, or with INITIAL_RETRY_DELAY=5, MAX_RETRIES at most 20. Fix it in the environment, .env or .claude/config/daemon.conf"
+      )
+      expect((await loaded({ env: { MAX_RETRIES: "21", INITIAL_RETRY_DELAY: "4.095" } })).settings.maxRetries).toBe(21)
+      // Without a delay any number of attempts is fine.
+      expect((await loaded({ env: { MAX_RETRIES: "100000", INITIAL_RETRY_DELAY: "0" } })).settings.maxRetries).toBe(100_000)
+      expect((await failure({ env: { MAX_RETRIES: "100000" } })).message).toContain("INITIAL_RETRY_DELAY can be at most 0 seconds")
+    })
+
+    it("ages compared with files' times, and values no timer waits for in full, may be longer", async () => {
+      const settings = (
+        await loaded({
+          env: {
+            LOG_RETENTION_DAYS: "36500",
+            LOG_COMPRESS_AFTER_HOURS: "100000",
+            PROCESSED_RETENTION_DAYS: "3650",
+            USAGE_LIMIT_COOLDOWN: "9999999",
+            SCALE_INTERVAL: "9999999"
+          }
+        })
+      ).settings
+      expect(settings.logRetentionMs).toBe(36_500 * 86_400_000)
+      expect(settings.logCompressAfterMs).toBe(100_000 * 3_600_000)
+      expect(settings.processedRetentionMs).toBe(3_650 * 86_400_000)
+      expect(settings.usageLimitCooldownMs).toBe(9_999_999_000)
+      expect(settings.scaleIntervalMs).toBe(9_999_999_000)
     })
   })
 

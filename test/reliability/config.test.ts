@@ -35,6 +35,7 @@ const BAD_VALUES: Record<VariableName, string> = {
   LOG_COMPRESS_AFTER_HOURS: "1d",
   LOG_RETENTION_DAYS: "forever",
   LOG_MAINTENANCE_INTERVAL: "0",
+  PROCESSED_RETENTION_DAYS: "a month",
   STARFORGE_LOG_FORMAT: "xml",
   STARFORGE_LOG_LEVEL: "verbose",
   OTEL_EXPORTER_OTLP_ENDPOINT: "$(touch pwned-otel)",

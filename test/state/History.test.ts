@@ -2,9 +2,13 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as zlib from "node:zlib"
+import { Effect } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { parseSince } from "../../src/cli/history.js"
-import { type HistoryEntry, readHistory, recentCounts } from "../../src/state/History.js"
+import { DaemonConfig } from "../../src/config/DaemonConfig.js"
+import { projectPaths } from "../../src/domain/ProjectPaths.js"
+import { History, type HistoryEntry, readHistory, recentCounts } from "../../src/state/History.js"
 
 const dirs: Array<string> = []
 afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })))
@@ -54,6 +58,61 @@ describe("readHistory", () => {
 
   it("a missing file is an empty history", () => {
     expect(readHistory("/nonexistent/history.jsonl")).toEqual([])
+  })
+})
+
+describe("rotation", () => {
+  const project = () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-history-"))
+    dirs.push(dir)
+    return projectPaths(dir)
+  }
+  const record = (root: string, logMaxBytes: number, entries: ReadonlyArray<HistoryEntry>) =>
+    Effect.runPromise(
+      Effect.flatMap(History, (history) => Effect.forEach(entries, (e) => history.record(e))).pipe(
+        Effect.provide(History.layer),
+        Effect.provide(DaemonConfig.layerSettings(root, { logMaxBytes }))
+      )
+    )
+  const parts = (file: string) => fs.readdirSync(path.dirname(file)).filter((n) => n.startsWith("history.jsonl")).sort()
+
+  it("history.jsonl rotates at LOG_MAX_SIZE_MB between two lines, into parts numbered upwards", async () => {
+    const paths = project()
+    const lineBytes = JSON.stringify(entry(0)).length + 1
+    // Each part ends with the write that reaches the size: three lines a part.
+    await record(paths.root, 2 * lineBytes + 1, Array.from({ length: 10 }, (_, i) => entry(i)))
+    expect(parts(paths.historyFile)).toEqual(["history.jsonl", "history.jsonl.1", "history.jsonl.2", "history.jsonl.3"])
+    for (const n of [1, 2, 3]) {
+      const lines = fs.readFileSync(`${paths.historyFile}.${n}`, "utf8").split("\n")
+      expect(lines.slice(0, -1).map((l) => JSON.parse(l).trigger)).toEqual([0, 1, 2].map((i) => `t-${(n - 1) * 3 + i}.trigger`))
+      expect(lines.at(-1)).toBe("")
+    }
+    expect(fs.readFileSync(paths.historyFile, "utf8")).toBe(JSON.stringify(entry(9)) + "\n")
+  })
+
+  it("LOG_MAX_SIZE_MB=0 never rotates it", async () => {
+    const paths = project()
+    await record(paths.root, 0, Array.from({ length: 10 }, (_, i) => entry(i)))
+    expect(parts(paths.historyFile)).toEqual(["history.jsonl"])
+  })
+
+  it("readHistory reads every part, gzipped or not, oldest first; with sinceMs it stops at the parts it needs", async () => {
+    const paths = project()
+    const all = Array.from({ length: 40 }, (_, i) => entry(i, i % 4 === 0 ? "failed" : "success"))
+    await record(paths.root, 5 * (JSON.stringify(entry(0)).length + 1), all)
+    // Maintenance gzipped the oldest part.
+    const first = `${paths.historyFile}.1`
+    const inFirst = fs.readFileSync(first, "utf8").split("\n").length - 1
+    expect(fs.existsSync(`${paths.historyFile}.4`)).toBe(true)
+    fs.writeFileSync(`${first}.gz`, zlib.gzipSync(fs.readFileSync(first)))
+    fs.rmSync(first)
+    expect(readHistory(paths.historyFile)).toEqual(all)
+    expect(readHistory(paths.historyFile, { sinceMs: T0 + 33 * 60_000 })).toEqual(all.slice(33))
+    // An unreadable old part is not read at all when the newer ones hold the entries asked for.
+    fs.writeFileSync(`${first}.gz`, "not gzip")
+    expect(readHistory(paths.historyFile, { sinceMs: T0 + 33 * 60_000 })).toEqual(all.slice(33))
+    expect(readHistory(paths.historyFile)).toEqual(all.slice(inFirst))
+    expect(recentCounts(paths.historyFile, T0 + 39 * 60_000, 10 * 60_000)).toEqual({ done: 9, failed: 2 })
   })
 })
 
