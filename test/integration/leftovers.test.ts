@@ -115,8 +115,11 @@ describe("what an agent leaves outside its process group", () => {
     daemon.child.kill("SIGKILL")
     await exitWithin(daemon, 10_000)
     expect(pids.every(isAlive)).toBe(true)
-    await startForeground(p)
+    const next = await startForeground(p)
     await allGone(pids, "the escaped processes to be stopped by the recovery of the next start")
     expect(isAlive(bystander)).toBe(true)
+    // The requeued trigger runs again and leaves its own: the stop takes them with it.
+    next.child.kill("SIGTERM")
+    await exitWithin(next, 20_000)
   })
 })
