@@ -97,7 +97,12 @@ export const make = Effect.gen(function*() {
     const next = new Map<string, AgentResources>()
     for (const { agent, pid, startedMs } of running) {
       const tree = usage.get(pid)
-      if (tree === undefined) continue
+      if (tree === undefined) {
+        // Exited, its attempt not yet recorded: the last sample stays for its history line.
+        const last = before.get(agent)
+        if (last?.pid === pid) next.set(agent, last)
+        continue
+      }
       const sample = nextSample(agent, pid, tree, before.get(agent), Number.isNaN(startedMs) ? now : startedMs, now)
       next.set(agent, sample)
       yield* slots.setResources(agent, pid, {

@@ -218,17 +218,23 @@ describe("ResourceMonitor service", () => {
       expect(yield* s.slot("sampled")).toEqual(idleSlot)
     }))
 
-  it.scoped("a tree gone from the table leaves its slot as last sampled and `latest` empty", () =>
+  it.scoped("a tree gone from the table while its slot is busy keeps its last sample for the attempt's history, until the slot frees", () =>
     Effect.gen(function*() {
       const s = yield* setup()
       yield* s.busy("vanishing", PID)
       yield* s.table.set([[PID, tree(100, 6)]])
       const monitor = yield* s.start
-      expect(Option.isSome(yield* monitor.latest("vanishing", PID))).toBe(true)
+      const first = yield* monitor.latest("vanishing", PID)
+      expect(Option.isSome(first)).toBe(true)
+      // Exited, its attempt not recorded yet: a pass in between must not lose the sample.
       yield* s.table.set([])
       yield* s.nextPass
-      expect(yield* monitor.latest("vanishing", PID)).toEqual(Option.none())
+      expect(yield* monitor.latest("vanishing", PID)).toEqual(first)
       expect(yield* s.slot("vanishing")).toMatchObject({ rss_bytes: 100 * MB, sampled_at: "1970-01-01T00:01:00Z" })
+      // Recorded and idle: the sample goes.
+      yield* s.slots.markIdle("vanishing")
+      yield* s.nextPass
+      expect(yield* monitor.latest("vanishing", PID)).toEqual(Option.none())
     }))
 
   it.scoped("`overLimit` completes only after two samples in a row over the limit", () =>
