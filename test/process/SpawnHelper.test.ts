@@ -215,21 +215,68 @@ describe("spawn helper", { timeout: 30_000 }, () => {
       yield* waitUntil("the background writer to end", () => !isAlive(child))
     }))
 
-  live("helper killed: a running agent loses the rest of its output and ends as unknown; the next spawn is direct", (dir) =>
+  live("helper killed: a running agent loses the rest of its output, is stopped and ends as unknown; a new helper starts the next spawn", (dir) =>
     Effect.gen(function*() {
       const { current, pid, spawn } = yield* helper
-      const agent = yield* spawn(sh(dir, "echo started; exec sleep 30"))
+      const agent = yield* spawn(sh(dir, "echo started; trap '' PIPE; exec sleep 30"))
       const { first, reader } = yield* collecting(agent)
       yield* first
       kill(pid)
-      yield* waitUntil("the helper's death to be seen", () => Effect.runSync(current).pipe(Option.isNone))
       const out = Buffer.concat(Chunk.toArray(yield* Fiber.join(reader).pipe(within(5_000, "the output's end")))).toString()
       expect(out).toBe("started\n")
-      expect(Option.isNone(yield* agent.exited)).toBe(true)
-      kill(agent.pid)
+      // Nobody can tell its exit any more: it is stopped, and its end is unknown (a failure).
       expect(yield* agent.exit.pipe(within(5_000, "the exit"))).toEqual(SpawnHelper.UNKNOWN_EXIT)
-      const next = yield* Effect.scoped(Effect.flatMap(spawn(sh(dir, "echo $PPID")), outcome))
-      expect(next).toEqual({ out: `${process.pid}\n`, exit: ExitStatus.Exited({ code: 0 }) })
+      expect(groupAlive(agent.pid)).toBe(false)
+      yield* waitUntil("a new helper", Effect.map(current, (now) => Option.isSome(now) && now.value !== pid))
+      const next = Option.getOrThrow(yield* current)
+      expect(isAlive(next)).toBe(true)
+      const again = yield* Effect.scoped(Effect.flatMap(spawn(sh(dir, "echo $PPID")), outcome))
+      expect(again).toEqual({ out: `${next}\n`, exit: ExitStatus.Exited({ code: 0 }) })
+    }))
+
+  live("a helper that dies after starting an agent but before naming it: that copy is stopped, the agent is started directly, once at a time", (dir) =>
+    Effect.gen(function*() {
+      // A helper that starts the agent it is asked for, then dies without a word.
+      const dying = path.join(dir, "dying-helper.cjs")
+      fs.writeFileSync(dying, `
+const { spawn } = require("node:child_process")
+let buffered = Buffer.alloc(0)
+process.stdin.on("data", (chunk) => {
+  buffered = Buffer.concat([buffered, chunk])
+  if (buffered.length < 9 || buffered.length < 9 + buffered.readUInt32LE(0)) return
+  const request = JSON.parse(buffered.subarray(9, 9 + buffered.readUInt32LE(0)).toString("utf8"))
+  const child = spawn(request.command, request.args, { cwd: request.cwd, env: request.env, detached: true, stdio: "ignore" })
+  child.once("spawn", () => process.kill(process.pid, "SIGKILL"))
+})
+process.stdin.once("end", () => process.exit(0))
+`)
+      const made = yield* SpawnHelper.make(dying)
+      const token = "attempt-token-1"
+      const request: SpawnRequest = {
+        command: "sh",
+        args: ["-c", `trap 'echo end >> ${dir}/runs; exit 143' TERM; echo "$$" >> ${dir}/runs; sleep 30 & wait $!`],
+        cwd: dir,
+        env: { PATH, STARFORGE_PROJECT_ROOT: dir, STARFORGE_ATTEMPT_ID: token }
+      }
+      const agent = yield* made.spawner.spawn(request).pipe(within(10_000, "the spawn"))
+      started.add(agent.pid)
+      const runs = () => (fs.existsSync(path.join(dir, "runs")) ? fs.readFileSync(path.join(dir, "runs"), "utf8") : "").split("\n").filter((l) => l !== "")
+      yield* waitUntil("the direct copy's start", () => runs().includes(String(agent.pid)))
+      const lines = runs()
+      // The first copy (if it got as far as its start line) had ended, by its SIGTERM trap, before the direct one started.
+      const before = lines.slice(0, lines.indexOf(String(agent.pid)))
+      if (before.length > 0) {
+        expect(before).toEqual([before[0], "end"])
+        expect(before[0]).not.toBe(String(agent.pid))
+        started.add(Number(before[0]))
+        expect(groupAlive(Number(before[0]))).toBe(false)
+      }
+      // Nothing but the direct copy's group carries the attempt's token.
+      const carriers = Linux.attemptProcesses(dir).filter((p) => p.token === token).map((p) => p.pid)
+      expect(carriers).toContain(agent.pid)
+      expect(carriers.filter((pid) => statFields(pid)?.[2] !== String(agent.pid))).toEqual([])
+      expect(statFields(agent.pid)?.[1]).toBe(String(process.pid))
+      expect(Option.isNone(yield* agent.exited)).toBe(true)
     }))
 
   live("helper dies with a request unanswered: the agent is started directly instead, once", (dir) =>
