@@ -18,16 +18,9 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { archivedTriggers, busyAgents, deadLetters, exitWithin, maxOverlap, queueFiles, readSlots, runsOf, startForeground } from "../support/daemonHelpers.js"
 import { isAlive, listDir, projectProcesses, records, trigger, useProjects, waitFor } from "../support/project.js"
+import { seeded } from "../support/seeded.js"
 
 const projects = useProjects()
-
-/** mulberry32: a small seeded generator, so a failing run can be replayed. */
-const seeded = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
 
 /**
  * The agent: the start record first, the end record last (with its exit, or `term` from its

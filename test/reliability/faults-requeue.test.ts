@@ -8,42 +8,16 @@
  * with a read-only bind mount as root; as root without the right to mount, the test is skipped
  * (the library-level test in faults-storage-scheduler.test.ts proves the same without either).
  */
-import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { archivedTriggers, deadLetters, queueFiles, startForeground } from "../support/daemonHelpers.js"
 import { useFakeClaude } from "../support/fakeClaude.js"
 import { daemonLog, readText, trigger, useProjects, waitFor } from "../support/project.js"
+import { canMount, isRoot, unwritable } from "../support/storageFaults.js"
 
 const projects = useProjects()
 
-const isRoot = process.getuid?.() === 0
-
-const run = (command: string, args: ReadonlyArray<string>) => spawnSync(command, args, { stdio: "ignore" }).status === 0
-
-/** Whether this process may mount (root in a container may not). */
-const canMount = (() => {
-  if (!isRoot) return false
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-mount-"))
-  try {
-    return run("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]) && run("umount", [dir])
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
-})()
-
-/** Makes `dir` read-only for the daemon; returns how to undo it. */
-const readOnly = (dir: string): (() => void) => {
-  if (!isRoot) {
-    fs.chmodSync(dir, 0o555)
-    return () => fs.chmodSync(dir, 0o755)
-  }
-  expect(run("mount", ["--bind", dir, dir])).toBe(true)
-  expect(run("mount", ["-o", "remount,bind,ro", dir])).toBe(true)
-  return () => void run("umount", ["-l", dir])
-}
 
 /**
  * Holds the agent until the test creates `go` in the project, then runs the command it was given:
@@ -67,7 +41,7 @@ describe("the trigger directory read-only when a trigger goes back to the queue"
     p.drop("a-1", trigger("a", "scenario=limit limit_in=1 limit_after=2"))
     const claimed = path.join(p.triggers, "a-1.processing")
     await waitFor(() => fs.existsSync(claimed) && /SPAWNED: a started/.test(daemonLog(p)), { what: "a-1 claimed and its agent started" })
-    const restore = readOnly(p.triggers)
+    const restore = unwritable(p.triggers)!
     try {
       fs.writeFileSync(path.join(p.root, "go"), "")
       await waitFor(() => lines(fg.stderr(), /ERROR: requeueing .*a-1\.processing failed/).length >= 3, { what: "three failed requeues" })

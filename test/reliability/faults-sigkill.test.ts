@@ -19,16 +19,9 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { busyAgents, deadLetters, invalidEntries, maxOverlap, queueFiles, readSlots, runsOf } from "../support/daemonHelpers.js"
 import { daemonLog, isAlive, listDir, projectProcesses, records, trigger, useProjects, waitFor } from "../support/project.js"
+import { seeded } from "../support/seeded.js"
 
 const projects = useProjects()
-
-/** mulberry32: a small seeded generator, so a failing run can be replayed. */
-const seeded = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
 
 /**
  * The chaos agent: the start record first, the end record last, also from its SIGTERM trap.

@@ -8,44 +8,15 @@
  * and with a read-only bind mount as root (a rename into it then fails with EXDEV or EROFS). The disk full is a small tmpfs, so it needs root.
  * The library-level test (faults-storage-scheduler.test.ts) proves the same without either.
  */
-import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { archivedTriggers, deadLetters, invalidEntries, queueFiles, startForeground } from "../support/daemonHelpers.js"
 import { daemonLog, records, trigger, useProjects, waitFor } from "../support/project.js"
+import { canMakeUnwritable, canMount, run, unwritable } from "../support/storageFaults.js"
 
 const projects = useProjects()
 
-const isRoot = process.getuid?.() === 0
-
-const run = (command: string, args: ReadonlyArray<string>) => spawnSync(command, args, { stdio: "ignore" }).status === 0
-
-/** Whether this process may mount (root in a container may not). */
-const canMount = (() => {
-  if (!isRoot) return false
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-mount-"))
-  try {
-    return run("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]) && run("umount", [dir])
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
-})()
-
-/** Makes `dir` unwritable for the daemon; returns how to undo it, or undefined when it cannot. */
-const unwritable = (dir: string): (() => void) | undefined => {
-  if (!isRoot) {
-    fs.chmodSync(dir, 0o555)
-    return () => fs.chmodSync(dir, 0o755)
-  }
-  if (!canMount) return undefined
-  expect(run("mount", ["--bind", dir, dir])).toBe(true)
-  expect(run("mount", ["-o", "remount,bind,ro", dir])).toBe(true)
-  return () => void run("umount", ["-l", dir])
-}
-
-const canMakeUnwritable = !isRoot || canMount
 
 const lines = (text: string, pattern: RegExp) => text.split("\n").filter((l) => pattern.test(l))
 
