@@ -5,7 +5,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Command, Options } from "@effect/cli"
 import { Console, Effect, Either } from "effect"
-import { load, VARIABLES } from "../config/DaemonConfig.js"
+import { isVariableKey, load, PER_AGENT_VARIABLES, VARIABLES } from "../config/DaemonConfig.js"
 import * as Daemon from "../daemon/Daemon.js"
 import { probe } from "../daemon/DaemonInstance.js"
 import { daemonExecArgv } from "../daemon/nodeOptions.js"
@@ -57,9 +57,10 @@ const flagsOf = (flags: StartFlags): Effect.Effect<Record<string, string>, Usage
       if (eq < 0) {
         return yield* new UsageError({ message: `--set ${JSON.stringify(pair)} has no value: write --set ${name || "NAME"}=VALUE` })
       }
-      if (!(name in VARIABLES)) {
+      if (!isVariableKey(name)) {
         return yield* new UsageError({
-          message: `--set ${JSON.stringify(name)} is not a configuration variable: use one of ${Object.keys(VARIABLES).join(", ")}`
+          message: `--set ${JSON.stringify(name)} is not a configuration variable: use one of ${Object.keys(VARIABLES).join(", ")}, ` +
+            `or one of ${PER_AGENT_VARIABLES.join(", ")}, DISCORD_WEBHOOK or DAILY_BUDGET_USD followed by _<AGENT> for one agent (AGENT_TIMEOUT_QA_ENGINEER)`
         })
       }
       result[name] = pair.slice(eq + 1)

@@ -13,6 +13,10 @@ import { splitShellWords } from "./shellWords.js"
 export const DEFAULT_AGENT_COMMAND =
   "claude --print --permission-mode bypassPermissions --output-format stream-json --verbose"
 
+/** What a resumed session is told instead of the full prompt. */
+export const DEFAULT_RESUME_PROMPT =
+  "Your previous run on this task was interrupted. Continue the task from where you stopped. The trigger file is {trigger_file}."
+
 export interface DaemonSettings {
   readonly parallel: boolean
   readonly maxConcurrent: number
@@ -63,6 +67,24 @@ export interface DaemonSettings {
   readonly scaleMinFreeMemoryBytes: number
   /** At most one change of the effective cap per this long; a rise needs this long under the thresholds. */
   readonly scaleIntervalMs: number
+  /** `AGENT_RESUME_COMMAND` split into words, `{session_id}` where the session goes; empty: `AGENT_COMMAND --resume {session_id}`. */
+  readonly resumeCommand: ReadonlyArray<string>
+  /** Whether a retry of an attempt that had a session resumes it (`RESUME_ON_RETRY`; `auto`: when the command is `claude`). */
+  readonly resumeOnRetry: boolean
+  /** The prompt a resumed session gets instead of the full one; `{trigger_file}` is replaced. */
+  readonly resumePrompt: string
+  /** An agent past this many turns in one attempt is stopped as `budget`; 0: no limit. */
+  readonly agentMaxTurns: number
+  /** All agents together stop starting once a UTC day's recorded cost reaches this; 0: no budget. */
+  readonly dailyBudgetUsd: number
+  /** `DAILY_BUDGET_USD_<AGENT>` budgets by `<AGENT>` (see `agentVariableSuffix`). */
+  readonly agentBudgetsUsd: Readonly<Record<string, number>>
+  /** `existing`: an agent runs in `<parent>/<project>-<agent>` when it exists; `auto`: it is made with `git worktree add` when missing. */
+  readonly agentWorktrees: "existing" | "auto"
+  /** When a worktree cannot be made: run in the project root (`root`) or fail the attempt (`fail`). */
+  readonly worktreeFailure: "root" | "fail"
+  /** Where the dashboard and HTTP API listen; null: no server. Port 0 picks a free port. */
+  readonly dashboardAddress: { readonly host: string; readonly port: number } | null
 }
 
 export const LOG_SEVERITIES = ["debug", "info", "warn", "error"] as const
@@ -103,27 +125,75 @@ export const VARIABLES = {
   MIN_CONCURRENT_AGENTS: { default: "1", form: "a whole number of at least 1, at most MAX_CONCURRENT_AGENTS" },
   SCALE_MAX_LOAD: { default: "0", form: "a load average per core such as 1.5, 0 or more (0 does not watch the load)" },
   SCALE_MIN_FREE_MEMORY_MB: { default: "0", form: "a number of megabytes, 0 or more (0 does not watch memory)" },
-  SCALE_INTERVAL: { default: "30", form: "a number of seconds of at least 0.001" }
+  SCALE_INTERVAL: { default: "30", form: "a number of seconds of at least 0.001" },
+  AGENT_RESUME_COMMAND: { default: "", form: "a command line containing {session_id}, such as 'claude --print --resume {session_id}', or empty for AGENT_COMMAND --resume {session_id}" },
+  RESUME_ON_RETRY: { default: "auto", form: "true, false or auto (auto: true when AGENT_COMMAND runs claude)" },
+  AGENT_RESUME_PROMPT: { default: DEFAULT_RESUME_PROMPT, form: "the text a resumed session is given ({trigger_file} is replaced by the trigger file's path)" },
+  AGENT_MAX_TURNS: { default: "0", form: "a whole number of turns, 0 or more (0 sets no limit)" },
+  DAILY_BUDGET_USD: { default: "0", form: "an amount of US dollars such as 25 or 7.50, 0 or more (0 sets no budget)" },
+  AGENT_WORKTREES: { default: "existing", form: "existing or auto" },
+  AGENT_WORKTREE_ON_FAILURE: { default: "root", form: "root (run in the project root) or fail (fail the attempt)" },
+  DASHBOARD_ADDRESS: { default: "", form: "a host and port such as 127.0.0.1:7420 (port 0 picks a free one), or empty for no dashboard" }
 } as const
 export type VariableName = keyof typeof VARIABLES
 
+/** The settings one agent may have of its own, as `<VARIABLE>_<AGENT>` (`AGENT_TIMEOUT_QA_ENGINEER=600`). */
+export const PER_AGENT_VARIABLES = [
+  "AGENT_COMMAND",
+  "AGENT_TIMEOUT",
+  "AGENT_STALL_TIMEOUT",
+  "MAX_RETRIES",
+  "INITIAL_RETRY_DELAY",
+  "AGENT_MAX_MEMORY_MB",
+  "AGENT_RESUME_COMMAND",
+  "RESUME_ON_RETRY",
+  "AGENT_RESUME_PROMPT",
+  "AGENT_MAX_TURNS"
+] as const satisfies ReadonlyArray<VariableName>
+
+/** The prefix of the per-agent daily budgets, `DAILY_BUDGET_USD_<AGENT>`. */
+export const AGENT_BUDGET_PREFIX = "DAILY_BUDGET_USD_"
+
+/** Is `key` a variable starforge reads: one of `VARIABLES`, or an agent's own (`<VARIABLE>_<AGENT>`, a webhook or a budget)? */
+export const isVariableKey = (key: string): boolean =>
+  key in VARIABLES ||
+  [...PER_AGENT_VARIABLES.map((name) => `${name}_`), AGENT_WEBHOOK_PREFIX, AGENT_BUDGET_PREFIX].some((prefix) =>
+    key.length > prefix.length && key.startsWith(prefix))
+
 export interface DaemonConfigShape {
   readonly paths: ProjectPaths
+  /** The settings of every agent without settings of its own. */
   readonly settings: DaemonSettings
+  /** The settings of the agents that have some of their own, by `<AGENT>` (see `agentVariableSuffix`). */
+  readonly agents: ReadonlyMap<string, DaemonSettings>
   /** Lines of `.env` / `daemon.conf` that were ignored, for the daemon log. */
   readonly warnings: ReadonlyArray<string>
 }
 
+/** The settings `agent` runs with: its own where it has some, the common ones otherwise. */
+export const settingsFor = (config: Pick<DaemonConfigShape, "settings" | "agents">, agent: string): DaemonSettings =>
+  config.agents.get(agentVariableSuffix(agent)) ?? config.settings
+
 export class DaemonConfig extends Context.Tag("starforge/DaemonConfig")<DaemonConfig, DaemonConfigShape>() {
   /** Loads and validates the configuration of a project. */
   static readonly layer = (options: LoadOptions) => Layer.effect(DaemonConfig, load(options))
-  /** A configuration given in full, for tests and embedding. */
-  static readonly layerSettings = (project: string, settings: Partial<DaemonSettings> = {}) =>
-    Layer.succeed(DaemonConfig, {
+  /**
+   * A configuration given in full, for tests and embedding; `agents` gives agents (by name)
+   * settings of their own on top of `settings`.
+   */
+  static readonly layerSettings = (
+    project: string,
+    settings: Partial<DaemonSettings> = {},
+    agents: Readonly<Record<string, Partial<DaemonSettings>>> = {}
+  ) => {
+    const common = { ...defaultSettings, ...settings }
+    return Layer.succeed(DaemonConfig, {
       paths: projectPaths(project),
-      settings: { ...defaultSettings, ...settings },
+      settings: common,
+      agents: new Map(Object.entries(agents).map(([agent, own]) => [agentVariableSuffix(agent), { ...common, ...own }])),
       warnings: []
     })
+  }
 }
 
 export interface LoadOptions {
@@ -136,20 +206,25 @@ export interface LoadOptions {
 
 const FIX_IT = "Fix it in the environment, .env or .claude/config/daemon.conf"
 
-const invalid = (name: VariableName, value: string) =>
-  ConfigError.InvalidData([name], `${name}=${JSON.stringify(value)} is not valid: expected ${VARIABLES[name].form}. ${FIX_IT}`)
+/** The name a variable was given under: `AGENT_TIMEOUT`, or `AGENT_TIMEOUT_QA_ENGINEER` for one agent's own. */
+type KeyOf = (name: VariableName) => string
+const plainKey: KeyOf = (name) => name
+
+const invalid = (key: string, name: VariableName, value: string) =>
+  ConfigError.InvalidData([key], `${key}=${JSON.stringify(value)} is not valid: expected ${VARIABLES[name].form}. ${FIX_IT}`)
 
 /** `parse` turns the text into a value (undefined: not of the variable's form); `check` may still refuse it with a reason. */
-const variable = <A>(name: VariableName, parse: (text: string) => A | undefined, check?: (value: A) => string | undefined) =>
+const variable = <A>(keyOf: KeyOf, name: VariableName, parse: (text: string) => A | undefined, check?: (value: A) => string | undefined) =>
   Config.string(name).pipe(
     Config.withDefault(VARIABLES[name].default),
     Config.mapOrFail((raw) => {
+      const key = keyOf(name)
       const parsed = parse(raw.trim())
-      if (parsed === undefined) return Either.left(invalid(name, raw))
+      if (parsed === undefined) return Either.left(invalid(key, name, raw))
       const refused = check?.(parsed)
       return refused === undefined
         ? Either.right(parsed)
-        : Either.left(ConfigError.InvalidData([name], `${name}=${raw.trim()} ${refused}. ${FIX_IT}`))
+        : Either.left(ConfigError.InvalidData([key], `${key}=${raw.trim()} ${refused}. ${FIX_IT}`))
     })
   )
 
@@ -166,8 +241,8 @@ const TIMER_LIMIT = `timers hold at most ${secondsText(MAX_TIMER_MS)} seconds ($
  * A number of seconds used as a timer's delay, at most `maxMs`: a longer one would never fire. `why`
  * explains a bound below `MAX_TIMER_MS` (the value also feeds a longer timer).
  */
-const timer = (name: VariableName, min: "zero" | "positive", maxMs = MAX_TIMER_MS, why?: string) =>
-  variable(name, seconds(min), (ms) =>
+const timer = (keyOf: KeyOf, name: VariableName, min: "zero" | "positive", maxMs = MAX_TIMER_MS, why?: string) =>
+  variable(keyOf, name, seconds(min), (ms) =>
     ms <= maxMs
       ? undefined
       : why === undefined
@@ -182,17 +257,19 @@ const MAX_KILL_GRACE_MS = Math.floor((MAX_TIMER_MS - START_WAIT_MS) / 2)
  * The wait before the last attempt, `INITIAL_RETRY_DELAY` doubled once per retry before it, must
  * fit in a timer too, or the trigger would wait for ever; the message gives the largest value of each.
  */
-const retriesFit = (s: DaemonSettings): Either.Either<DaemonSettings, ConfigError.ConfigError> => {
+const retriesFit = (keyOf: KeyOf) => (s: DaemonSettings): Either.Either<DaemonSettings, ConfigError.ConfigError> => {
   const doublings = Math.max(0, s.maxRetries - 2)
   if (s.initialRetryDelayMs === 0 || s.initialRetryDelayMs * 2 ** doublings <= MAX_TIMER_MS) return Either.right(s)
   const initial = secondsText(s.initialRetryDelayMs)
   const largestDelay = secondsText(Math.floor(MAX_TIMER_MS / 2 ** doublings))
   const largestRetries = 2 + Math.floor(Math.log2(MAX_TIMER_MS / s.initialRetryDelayMs))
+  const delay = keyOf("INITIAL_RETRY_DELAY")
+  const retries = keyOf("MAX_RETRIES")
   return Either.left(ConfigError.InvalidData(
-    ["INITIAL_RETRY_DELAY"],
-    `INITIAL_RETRY_DELAY=${initial} is too long for MAX_RETRIES=${s.maxRetries}: the wait before the last attempt is ` +
-      `${initial} seconds doubled ${doublings} times, and ${TIMER_LIMIT}; with MAX_RETRIES=${s.maxRetries}, ` +
-      `INITIAL_RETRY_DELAY can be at most ${largestDelay} seconds, or with INITIAL_RETRY_DELAY=${initial}, MAX_RETRIES at most ${largestRetries}. ${FIX_IT}`
+    [delay],
+    `${delay}=${initial} is too long for ${retries}=${s.maxRetries}: the wait before the last attempt is ` +
+      `${initial} seconds doubled ${doublings} times, and ${TIMER_LIMIT}; with ${retries}=${s.maxRetries}, ` +
+      `${delay} can be at most ${largestDelay} seconds, or with ${delay}=${initial}, ${retries} at most ${largestRetries}. ${FIX_IT}`
   ))
 }
 
@@ -231,56 +308,91 @@ const commandLine = (text: string) => {
   return Either.isRight(words) && words.right.length > 0 && !text.includes("\0") ? words.right : undefined
 }
 
-const settingsConfig: Config.Config<DaemonSettings> = Config.all({
-  parallel: variable("PARALLEL_DAEMON", boolean),
-  maxConcurrent: variable("MAX_CONCURRENT_AGENTS", wholeNumber),
-  monitorIntervalMs: timer("PROCESS_MONITOR_INTERVAL", "positive"),
-  agentTimeoutMs: timer("AGENT_TIMEOUT", "positive"),
-  killGraceMs: timer("AGENT_KILL_GRACE", "zero", MAX_KILL_GRACE_MS, `'daemon start' waits ${START_WAIT_MS / 1000} seconds plus twice the grace for the daemon to be ready`),
-  maxRetries: variable("MAX_RETRIES", wholeNumber),
-  initialRetryDelayMs: timer("INITIAL_RETRY_DELAY", "zero"),
-  agentCommand: variable("AGENT_COMMAND", commandLine),
-  orchestratorIntervalMs: timer("ORCHESTRATOR_INTERVAL", "zero"),
-  logMaxBytes: variable("LOG_MAX_SIZE_MB", amount(1024 * 1024)),
+/** A command line with `{session_id}` in it; empty: none (`AGENT_COMMAND --resume {session_id}`). */
+const resumeCommandLine = (text: string) =>
+  text === "" ? [] : text.includes(SESSION_PLACEHOLDER) ? commandLine(text) : undefined
+const notNegativeWhole = (text: string) => (/^\d+$/.test(text) ? Number(text) : undefined)
+const dollars = (text: string) => (DECIMAL.test(text) ? Number(text) : undefined)
+/** `host:port`, the host maybe in brackets (`[::1]:7420`); empty: none. */
+const listenAddress = (text: string): { readonly host: string; readonly port: number } | null | undefined => {
+  if (text === "") return null
+  const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text)
+  if (match === null) return undefined
+  const port = Number(match[3])
+  return port <= 65535 ? { host: match[1] ?? match[2]!, port } : undefined
+}
+
+/** Where the session id goes in `AGENT_RESUME_COMMAND`. */
+export const SESSION_PLACEHOLDER = "{session_id}"
+
+/** Does the command run `claude` (whatever its directory)? */
+export const runsClaude = (command: ReadonlyArray<string>): boolean => /(^|\/)claude$/.test(command[0] ?? "")
+
+/** The settings, read through a provider; `keyOf` names each variable in messages as the user wrote it. */
+const settingsConfig = (keyOf: KeyOf): Config.Config<DaemonSettings> => Config.all({
+  parallel: variable(keyOf, "PARALLEL_DAEMON", boolean),
+  maxConcurrent: variable(keyOf, "MAX_CONCURRENT_AGENTS", wholeNumber),
+  monitorIntervalMs: timer(keyOf, "PROCESS_MONITOR_INTERVAL", "positive"),
+  agentTimeoutMs: timer(keyOf, "AGENT_TIMEOUT", "positive"),
+  killGraceMs: timer(keyOf, "AGENT_KILL_GRACE", "zero", MAX_KILL_GRACE_MS, `'daemon start' waits ${START_WAIT_MS / 1000} seconds plus twice the grace for the daemon to be ready`),
+  maxRetries: variable(keyOf, "MAX_RETRIES", wholeNumber),
+  initialRetryDelayMs: timer(keyOf, "INITIAL_RETRY_DELAY", "zero"),
+  agentCommand: variable(keyOf, "AGENT_COMMAND", commandLine),
+  orchestratorIntervalMs: timer(keyOf, "ORCHESTRATOR_INTERVAL", "zero"),
+  logMaxBytes: variable(keyOf, "LOG_MAX_SIZE_MB", amount(1024 * 1024)),
   // Ages compared with files' mtimes, never a timer's delay: any length is fine.
-  logCompressAfterMs: variable("LOG_COMPRESS_AFTER_HOURS", amount(3_600_000)),
-  logRetentionMs: variable("LOG_RETENTION_DAYS", amount(86_400_000)),
-  logMaintenanceIntervalMs: timer("LOG_MAINTENANCE_INTERVAL", "positive"),
+  logCompressAfterMs: variable(keyOf, "LOG_COMPRESS_AFTER_HOURS", amount(3_600_000)),
+  logRetentionMs: variable(keyOf, "LOG_RETENTION_DAYS", amount(86_400_000)),
+  logMaintenanceIntervalMs: timer(keyOf, "LOG_MAINTENANCE_INTERVAL", "positive"),
   // An age too, like the two above.
-  processedRetentionMs: variable("PROCESSED_RETENTION_DAYS", amount(86_400_000)),
-  logFormat: variable("STARFORGE_LOG_FORMAT", oneOf(["text", "json"] as const)),
-  logLevel: variable("STARFORGE_LOG_LEVEL", oneOf(LOG_SEVERITIES)),
-  otlpEndpoint: variable("OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl),
-  agentStallTimeoutMs: timer("AGENT_STALL_TIMEOUT", "zero"),
-  progressIntervalMs: timer("PROGRESS_INTERVAL", "zero"),
+  processedRetentionMs: variable(keyOf, "PROCESSED_RETENTION_DAYS", amount(86_400_000)),
+  logFormat: variable(keyOf, "STARFORGE_LOG_FORMAT", oneOf(["text", "json"] as const)),
+  logLevel: variable(keyOf, "STARFORGE_LOG_LEVEL", oneOf(LOG_SEVERITIES)),
+  otlpEndpoint: variable(keyOf, "OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl),
+  agentStallTimeoutMs: timer(keyOf, "AGENT_STALL_TIMEOUT", "zero"),
+  progressIntervalMs: timer(keyOf, "PROGRESS_INTERVAL", "zero"),
   // Not bounded like the timers: the pause it starts is capped at 6 hours (`MAX_COOLDOWN_MS`).
-  usageLimitCooldownMs: variable("USAGE_LIMIT_COOLDOWN", seconds("positive")),
-  discordWebhookUrl: variable("DISCORD_WEBHOOK_URL", webhookUrl),
-  notifyWebhookUrl: variable("NOTIFY_WEBHOOK_URL", webhookUrl),
+  usageLimitCooldownMs: variable(keyOf, "USAGE_LIMIT_COOLDOWN", seconds("positive")),
+  discordWebhookUrl: variable(keyOf, "DISCORD_WEBHOOK_URL", webhookUrl),
+  notifyWebhookUrl: variable(keyOf, "NOTIFY_WEBHOOK_URL", webhookUrl),
   discordAgentWebhooks: Config.succeed({}),
-  resourceSampleIntervalMs: timer("RESOURCE_SAMPLE_INTERVAL", "zero"),
-  agentMaxMemoryBytes: variable("AGENT_MAX_MEMORY_MB", amount(1024 * 1024)),
-  minConcurrent: variable("MIN_CONCURRENT_AGENTS", wholeNumber),
-  scaleMaxLoad: variable("SCALE_MAX_LOAD", (text) => (DECIMAL.test(text) ? Number(text) : undefined)),
-  scaleMinFreeMemoryBytes: variable("SCALE_MIN_FREE_MEMORY_MB", amount(1024 * 1024)),
+  resourceSampleIntervalMs: timer(keyOf, "RESOURCE_SAMPLE_INTERVAL", "zero"),
+  agentMaxMemoryBytes: variable(keyOf, "AGENT_MAX_MEMORY_MB", amount(1024 * 1024)),
+  minConcurrent: variable(keyOf, "MIN_CONCURRENT_AGENTS", wholeNumber),
+  scaleMaxLoad: variable(keyOf, "SCALE_MAX_LOAD", (text) => (DECIMAL.test(text) ? Number(text) : undefined)),
+  scaleMinFreeMemoryBytes: variable(keyOf, "SCALE_MIN_FREE_MEMORY_MB", amount(1024 * 1024)),
   // Compared with elapsed time; the checks run at most 5 s apart, so no timer waits this long.
-  scaleIntervalMs: variable("SCALE_INTERVAL", seconds("positive"))
+  scaleIntervalMs: variable(keyOf, "SCALE_INTERVAL", seconds("positive")),
+  resumeCommand: variable(keyOf, "AGENT_RESUME_COMMAND", resumeCommandLine),
+  // `auto` is settled below, once the command is known.
+  resumeOnRetry: variable(keyOf, "RESUME_ON_RETRY", (text) => (text.toLowerCase() === "auto" ? "auto" as const : boolean(text))),
+  resumePrompt: variable(keyOf, "AGENT_RESUME_PROMPT", (text) => (text === "" || text.includes("\0") ? undefined : text)),
+  agentMaxTurns: variable(keyOf, "AGENT_MAX_TURNS", notNegativeWhole),
+  dailyBudgetUsd: variable(keyOf, "DAILY_BUDGET_USD", dollars),
+  agentBudgetsUsd: Config.succeed({}),
+  agentWorktrees: variable(keyOf, "AGENT_WORKTREES", oneOf(["existing", "auto"] as const)),
+  worktreeFailure: variable(keyOf, "AGENT_WORKTREE_ON_FAILURE", oneOf(["root", "fail"] as const)),
+  dashboardAddress: variable(keyOf, "DASHBOARD_ADDRESS", listenAddress)
 }).pipe(
-  Config.mapOrFail(retriesFit),
+  Config.map((s): DaemonSettings => ({
+    ...s,
+    resumeOnRetry: s.resumeOnRetry === "auto" ? runsClaude(s.agentCommand) : s.resumeOnRetry
+  })),
+  Config.mapOrFail(retriesFit(keyOf)),
   Config.validate({
     message: "MIN_CONCURRENT_AGENTS is above MAX_CONCURRENT_AGENTS: lower it, or raise MAX_CONCURRENT_AGENTS. " +
       "Fix it in the environment, .env or .claude/config/daemon.conf",
     validation: (s) => s.minConcurrent <= s.maxConcurrent
   }),
   Config.validate({
-    message: "AGENT_MAX_MEMORY_MB needs the samples it is checked against, but RESOURCE_SAMPLE_INTERVAL is 0: " +
-      "set RESOURCE_SAMPLE_INTERVAL above 0, or AGENT_MAX_MEMORY_MB to 0. Fix it in the environment, .env or .claude/config/daemon.conf",
+    message: `${keyOf("AGENT_MAX_MEMORY_MB")} needs the samples it is checked against, but RESOURCE_SAMPLE_INTERVAL is 0: ` +
+      `set RESOURCE_SAMPLE_INTERVAL above 0, or ${keyOf("AGENT_MAX_MEMORY_MB")} to 0. Fix it in the environment, .env or .claude/config/daemon.conf`,
     validation: (s) => s.agentMaxMemoryBytes === 0 || s.resourceSampleIntervalMs > 0
   })
 )
 
 export const defaultSettings: DaemonSettings = Effect.runSync(
-  Effect.withConfigProvider(settingsConfig, ConfigProvider.fromMap(new Map()))
+  Effect.withConfigProvider(settingsConfig(plainKey), ConfigProvider.fromMap(new Map()))
 )
 
 /** Far beyond any real settings file; a larger one is not read. */
@@ -306,47 +418,148 @@ const readKeyValueFile = (file: string, label: string): EnvFile => {
   }
 }
 
-/** Builds the configuration; every bad value becomes one `ConfigInvalid` naming the variable. */
-export const load = Effect.fn("DaemonConfig.load")(function*(options: LoadOptions) {
+/** Where a value came from, highest precedence first. */
+export const SOURCES = ["flag", "environment", ".env", "daemon.conf"] as const
+export type Source = (typeof SOURCES)[number] | "default"
+
+/** The raw `KEY=VALUE` text of every source, in precedence order, and what reading the files warned about. */
+const readSources = (options: LoadOptions) => {
   const paths = projectPaths(options.project)
   const dotEnv = readKeyValueFile(paths.envFile, ".env")
   const conf = readKeyValueFile(paths.configFile, ".claude/config/daemon.conf")
-  const env = options.env ?? process.env
-  const fromRecord = (record: Readonly<Record<string, string | undefined>>) =>
-    ConfigProvider.fromMap(
-      new Map(Object.entries(record).filter((e): e is [string, string] => e[1] !== undefined))
-    )
-  const provider = fromRecord(options.flags ?? {}).pipe(
-    ConfigProvider.orElse(() => fromRecord(env)),
-    ConfigProvider.orElse(() => ConfigProvider.fromMap(new Map(dotEnv.values))),
-    ConfigProvider.orElse(() => ConfigProvider.fromMap(new Map(conf.values)))
-  )
-  const settings = yield* Effect.withConfigProvider(settingsConfig, provider).pipe(
-    Effect.mapError((error) => new ConfigInvalid({ message: firstMessage(error) }))
-  )
-  // `DISCORD_WEBHOOK_<AGENT>` names are open-ended: collected from every source, highest precedence last.
-  const discordAgentWebhooks: Record<string, string> = {}
-  for (const source of [conf.values, dotEnv.values, new Map(Object.entries(env)), new Map(Object.entries(options.flags ?? {}))]) {
-    for (const [key, raw] of source) {
-      if (!key.startsWith(AGENT_WEBHOOK_PREFIX) || key === "DISCORD_WEBHOOK_URL" || raw === undefined) continue
-      const url = webhookUrl(raw.trim())
-      if (url === undefined) {
-        return yield* new ConfigInvalid({
-          message: `${key}=${JSON.stringify(raw)} is not valid: expected an http:// or https:// URL (or empty for none). ` +
-            `Fix it in the environment, .env or .claude/config/daemon.conf`
-        })
-      }
-      const suffix = key.slice(AGENT_WEBHOOK_PREFIX.length)
-      if (url === null) delete discordAgentWebhooks[suffix]
-      else discordAgentWebhooks[suffix] = url
+  const defined = (record: Readonly<Record<string, string | undefined>>): ReadonlyMap<string, string> =>
+    new Map(Object.entries(record).filter((e): e is [string, string] => e[1] !== undefined))
+  const sources: ReadonlyArray<readonly [Source, ReadonlyMap<string, string>]> = [
+    ["flag", defined(options.flags ?? {})],
+    ["environment", defined(options.env ?? process.env)],
+    [".env", dotEnv.values],
+    ["daemon.conf", conf.values]
+  ]
+  return { paths, sources, warnings: [...dotEnv.warnings, ...conf.warnings] }
+}
+
+/** The first source (by precedence) that sets `key`. */
+const lookup = (sources: ReturnType<typeof readSources>["sources"], key: string) => {
+  for (const [source, values] of sources) {
+    const value = values.get(key)
+    if (value !== undefined) return { source, value }
+  }
+  return undefined
+}
+
+/**
+ * Open-ended `<PREFIX><AGENT>` keys of every source: by `<AGENT>`, the value and its key from
+ * the source of highest precedence.
+ */
+const suffixed = (sources: ReturnType<typeof readSources>["sources"], prefix: string) => {
+  const found = new Map<string, { readonly key: string; readonly value: string; readonly source: Source }>()
+  for (const [source, values] of [...sources].reverse()) {
+    for (const [key, value] of values) {
+      if (key.length > prefix.length && key.startsWith(prefix)) found.set(key.slice(prefix.length), { key, value, source })
     }
   }
-  return {
-    paths,
-    settings: { ...settings, discordAgentWebhooks },
-    warnings: [...dotEnv.warnings, ...conf.warnings]
-  } satisfies DaemonConfigShape
+  return found
+}
+
+/** Every `<VARIABLE>_<AGENT>` of a per-agent variable, by `<AGENT>` and then variable. */
+const agentOverrides = (sources: ReturnType<typeof readSources>["sources"]) => {
+  const byAgent = new Map<string, Map<VariableName, { readonly key: string; readonly value: string; readonly source: Source }>>()
+  for (const name of PER_AGENT_VARIABLES) {
+    for (const [agent, found] of suffixed(sources, `${name}_`)) {
+      let own = byAgent.get(agent)
+      if (own === undefined) byAgent.set(agent, own = new Map())
+      own.set(name, found)
+    }
+  }
+  return byAgent
+}
+
+const chain = (sources: ReturnType<typeof readSources>["sources"]) =>
+  sources.map(([, values]) => ConfigProvider.fromMap(new Map(values))).reduce((high, low) => high.pipe(ConfigProvider.orElse(() => low)))
+
+/** Builds the configuration; every bad value becomes one `ConfigInvalid` naming the variable. */
+export const load = Effect.fn("DaemonConfig.load")(function*(options: LoadOptions) {
+  const { paths, sources, warnings } = readSources(options)
+  const provider = chain(sources)
+  const failed = (error: ConfigError.ConfigError) => new ConfigInvalid({ message: firstMessage(error) })
+  const settings = yield* Effect.withConfigProvider(settingsConfig(plainKey), provider).pipe(Effect.mapError(failed))
+  // `DISCORD_WEBHOOK_<AGENT>` and `DAILY_BUDGET_USD_<AGENT>` names are open-ended: collected from every source.
+  const discordAgentWebhooks: Record<string, string> = {}
+  for (const [agent, { key, value }] of suffixed(sources, AGENT_WEBHOOK_PREFIX)) {
+    if (key === "DISCORD_WEBHOOK_URL") continue
+    const url = webhookUrl(value.trim())
+    if (url === undefined) {
+      return yield* new ConfigInvalid({
+        message: `${key}=${JSON.stringify(value)} is not valid: expected an http:// or https:// URL (or empty for none). ${FIX_IT}`
+      })
+    }
+    if (url !== null) discordAgentWebhooks[agent] = url
+  }
+  const agentBudgetsUsd: Record<string, number> = {}
+  for (const [agent, { key, value }] of suffixed(sources, AGENT_BUDGET_PREFIX)) {
+    const budget = dollars(value.trim())
+    if (budget === undefined) {
+      return yield* new ConfigInvalid({ message: `${key}=${JSON.stringify(value)} is not valid: expected ${VARIABLES.DAILY_BUDGET_USD.form}. ${FIX_IT}` })
+    }
+    if (budget > 0) agentBudgetsUsd[agent] = budget
+  }
+  const common: DaemonSettings = { ...settings, discordAgentWebhooks, agentBudgetsUsd }
+  // An agent's own value of a variable comes before the common one, whatever their sources.
+  const agents = new Map<string, DaemonSettings>()
+  for (const [agent, own] of agentOverrides(sources)) {
+    const ownValues = ConfigProvider.fromMap(new Map([...own].map(([name, found]) => [name, found.value])))
+    const keyOf: KeyOf = (name) => own.get(name)?.key ?? name
+    const agentSettings = yield* Effect.withConfigProvider(settingsConfig(keyOf), ownValues.pipe(ConfigProvider.orElse(() => provider))).pipe(
+      Effect.mapError(failed)
+    )
+    agents.set(agent, { ...agentSettings, discordAgentWebhooks, agentBudgetsUsd })
+  }
+  return { paths, settings: common, agents, warnings } satisfies DaemonConfigShape
 })
+
+/** One variable's effective value and where it came from, for `config show`. */
+export interface ExplainedValue {
+  readonly variable: VariableName | string
+  /** The key that set it (`AGENT_TIMEOUT_QA_ENGINEER` for an agent's own value). */
+  readonly key: string
+  readonly value: string
+  readonly source: Source
+}
+
+/**
+ * Every variable's raw value and source, for all agents or, with `agent`, as that agent gets
+ * them; the open-ended per-agent webhooks and budgets follow. Secret-bearing URLs are shortened.
+ */
+export const explain = (options: LoadOptions, agent?: string): ReadonlyArray<ExplainedValue> => {
+  const { sources } = readSources(options)
+  const own = agent === undefined ? undefined : agentOverrides(sources).get(agentVariableSuffix(agent))
+  const rows: Array<ExplainedValue> = []
+  for (const name of Object.keys(VARIABLES) as Array<VariableName>) {
+    const mine = own?.get(name)
+    const found = mine ?? lookup(sources, name)
+    const value = found?.value.trim() ?? VARIABLES[name].default
+    rows.push({ variable: name, key: mine?.key ?? name, value: hideSecret(name, value), source: found?.source ?? "default" })
+  }
+  const suffix = agent === undefined ? undefined : agentVariableSuffix(agent)
+  for (const prefix of [AGENT_WEBHOOK_PREFIX, AGENT_BUDGET_PREFIX]) {
+    for (const [who, found] of suffixed(sources, prefix)) {
+      if (found.key === "DISCORD_WEBHOOK_URL" || (suffix !== undefined && who !== suffix)) continue
+      rows.push({ variable: `${prefix}<AGENT>`, key: found.key, value: hideSecret(found.key, found.value.trim()), source: found.source })
+    }
+  }
+  return rows
+}
+
+/** Webhook URLs carry their secret in the path: only the scheme and host are shown. */
+const hideSecret = (key: string, value: string): string => {
+  if (!/WEBHOOK/.test(key) || value === "") return value
+  try {
+    const url = new URL(value)
+    return `${url.protocol}//${url.host}/… (hidden)`
+  } catch {
+    return "(hidden)"
+  }
+}
 
 function firstMessage(error: ConfigError.ConfigError): string {
   switch (error._op) {

@@ -7,6 +7,7 @@ import { Effect, Either } from "effect"
 import {
   DaemonConfig,
   DEFAULT_AGENT_COMMAND,
+  DEFAULT_RESUME_PROMPT,
   defaultSettings,
   load,
   type LoadOptions,
@@ -89,8 +90,18 @@ describe("DaemonConfig.load", () => {
         minConcurrent: 1,
         scaleMaxLoad: 0,
         scaleMinFreeMemoryBytes: 0,
-        scaleIntervalMs: 30_000
+        scaleIntervalMs: 30_000,
+        resumeCommand: [],
+        resumeOnRetry: true,
+        resumePrompt: DEFAULT_RESUME_PROMPT,
+        agentMaxTurns: 0,
+        dailyBudgetUsd: 0,
+        agentBudgetsUsd: {},
+        agentWorktrees: "existing",
+        worktreeFailure: "root",
+        dashboardAddress: null
       })
+      expect(config.agents.size).toBe(0)
       expect(config.warnings).toEqual([])
     })
 
@@ -206,7 +217,16 @@ describe("DaemonConfig.load", () => {
           "SCALE_MAX_LOAD=1.5",
           "SCALE_MIN_FREE_MEMORY_MB=1024",
           "SCALE_INTERVAL=60",
-          "DISCORD_WEBHOOK_JUNIOR_DEV_A=https://discord.example/api/webhooks/2/b"
+          "AGENT_RESUME_COMMAND='node /opt/resume.js --session {session_id}'",
+          "RESUME_ON_RETRY=false",
+          "AGENT_RESUME_PROMPT='Go on with {trigger_file}'",
+          "AGENT_MAX_TURNS=40",
+          "DAILY_BUDGET_USD=12.5",
+          "AGENT_WORKTREES=auto",
+          "AGENT_WORKTREE_ON_FAILURE=fail",
+          "DASHBOARD_ADDRESS=127.0.0.1:7420",
+          "DISCORD_WEBHOOK_JUNIOR_DEV_A=https://discord.example/api/webhooks/2/b",
+          "DAILY_BUDGET_USD_QA_ENGINEER=3"
         ].join("\n")
       )
       expect((await loaded()).settings).toEqual({
@@ -238,7 +258,16 @@ describe("DaemonConfig.load", () => {
         minConcurrent: 2,
         scaleMaxLoad: 1.5,
         scaleMinFreeMemoryBytes: 1024 * 1024 * 1024,
-        scaleIntervalMs: 60_000
+        scaleIntervalMs: 60_000,
+        resumeCommand: ["node", "/opt/resume.js", "--session", "{session_id}"],
+        resumeOnRetry: false,
+        resumePrompt: "Go on with {trigger_file}",
+        agentMaxTurns: 40,
+        dailyBudgetUsd: 12.5,
+        agentBudgetsUsd: { QA_ENGINEER: 3 },
+        agentWorktrees: "auto",
+        worktreeFailure: "fail",
+        dashboardAddress: { host: "127.0.0.1", port: 7420 }
       })
     })
   })

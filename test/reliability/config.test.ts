@@ -49,7 +49,15 @@ const BAD_VALUES: Record<VariableName, string> = {
   MIN_CONCURRENT_AGENTS: "0",
   SCALE_MAX_LOAD: "high",
   SCALE_MIN_FREE_MEMORY_MB: "1G",
-  SCALE_INTERVAL: "0"
+  SCALE_INTERVAL: "0",
+  AGENT_RESUME_COMMAND: "claude --resume",
+  RESUME_ON_RETRY: "sometimes",
+  AGENT_RESUME_PROMPT: "",
+  AGENT_MAX_TURNS: "ten",
+  DAILY_BUDGET_USD: "$5",
+  AGENT_WORKTREES: "always",
+  AGENT_WORKTREE_ON_FAILURE: "ignore",
+  DASHBOARD_ADDRESS: "localhost"
 }
 
 /** `KEY=VALUE` as a line of `.env` / `daemon.conf` that reads back as exactly `value`. */
