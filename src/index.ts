@@ -24,6 +24,7 @@ export { DaemonLog, type DaemonLogShape, type EventContext, type EventLevel } fr
 export { DaemonState, type DaemonStateShape } from "./state/DaemonState.js"
 export { History, type HistoryEntry, type HistoryOutcome, type HistoryShape } from "./state/History.js"
 export { Usage, type UsageShape } from "./state/Usage.js"
+export { type SessionRecord, Sessions, type SessionsShape } from "./state/Sessions.js"
 export { Notifier, type NotifierShape, type NotifyEvent, type NotifyKind } from "./notify/Notifier.js"
 // AgentSlots.AgentSlots: AgentSlots.AgentSlots.layer / .memory(initial).
 export * as AgentSlots from "./slots/AgentSlots.js"
@@ -50,6 +51,8 @@ export { idleMachine, type MachineReading, MachineState, type MachineStateShape 
 // Resources: each running agent's CPU and memory, and the effective cap of dynamic scaling.
 export * as ResourceMonitor from "./resources/ResourceMonitor.js"
 export * as Capacity from "./resources/Capacity.js"
+// Worktrees.Worktrees: where each agent runs (its git worktree, made on demand with AGENT_WORKTREES=auto); .existing / .fake.
+export * as Worktrees from "./workspace/Worktrees.js"
 
 // Triggers: TriggerQueue.TriggerQueue (tag), TriggerQueue.makeMemory (in memory); FileTriggerQueue.layer (the trigger directory).
 export * as TriggerQueue from "./queue/TriggerQueue.js"

@@ -8,7 +8,9 @@ const TREE: Readonly<Record<string, ReadonlyArray<string>>> = {
   trigger: ["create"],
   slots: ["list", "show", "cleanup"],
   dlq: ["list", "show", "retry", "purge"],
-  history: []
+  history: [],
+  config: ["show"],
+  worktrees: ["list", "prune"]
 }
 
 export const helpFirst = (argv: ReadonlyArray<string>): ReadonlyArray<string> => {

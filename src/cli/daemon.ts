@@ -26,7 +26,7 @@ const bin = () => fs.realpathSync(process.argv[1] ?? fileURLToPath(import.meta.u
  */
 const spawnHelperFile = () => fileURLToPath(new URL("spawn-helper.cjs", import.meta.url))
 
-const setOption = Options.text("set").pipe(
+export const setOption = Options.text("set").pipe(
   Options.repeated,
   Options.withDescription(
     "Set a configuration variable for this daemon, e.g. --set MAX_CONCURRENT_AGENTS=4 (highest precedence; repeatable)."
@@ -48,7 +48,7 @@ interface StartFlags {
 }
 
 /** The variables set by `--set NAME=VALUE` and `--parallel`; a typo in a name is an error, not silently ignored. */
-const flagsOf = (flags: StartFlags): Effect.Effect<Record<string, string>, UsageError> =>
+export const flagsOf = (flags: Pick<StartFlags, "parallel" | "set">): Effect.Effect<Record<string, string>, UsageError> =>
   Effect.gen(function*() {
     const result: Record<string, string> = {}
     for (const pair of flags.set) {
@@ -221,7 +221,7 @@ const restart = Command.make(
     Effect.gen(function*() {
       const paths = yield* resolveProject(flags.project)
       // A configuration that cannot start a daemon must not stop the running one.
-      yield* load({ project: paths.root, flags: yield* flagsOf({ ...flags, foreground: false }) })
+      yield* load({ project: paths.root, flags: yield* flagsOf(flags) })
       yield* stopDaemon(paths, flags.timeout)
       yield* startBackground(paths, { ...flags, foreground: false })
     })

@@ -9,7 +9,7 @@ import { archiveStamp, isoSeconds } from "../domain/time.js"
 import { moveNoClobber } from "../queue/triggerFiles.js"
 import { jsonOption, printJson, projectOption, resolveProject, table } from "./shared.js"
 
-interface Entry {
+export interface Entry {
   readonly name: string
   readonly file: string
   readonly meta: Record<string, unknown> | undefined
@@ -24,7 +24,7 @@ const readMeta = (file: string): Record<string, unknown> | undefined => {
   }
 }
 
-const entries = (paths: ProjectPaths): ReadonlyArray<Entry> => {
+export const entries = (paths: ProjectPaths): ReadonlyArray<Entry> => {
   let names: Array<string>
   try {
     names = fs.readdirSync(paths.deadLetter).filter((n) => n.endsWith(".trigger")).sort()
@@ -37,8 +37,11 @@ const entries = (paths: ProjectPaths): ReadonlyArray<Entry> => {
   })
 }
 
+/** `dlq list --json`: one object per entry, its name and its meta's fields. */
+export const listJson = (paths: ProjectPaths) => entries(paths).map((e) => ({ name: e.name, ...(e.meta ?? {}) }))
+
 /** NAME is `X.trigger` or its stem `X`, never a path. */
-const findEntry = (paths: ProjectPaths, name: string) =>
+export const findEntry = (paths: ProjectPaths, name: string) =>
   Effect.gen(function*() {
     if (name.includes("/") || name.includes("\0") || name === "." || name === "..") {
       return yield* new UsageError({ message: `${JSON.stringify(name)} is not a dead-letter entry name: use the file name shown by 'starforge dlq list'` })
@@ -60,7 +63,7 @@ const list = Command.make("list", { project: projectOption, json: jsonOption }, 
   Effect.gen(function*() {
     const paths = yield* resolveProject(project)
     const all = entries(paths)
-    if (json) return yield* printJson(all.map((e) => ({ name: e.name, ...(e.meta ?? {}) })))
+    if (json) return yield* printJson(listJson(paths))
     if (all.length === 0) return yield* Console.log("Dead letter queue is empty")
     yield* Console.log(`Dead letter queue (${all.length} trigger${all.length === 1 ? "" : "s"}):\n`)
     yield* Console.log(table(
@@ -93,23 +96,36 @@ const show = Command.make("show", { project: projectOption, name: nameArg }, ({ 
     yield* Console.log(entry.meta ? JSON.stringify(entry.meta, null, 2) : "(no metadata)")
   })).pipe(Command.withDescription("Show a dead-letter entry: the trigger and why it failed."))
 
+/** Moves an entry back to the queue (its meta kept aside with the retry's time); returns the trigger's new path. */
+export const retryEntry = (paths: ProjectPaths, entry: Entry) =>
+  Effect.try({
+    try: () => {
+      const to = moveNoClobber(entry.file, paths.triggers, entry.name)
+      // The failure record is kept, with the time of the manual retry, out of the listing.
+      if (fs.existsSync(`${entry.file}.meta.json`)) {
+        const retried = path.join(paths.deadLetter, "retried")
+        const metaTo = moveNoClobber(`${entry.file}.meta.json`, retried, `${archiveStamp(Date.now())}-${entry.name}.meta.json`)
+        fs.writeFileSync(metaTo, JSON.stringify({ ...(entry.meta ?? {}), manual_retry_timestamp: isoSeconds(Date.now()) }, null, 2) + "\n")
+      }
+      return to
+    },
+    catch: (e) => new UsageError({ message: `Cannot move ${entry.file} back to the queue: ${(e as Error).message}` })
+  })
+
+/** Deletes an entry and its meta file. */
+export const removeEntry = (entry: Entry) =>
+  Effect.try({
+    try: () => {
+      fs.rmSync(entry.file, { force: true, recursive: true })
+      fs.rmSync(`${entry.file}.meta.json`, { force: true })
+    },
+    catch: (e) => new UsageError({ message: `Cannot remove ${entry.file}: ${(e as Error).message}` })
+  })
+
 const retry = Command.make("retry", { project: projectOption, name: nameArg }, ({ name, project }) =>
   Effect.gen(function*() {
     const paths = yield* resolveProject(project)
-    const entry = yield* findEntry(paths, name)
-    const target = yield* Effect.try({
-      try: () => {
-        const to = moveNoClobber(entry.file, paths.triggers, entry.name)
-        // The failure record is kept, with the time of the manual retry, out of the listing.
-        if (fs.existsSync(`${entry.file}.meta.json`)) {
-          const retried = path.join(paths.deadLetter, "retried")
-          const metaTo = moveNoClobber(`${entry.file}.meta.json`, retried, `${archiveStamp(Date.now())}-${entry.name}.meta.json`)
-          fs.writeFileSync(metaTo, JSON.stringify({ ...(entry.meta ?? {}), manual_retry_timestamp: isoSeconds(Date.now()) }, null, 2) + "\n")
-        }
-        return to
-      },
-      catch: (e) => new UsageError({ message: `Cannot move ${entry.file} back to the queue: ${(e as Error).message}` })
-    })
+    const target = yield* retryEntry(paths, yield* findEntry(paths, name))
     yield* Console.log(`Trigger moved back to the queue: ${target}`)
     yield* Console.log("It runs again with fresh attempts when its agent is free.")
   })).pipe(Command.withDescription("Move an entry back to the queue, where it runs again with fresh attempts."))
@@ -132,17 +148,13 @@ const purge = Command.make(
       const cutoff = Option.map(olderThan, (days) => Date.now() - days * 86_400_000)
       let purged = 0
       for (const entry of entries(paths)) {
-        const removed = yield* Effect.try({
-          try: () => {
-            const entered = Date.parse(String(entry.meta?.["dlq_entry_timestamp"] ?? "")) || fs.lstatSync(entry.file).mtimeMs
-            if (Option.isSome(cutoff) && entered > cutoff.value) return false
-            fs.rmSync(entry.file, { force: true, recursive: true })
-            fs.rmSync(`${entry.file}.meta.json`, { force: true })
-            return true
-          },
+        const entered = yield* Effect.try({
+          try: () => Date.parse(String(entry.meta?.["dlq_entry_timestamp"] ?? "")) || fs.lstatSync(entry.file).mtimeMs,
           catch: (e) => new UsageError({ message: `Cannot remove ${entry.file}: ${(e as Error).message}` })
         })
-        if (removed) purged++
+        if (Option.isSome(cutoff) && entered > cutoff.value) continue
+        yield* removeEntry(entry)
+        purged++
       }
       yield* Console.log(`Purged ${purged} dead-letter entr${purged === 1 ? "y" : "ies"}`)
     })

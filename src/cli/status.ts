@@ -3,12 +3,19 @@
  * read from the files; as text, as JSON, or redrawn every second (`--watch`).
  */
 import { Command, Options } from "@effect/cli"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { Console, Duration, Effect, Either, Fiber, Schedule } from "effect"
 import { load } from "../config/DaemonConfig.js"
 import { probe } from "../daemon/DaemonInstance.js"
 import { UsageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { formatDuration } from "../domain/time.js"
+import { compareOrder, parseTrigger, ticketOf } from "../domain/Trigger.js"
+import { inspect } from "../queue/inspectTrigger.js"
+import type { QueuedTrigger } from "../queue/TriggerQueue.js"
+import { readWaiting, WAITING_FILE_LIMIT, type WaitingFile, waitingJson } from "../scheduler/Scheduler.js"
+import { WaitReason } from "../scheduler/Why.js"
 import { displayLine } from "../observability/DaemonLog.js"
 import { type CapacityView, readCapacity } from "../resources/Capacity.js"
 import { readTable } from "../slots/AgentSlots.js"
@@ -51,10 +58,70 @@ export const readStatus = (paths: ProjectPaths) =>
       },
       slots,
       last_hour: recentCounts(paths.historyFile, Date.now()),
+      ...waitingOf(paths, hello !== undefined),
       ...readUsageStatus(paths, Date.now()),
       config_error: Either.isLeft(config) ? config.left.message : undefined
     }
   })
+
+/**
+ * The waiting triggers with their reasons: the running daemon's own (`waiting.json`, from its
+ * dispatcher), or, without a daemon, the queue's files, each waiting for one.
+ */
+export const waitingOf = (paths: ProjectPaths, running: boolean): { readonly waiting: WaitingFile["waiting"]; readonly waiting_total: number } => {
+  if (running) {
+    const file = readWaiting(paths)
+    return { waiting: file?.waiting ?? [], waiting_total: file?.total ?? 0 }
+  }
+  let names: Array<string>
+  try {
+    names = fs.readdirSync(paths.triggers)
+  } catch {
+    return { waiting: [], waiting_total: 0 }
+  }
+  const queued: Array<QueuedTrigger> = []
+  let total = 0
+  for (const file of names) {
+    // A claimed trigger goes back to the queue at the next start.
+    const stem = file.endsWith(".trigger") ? file.slice(0, -8) : file.endsWith(".processing") ? file.slice(0, -11) : undefined
+    if (stem === undefined) continue
+    total++
+    if (queued.length >= WAITING_FILE_LIMIT) continue
+    const found = file.endsWith(".trigger") ? inspect(paths.triggers, stem, false) : undefined
+    if (found?._tag === "Queued") queued.push(found.entry)
+    else if (file.endsWith(".processing")) {
+      const claimed = inspectClaimed(paths.triggers, stem)
+      if (claimed !== undefined) queued.push(claimed)
+    }
+  }
+  queued.sort(compareOrder)
+  return {
+    waiting: queued.map((q) =>
+      waitingJson({ trigger: `${q.name}.trigger`, agent: q.agent, ticket: ticketOf(q.trigger), attempt: 1, why: WaitReason.NoDaemon() })),
+    waiting_total: total
+  }
+}
+
+/** A claimed `X.processing` read as the trigger it holds; undefined when it cannot be. */
+const inspectClaimed = (triggers: string, stem: string): QueuedTrigger | undefined => {
+  try {
+    const file = path.join(triggers, `${stem}.processing`)
+    const parsed = parseTrigger(fs.readFileSync(file))
+    if (Either.isLeft(parsed)) return undefined
+    const stat = fs.statSync(file, { bigint: true })
+    return { name: stem, agent: parsed.right.to_agent, trigger: parsed.right, priority: parsed.right.priority ?? "normal", createdNs: stat.mtimeNs }
+  } catch {
+    return undefined
+  }
+}
+
+/** The `Waiting` section of `status --why`: each waiting trigger and why. */
+export const waitingText = (s: { readonly running: boolean; readonly waiting: WaitingFile["waiting"]; readonly waiting_total: number }): string => {
+  if (s.waiting_total === 0) return "Waiting: nothing"
+  const rows = s.waiting.map((w) => [w.trigger, w.agent, w.ticket ?? "-", String(w.attempt), String(w.why["text"] ?? w.why["reason"])])
+  const more = s.waiting_total > s.waiting.length ? `\n(and ${s.waiting_total - s.waiting.length} more)` : ""
+  return `Waiting (${s.waiting_total}):\n\n` + table(["TRIGGER", "AGENT", "TICKET", "ATTEMPT", "WHY"], rows) + more
+}
 
 /**
  * `Mode: parallel (max concurrent: 8)`, with `; effective cap 3: <reason>` inside the parentheses
@@ -101,12 +168,16 @@ export const statusText = (paths: ProjectPaths, s: Effect.Effect.Success<ReturnT
   return lines.join("\n")
 }
 
+const whyOption = Options.boolean("why").pipe(
+  Options.withDescription("List every waiting trigger with the reason it has not started (the dispatcher's own decision).")
+)
+
 const watchOption = Options.boolean("watch").pipe(
   Options.withAlias("w"),
   Options.withDescription("Refresh every second until q or Ctrl-C (a live screen on a terminal, repeated plain output otherwise).")
 )
 
-export const status = Command.make("status", { project: projectOption, json: jsonOption, watch: watchOption }, ({ json, project, watch }) =>
+export const status = Command.make("status", { project: projectOption, json: jsonOption, watch: watchOption, why: whyOption }, ({ json, project, watch, why }) =>
   Effect.gen(function*() {
     const paths = yield* resolveProject(project)
     if (watch) {
@@ -119,6 +190,7 @@ export const status = Command.make("status", { project: projectOption, json: jso
       yield* printJson(rest)
     } else {
       yield* Console.log(statusText(paths, s))
+      if (why) yield* Console.log("\n" + waitingText(s))
     }
     if (!s.running) return yield* new ExitWith({ code: 1 })
   })).pipe(Command.withDescription("Show the daemon, the queue counts and the agent slots (exit 1 when not running); --watch keeps it live."))

@@ -2,10 +2,52 @@
 import { Command, Options } from "@effect/cli"
 import { Clock, Console, Effect, Either, Option } from "effect"
 import { UsageError } from "../domain/errors.js"
+import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { isoSeconds } from "../domain/time.js"
 import { makeTraceId, parseTrigger, promptProblem } from "../domain/Trigger.js"
 import { writeNewTrigger } from "../queue/triggerFiles.js"
 import { projectOption, resolveProject } from "./shared.js"
+
+/** What a new trigger is made of (the options of `trigger create`, or the dashboard's form). */
+export interface NewTrigger {
+  readonly to: string
+  readonly action: string
+  readonly from: string
+  readonly message?: string | undefined
+  readonly command?: string | undefined
+  readonly ticket?: string | undefined
+  readonly context: Record<string, unknown>
+  readonly priority?: string | undefined
+}
+
+/**
+ * Builds the trigger's JSON and checks it as the daemon will (so a created trigger is never
+ * invalid), then writes it into the queue atomically; returns its path.
+ */
+export const createTrigger = (paths: ProjectPaths, input: NewTrigger) =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const context = input.ticket === undefined ? input.context : { ...input.context, ticket: input.ticket }
+    const content: Record<string, unknown> = {
+      trace_id: makeTraceId(now),
+      from_agent: input.from,
+      to_agent: input.to,
+      action: input.action,
+      ...(input.message === undefined ? {} : { message: input.message }),
+      ...(input.command === undefined ? {} : { command: input.command }),
+      context,
+      ...(input.priority === undefined ? {} : { priority: input.priority }),
+      timestamp: isoSeconds(now)
+    }
+    const checked = parseTrigger(Buffer.from(JSON.stringify(content)))
+    if (Either.isLeft(checked)) return yield* new UsageError({ message: `Invalid trigger: ${checked.left.reason}` })
+    const tooLong = promptProblem(checked.right, `${paths.triggers}/${"x".repeat(120)}.processing`)
+    if (tooLong) return yield* new UsageError({ message: `Invalid trigger: ${tooLong}` })
+    return yield* Effect.try({
+      try: () => writeNewTrigger(paths, content, now),
+      catch: (e) => new UsageError({ message: `Cannot write the trigger in ${paths.triggers}: ${(e as Error).message}` })
+    })
+  })
 
 const text = (name: string, description: string) =>
   Options.text(name).pipe(Options.optional, Options.withDescription(description))
@@ -40,27 +82,15 @@ const create = Command.make(
         }
         context = parsed as Record<string, unknown>
       }
-      if (Option.isSome(o.ticket)) context = { ...context, ticket: o.ticket.value }
-      const now = yield* Clock.currentTimeMillis
-      const content: Record<string, unknown> = {
-        trace_id: makeTraceId(now),
-        from_agent: Option.getOrElse(o.from, () => process.env["STARFORGE_AGENT_ID"] || "user"),
-        to_agent: o.to,
+      const file = yield* createTrigger(paths, {
+        to: o.to,
         action: o.action,
-        ...(Option.isSome(o.message) ? { message: o.message.value } : {}),
-        ...(Option.isSome(o.command) ? { command: o.command.value } : {}),
+        from: Option.getOrElse(o.from, () => process.env["STARFORGE_AGENT_ID"] || "user"),
+        message: Option.getOrUndefined(o.message),
+        command: Option.getOrUndefined(o.command),
+        ticket: Option.getOrUndefined(o.ticket),
         context,
-        ...(Option.isSome(o.priority) ? { priority: o.priority.value } : {}),
-        timestamp: isoSeconds(now)
-      }
-      // The same validation the daemon applies, so a created trigger is never invalid.
-      const checked = parseTrigger(Buffer.from(JSON.stringify(content)))
-      if (Either.isLeft(checked)) return yield* new UsageError({ message: `Invalid trigger: ${checked.left.reason}` })
-      const tooLong = promptProblem(checked.right, `${paths.triggers}/${"x".repeat(120)}.processing`)
-      if (tooLong) return yield* new UsageError({ message: `Invalid trigger: ${tooLong}` })
-      const file = yield* Effect.try({
-        try: () => writeNewTrigger(paths, content, now),
-        catch: (e) => new UsageError({ message: `Cannot write the trigger in ${paths.triggers}: ${(e as Error).message}` })
+        priority: Option.getOrUndefined(o.priority)
       })
       yield* Console.log(file)
     })

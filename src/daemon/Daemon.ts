@@ -41,10 +41,12 @@ import { DaemonInstance, type Hello } from "./DaemonInstance.js"
 import { DaemonLog } from "../observability/DaemonLog.js"
 import { DaemonState } from "../state/DaemonState.js"
 import { History } from "../state/History.js"
+import { Sessions } from "../state/Sessions.js"
 import { Usage } from "../state/Usage.js"
 import { Notifier } from "../notify/Notifier.js"
 import * as Scheduler from "../scheduler/Scheduler.js"
 import * as Telemetry from "../observability/Telemetry.js"
+import { Worktrees } from "../workspace/Worktrees.js"
 
 export interface DaemonOptions extends LoadOptions {
   /** Copy every daemon-log line to stderr (foreground mode). */
@@ -108,6 +110,9 @@ const startUp = Effect.gen(function*() {
           ].join(", ") + `, at most one change every ${formatSeconds(limits.intervalMs / 1000)})`
         : "no dynamic scaling")
   )
+  if (settings.agentWorktrees === "auto") {
+    yield* log.event("CONFIG", `worktrees: made on demand with git worktree add; when one cannot be made the agent ${settings.worktreeFailure === "root" ? "runs in the project root" : "does not start"}`)
+  }
   for (const warning of warnings) yield* log.event("WARN", warning)
   yield* Recovery.recover
 }).pipe(Effect.withSpan("Daemon.start"))
@@ -134,7 +139,7 @@ const withoutCurrentSpan = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
  * queue or the configuration (see `DaemonServices`); the rest is always the daemon's own.
  */
 export const layer = <EA = never, EQ = never, EC = never>(options: DaemonOptions, services: DaemonServices<EA, EQ, EC> = {}) => {
-  const core = Layer.mergeAll(AgentSlots.layer, DaemonState.layer, services.queue ?? FileTriggerQueue.layer, History.layer, Usage.layer, Notifier.layer)
+  const core = Layer.mergeAll(AgentSlots.layer, DaemonState.layer, services.queue ?? FileTriggerQueue.layer, History.layer, Usage.layer, Sessions.layer, Notifier.layer)
   const ready = Layer.effectDiscard(
     Effect.gen(function*() {
       const instance = yield* DaemonInstance
@@ -144,6 +149,7 @@ export const layer = <EA = never, EQ = never, EC = never>(options: DaemonOptions
     })
   )
   return ready.pipe(
+    // Built last and released first: its event streams end before the jobs are stopped.
     Layer.provideMerge(Housekeeping.layer),
     Layer.provideMerge(LogMaintenance.layer),
     Layer.provideMerge(Scheduler.layer),
@@ -151,7 +157,7 @@ export const layer = <EA = never, EQ = never, EC = never>(options: DaemonOptions
       // Released after the scheduler: by then every job is stopped and requeued.
       Effect.zipRight(startUp, Effect.addFinalizer(() => Effect.flatMap(DaemonLog, (log) => log.event("STOP", "All agents stopped; state saved"))))
     )),
-    Layer.provideMerge(Layer.mergeAll(ResourceMonitor.layer, Capacity.layer, Leftovers.layer)),
+    Layer.provideMerge(Layer.mergeAll(ResourceMonitor.layer, Capacity.layer, Leftovers.layer, Worktrees.layer)),
     Layer.provideMerge(core),
     Layer.provideMerge(DaemonLog.layer({ echo: options.echo ?? false })),
     Layer.provideMerge(directories),

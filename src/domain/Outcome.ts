@@ -16,6 +16,8 @@ export type ExitStatus = Data.TaggedEnum<{
   Stalled: { readonly afterSeconds: number; readonly signal: string }
   /** Its process tree stayed above `AGENT_MAX_MEMORY_MB` for two samples in a row, so it was stopped. */
   OverMemory: { readonly rssBytes: number; readonly limitBytes: number; readonly signal: string }
+  /** Went past `AGENT_MAX_TURNS` turns in the attempt, so it was stopped. */
+  OverBudget: { readonly turns: number; readonly limit: number; readonly signal: string }
   /** Exited with `code` but its own final `result` said the run failed (`is_error: true`). */
   ReportedError: { readonly code: number; readonly message: string }
 }>
@@ -37,13 +39,15 @@ export const describeOutcome = (outcome: ExitStatus): string => {
       return `stalled (no output for ${formatSeconds(outcome.afterSeconds)})`
     case "OverMemory":
       return `was stopped for using ${formatMegabytes(outcome.rssBytes)} of memory (AGENT_MAX_MEMORY_MB is ${formatMegabytes(outcome.limitBytes)})`
+    case "OverBudget":
+      return `was stopped after ${outcome.turns} turns (AGENT_MAX_TURNS is ${outcome.limit})`
     case "ReportedError":
       return `exited with code ${outcome.code} but reported an error (${outcome.message})`
   }
 }
 
 /** One word for the kind of failure, for the DLQ meta and notifications. */
-export const failureKind = (outcome: ExitStatus): "exit" | "signal" | "spawn" | "timeout" | "stalled" | "memory" | "agent_error" => {
+export const failureKind = (outcome: ExitStatus): "exit" | "signal" | "spawn" | "timeout" | "stalled" | "memory" | "budget" | "agent_error" => {
   switch (outcome._tag) {
     case "Exited":
       return "exit"
@@ -57,6 +61,8 @@ export const failureKind = (outcome: ExitStatus): "exit" | "signal" | "spawn" | 
       return "stalled"
     case "OverMemory":
       return "memory"
+    case "OverBudget":
+      return "budget"
     case "ReportedError":
       return "agent_error"
   }
@@ -66,7 +72,8 @@ export const exitCodeOf = (outcome: ExitStatus): number | null =>
   outcome._tag === "Exited" || outcome._tag === "ReportedError" ? outcome.code : null
 
 export const signalOf = (outcome: ExitStatus): string | null =>
-  outcome._tag === "Signaled" || outcome._tag === "TimedOut" || outcome._tag === "Stalled" || outcome._tag === "OverMemory"
+  outcome._tag === "Signaled" || outcome._tag === "TimedOut" || outcome._tag === "Stalled" || outcome._tag === "OverMemory" ||
+      outcome._tag === "OverBudget"
     ? outcome.signal
     : null
 

@@ -18,7 +18,7 @@ import { DaemonLog } from "../observability/DaemonLog.js"
 import { pollUntil } from "../io/pollUntil.js"
 import { isoSeconds } from "../domain/time.js"
 
-export type NotifyKind = "start" | "progress" | "complete" | "failed" | "timeout" | "stalled" | "dead_letter" | "usage_limit"
+export type NotifyKind = "start" | "progress" | "complete" | "failed" | "timeout" | "stalled" | "dead_letter" | "usage_limit" | "budget"
 
 export interface NotifyEvent {
   readonly kind: NotifyKind
@@ -73,7 +73,8 @@ const ICONS: Record<NotifyKind, string> = {
   timeout: "⏱️",
   stalled: "🧊",
   dead_letter: "💀",
-  usage_limit: "🚫"
+  usage_limit: "🚫",
+  budget: "💰"
 }
 
 /** Discord's limit on `content`. */

@@ -6,7 +6,7 @@
  * embedding program sees the same events through its own logger.
  */
 import * as fs from "node:fs"
-import { Clock, Context, Effect, type Fiber, FiberRef, HashSet, Layer, LogLevel, Ref } from "effect"
+import { Clock, Context, Effect, type Fiber, FiberRef, HashSet, Layer, LogLevel, PubSub, Ref, Stream } from "effect"
 import { DaemonConfig, LOG_SEVERITIES, type LogSeverity } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import { withoutLineBreaks } from "../domain/text.js"
@@ -24,6 +24,10 @@ export type EventLevel =
   | "TIMEOUT"
   | "STALLED"
   | "MEMORY"
+  | "BUDGET"
+  | "RESUME"
+  | "WORKTREE"
+  | "DASHBOARD"
   | "SCALE"
   | "PROGRESS"
   | "LIMIT"
@@ -55,6 +59,7 @@ export const severityOf = (level: EventLevel): LogSeverity => {
     case "WARN":
     case "TIMEOUT":
     case "MEMORY":
+    case "BUDGET":
     case "DLQ":
     case "INVALID":
       return "warn"
@@ -84,9 +89,36 @@ export const formatJsonLine = (ms: number, level: EventLevel, message: string, c
     attempt: context?.attempt ?? null
   }) + "\n"
 
+/** One daemon-log event as the dashboard's `/events` stream sends it (`event: log`). */
+export interface LogEvent {
+  /** UTC ISO-8601 with milliseconds. */
+  readonly time: string
+  readonly event: EventLevel
+  readonly message: string
+  readonly agent: string | null
+}
+
 export interface DaemonLogShape {
   readonly event: (level: EventLevel, message: string, context?: EventContext) => Effect.Effect<void>
+  /**
+   * Every event written from the moment of subscription on (those the log level lets through);
+   * a subscriber that falls behind by more than `LOG_EVENTS_BUFFER` events loses the oldest.
+   */
+  readonly events: Stream.Stream<LogEvent>
 }
+
+/** How many events a slow subscriber of `events` may lag behind before it loses the oldest. */
+export const LOG_EVENTS_BUFFER = 1024
+
+/**
+ * The hub behind `events`: publishing costs next to nothing while nobody subscribes (the
+ * dashboard's event stream is the only subscriber, and only while a page is open).
+ */
+const eventHub = Effect.map(PubSub.sliding<LogEvent>(LOG_EVENTS_BUFFER), (hub) => ({
+  publish: (ms: number, level: EventLevel, message: string, context: EventContext | undefined) =>
+    PubSub.publish(hub, { time: new Date(ms).toISOString(), event: level, message, agent: context?.agent ?? null }),
+  events: Stream.fromPubSub(hub)
+}))
 
 export const formatLine = (ms: number, level: EventLevel, message: string, traceId?: string | null) =>
   `[${new Date(ms).toISOString()}] [${withoutLineBreaks(traceId ?? "")}] ${level}: ${withoutLineBreaks(message)}\n`
@@ -149,8 +181,10 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
           }),
           (file) => Effect.sync(() => file.close())
         )
+        const hub = yield* eventHub
         let failing = false
         return {
+          events: hub.events,
           // One step of the fiber, not a generator of several: every job logs several events.
           event: (level, message, context) =>
             passes(level, settings.logLevel)
@@ -168,8 +202,9 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
                   failing = true
                 }
                 if (options.echo) process.stderr.write(line)
+                const published = Effect.zipRight(hub.publish(ms, level, message, context), report)
                 // Also to the program's Effect loggers, unless none would take it.
-                return wantedByLoggers(fiber, level) ? Effect.zipRight(report, logWithAnnotations(level, message, context)) : report
+                return wantedByLoggers(fiber, level) ? Effect.zipRight(published, logWithAnnotations(level, message, context)) : published
               })
               : Effect.void
         }
@@ -179,9 +214,12 @@ export class DaemonLog extends Context.Tag("starforge/DaemonLog")<DaemonLog, Dae
   /** Keeps the lines in memory, for tests. */
   static readonly memory = Effect.gen(function*() {
     const lines = yield* Ref.make<ReadonlyArray<string>>([])
+    const hub = yield* eventHub
     const layer = Layer.succeed(DaemonLog, {
+      events: hub.events,
       event: (level, message, context) =>
         Clock.currentTimeMillis.pipe(
+          Effect.tap((ms) => hub.publish(ms, level, message, context)),
           Effect.flatMap((ms) => Ref.update(lines, (all) => [...all, formatLine(ms, level, message, context?.traceId).trimEnd()]))
         )
     })

@@ -36,6 +36,14 @@ export interface AgentRunSpec {
    * (`OverMemory`); without it, memory is not watched.
    */
   readonly overMemory?: (pid: number) => Effect.Effect<MemoryOverrun>
+  /** Succeeds once the agent has gone past its turn limit (`OverBudget`); without it, turns are not limited. */
+  readonly overTurns?: Effect.Effect<TurnsOverrun>
+}
+
+/** The turns an agent took, against the limit it went past. */
+export interface TurnsOverrun {
+  readonly turns: number
+  readonly limit: number
 }
 
 /** What an agent used, against the limit it went over. */
@@ -80,6 +88,8 @@ export const footerText = (status: ExitStatus, now: number): string => {
       return `\nFailed: ${date}\nStalled: no output for ${formatSeconds(status.afterSeconds)}\nSignal: ${status.signal}\n`
     case "OverMemory":
       return `\nFailed: ${date}\nMemory: ${formatMegabytes(status.rssBytes)}, over the limit of ${formatMegabytes(status.limitBytes)}\nSignal: ${status.signal}\n`
+    case "OverBudget":
+      return `\nFailed: ${date}\nTurns: ${status.turns}, over the limit of ${status.limit}\nSignal: ${status.signal}\n`
     case "ReportedError":
       return `\nFailed: ${date}\nExit code: ${status.code}\n`
   }
@@ -91,6 +101,7 @@ const DRAIN = Duration.seconds(2)
 class TimedOut extends Data.TaggedError("TimedOut")<{}> {}
 class Stalled extends Data.TaggedError("Stalled")<{ readonly silentMs: number }> {}
 class OverLimit extends Data.TaggedError("OverLimit")<{ readonly overrun: MemoryOverrun }> {}
+class OverTurns extends Data.TaggedError("OverTurns")<{ readonly overrun: TurnsOverrun }> {}
 
 /** The agent's log, open for the attempt; a write that fails is reported once, never fatal. */
 const openLog = (spec: AgentRunSpec) =>
@@ -209,9 +220,12 @@ const awaitEnd = (
       return status
     })
   const stalled = spec.stallMs > 0 ? Effect.raceFirst(agent.exit, stallWatch(watch, spec.stallMs)) : agent.exit
-  const watched = spec.overMemory === undefined
+  const memoryWatched = spec.overMemory === undefined
     ? stalled
     : Effect.raceFirst(stalled, Effect.flatMap(spec.overMemory(agent.pid), (overrun) => new OverLimit({ overrun })))
+  const watched = spec.overTurns === undefined
+    ? memoryWatched
+    : Effect.raceFirst(memoryWatched, Effect.flatMap(spec.overTurns, (overrun) => new OverTurns({ overrun })))
   const timed = spec.timeoutMs > 0
     ? Effect.timeoutFail(watched, { duration: Duration.millis(spec.timeoutMs), onTimeout: () => new TimedOut() })
     : watched
@@ -220,7 +234,8 @@ const awaitEnd = (
     Effect.catchTags({
       TimedOut: () => stop("timeout", (signal) => ExitStatus.TimedOut({ afterSeconds: spec.timeoutMs / 1000, signal })),
       Stalled: (stalled) => stop("stalled", (signal) => ExitStatus.Stalled({ afterSeconds: stalled.silentMs / 1000, signal })),
-      OverLimit: ({ overrun }) => stop("memory", (signal) => ExitStatus.OverMemory({ ...overrun, signal }))
+      OverLimit: ({ overrun }) => stop("memory", (signal) => ExitStatus.OverMemory({ ...overrun, signal })),
+      OverTurns: ({ overrun }) => stop("budget", (signal) => ExitStatus.OverBudget({ ...overrun, signal }))
     })
   )
 }

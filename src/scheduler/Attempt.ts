@@ -5,11 +5,10 @@
  */
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
-import { Clock, Effect, Option, Ref } from "effect"
-import { DaemonConfig } from "../config/DaemonConfig.js"
-import type { StorageError } from "../domain/errors.js"
+import { Clock, Deferred, Effect, Either, Option, Ref } from "effect"
+import { DaemonConfig, type DaemonSettings, SESSION_PLACEHOLDER, settingsFor } from "../config/DaemonConfig.js"
+import { StorageError } from "../domain/errors.js"
 import { ExitStatus, isSuccess } from "../domain/Outcome.js"
-import { worktreeOf } from "../domain/ProjectPaths.js"
 import { isoSeconds } from "../domain/time.js"
 import { buildPrompt, ticketOf } from "../domain/Trigger.js"
 import { freeName } from "../io/freeName.js"
@@ -20,7 +19,9 @@ import type { Spawner } from "../process/Spawner.js"
 import type { ClaimedTrigger } from "../queue/TriggerQueue.js"
 import { ResourceMonitor } from "../resources/ResourceMonitor.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
-import { emptyOutput, type OutputState, reportedError } from "../stream/StreamJson.js"
+import { Sessions } from "../state/Sessions.js"
+import { emptyOutput, type OutputState, type Progress, reportedError } from "../stream/StreamJson.js"
+import { Worktrees } from "../workspace/Worktrees.js"
 import type { AttemptResult, JobEvents } from "./JobEvents.js"
 
 /** The agent's log for one attempt: `C/logs/<agent>-<epoch seconds>.log`, never reused. */
@@ -38,23 +39,25 @@ export type ExitProbe = Effect.Effect<Option.Option<ExitStatus>>
 
 export const make = (events: JobEvents) =>
   Effect.gen(function*() {
-    const { paths, settings } = yield* DaemonConfig
+    const config = yield* DaemonConfig
+    const { paths } = config
     const slots = yield* AgentSlots
     const monitor = yield* ResourceMonitor
     const leftovers = yield* Leftovers
-    const memoryLimit = settings.agentMaxMemoryBytes
-    const [command, ...commandArgs] = settings.agentCommand
+    // Optional so that a scheduler built without it (tests, embedders) keeps the contract's behaviour.
+    const worktrees = Option.getOrElse(yield* Effect.serviceOption(Worktrees), () => Worktrees.existing(paths))
+    const sessions = yield* Sessions
     // The daemon's environment, which every agent inherits, copied once.
     const daemonEnv = { ...process.env } as Record<string, string>
 
     /** What the agent is started with: the command line, its directory and its environment. */
-    const requestOf = (claimed: ClaimedTrigger, attempt: number, token: string) => {
+    const requestOf = (claimed: ClaimedTrigger, attempt: number, token: string, settings: DaemonSettings, resume: string | undefined, cwd: string) => {
       const { agent, trigger } = claimed.queued
-      const worktree = worktreeOf(paths, agent)
+      const [command, ...args] = commandLineOf(settings, { prompt: buildPrompt(trigger, claimed.file), triggerFile: claimed.file }, resume)
       return {
         command: command!,
-        args: [...commandArgs, buildPrompt(trigger, claimed.file)],
-        cwd: fs.statSync(worktree, { throwIfNoEntry: false })?.isDirectory() ? worktree : paths.root,
+        args,
+        cwd,
         env: {
           ...daemonEnv,
           STARFORGE_AGENT_ID: agent,
@@ -70,14 +73,12 @@ export const make = (events: JobEvents) =>
       }
     }
 
-    /**
-     * Runs attempt `attempt` of `claimed` to its end (its slot was reserved by the dispatcher).
-     * `exitProbe` is given how to learn the agent's exit while it runs. Only an agent log that
-     * cannot be written fails it: the agent was then not started.
-     */
-    return (claimed: ClaimedTrigger, attempt: number, exitProbe: Ref.Ref<ExitProbe>): Effect.Effect<AttemptResult, StorageError, Spawner> =>
+    /** One run of the agent for the attempt: fresh, or resuming the session `resume`. */
+    const runOnce = (claimed: ClaimedTrigger, attempt: number, exitProbe: Ref.Ref<ExitProbe>, resume: string | undefined) =>
       Effect.gen(function*() {
         const { agent, name } = claimed.queued
+        const settings = settingsFor(config, agent)
+        const memoryLimit = settings.agentMaxMemoryBytes
         const startedMs = yield* Clock.currentTimeMillis
         const logFile = agentLogFile(paths.logs, agent, startedMs)
         // Everything the agent starts inherits it: what is left outside its group is found by it.
@@ -87,24 +88,47 @@ export const make = (events: JobEvents) =>
         const spawned = yield* Ref.make<{ readonly pid: number; readonly startTime: string | null } | null>(null)
         const resources = Effect.flatMap(Ref.get(spawned), (agentProcess) =>
           agentProcess === null ? Effect.succeed(undefined) : Effect.map(monitor.latest(agent, agentProcess.pid), Option.getOrUndefined))
+        // The session the agent reported, recorded for the trigger's next attempt as soon as it is known.
+        const session = yield* Ref.make<string | null>(null)
+        const turnsOver = yield* Deferred.make<AgentRun.TurnsOverrun>()
+        const onProgress = (progress: Progress) =>
+          Effect.gen(function*() {
+            yield* slots.setProgress(agent, progress)
+            if (progress.session_id !== null && progress.session_id !== (yield* Ref.getAndSet(session, progress.session_id))) {
+              yield* sessions.set(`${name}.trigger`, { agent, session_id: progress.session_id, attempt })
+            }
+            if (settings.agentMaxTurns > 0 && progress.turns > settings.agentMaxTurns) {
+              yield* Deferred.succeed(turnsOver, { turns: progress.turns, limit: settings.agentMaxTurns })
+            }
+          })
         const recorded = (status: ExitStatus | undefined, outcome?: "error" | "interrupted") =>
-          Effect.flatMap(resources, (used) => events.recorded(claimed, attempt, startedMs, logFile, used, status, outcome))
+          Effect.flatMap(Effect.zip(resources, Ref.get(session)), ([used, sessionId]) =>
+            events.recorded(claimed, attempt, startedMs, logFile, used, status, outcome, { session_id: sessionId, resumed_session: resume ?? null }))
         const ended = (outcome: ExitStatus, output: OutputState, pid: number | null) =>
           Effect.gen(function*() {
             yield* recorded(outcome)
             const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
-            return { outcome, output, logFile, startedMs, seconds, pid, resources: yield* resources } satisfies AttemptResult
+            return { outcome, output, logFile, startedMs, seconds, pid, resources: yield* resources, resumed: resume ?? null } satisfies AttemptResult
           })
 
         const run = Effect.gen(function*() {
-          const started = yield* AgentRun.start({
-            request: requestOf(claimed, attempt, token),
+          // Its worktree, made first with AGENT_WORKTREES=auto; none under AGENT_WORKTREE_ON_FAILURE=fail: not started.
+          const cwd = yield* Effect.either(worktrees.cwdFor(agent))
+          const started = yield* (Either.isLeft(cwd) ? notStartedWith(cwd.left.message) : AgentRun.start)({
+            request: requestOf(claimed, attempt, token, settings, resume, Either.getOrElse(cwd, () => paths.root)),
             logFile,
-            header: [`Agent: ${agent}`, `Trigger: ${name}.trigger`, `Started: ${isoSeconds(startedMs)}`, `Attempt: ${attempt}/${settings.maxRetries}`],
+            header: [
+              `Agent: ${agent}`,
+              `Trigger: ${name}.trigger`,
+              `Started: ${isoSeconds(startedMs)}`,
+              `Attempt: ${attempt}/${settings.maxRetries}`,
+              ...(resume === undefined ? [] : [`Resumed session: ${resume}`])
+            ],
             maxLogBytes: settings.logMaxBytes,
             timeoutMs: settings.agentTimeoutMs,
             stallMs: settings.agentStallTimeoutMs,
-            onProgress: (progress) => slots.setProgress(agent, progress),
+            onProgress,
+            ...(settings.agentMaxTurns > 0 ? { overTurns: Deferred.await(turnsOver) } : {}),
             ...(memoryLimit > 0
               ? {
                 overMemory: (pid: number) =>
@@ -145,6 +169,61 @@ export const make = (events: JobEvents) =>
           )
         )
       })
+
+    /**
+     * Runs attempt `attempt` of `claimed` to its end (its slot was reserved by the dispatcher),
+     * resuming the session `resume` when given. A resumed run that fails at once because the
+     * session is unknown is followed, in the same attempt, by a fresh one. `exitProbe` is given
+     * how to learn the agent's exit while it runs. Only an agent log that cannot be written fails
+     * it: the agent was then not started.
+     */
+    return (
+      claimed: ClaimedTrigger,
+      attempt: number,
+      exitProbe: Ref.Ref<ExitProbe>,
+      resume?: string
+    ): Effect.Effect<AttemptResult, StorageError, Spawner> =>
+      Effect.flatMap(runOnce(claimed, attempt, exitProbe, resume), (result) =>
+        resume !== undefined && unknownSession(result)
+          ? Effect.zipRight(events.sessionUnknown(claimed, attempt, resume), runOnce(claimed, attempt, exitProbe, undefined))
+          : Effect.succeed(result))
   })
+
+/**
+ * Ends an attempt before its agent starts, for a reason found before the spawn (no worktree under
+ * AGENT_WORKTREE_ON_FAILURE=fail): the log gets its header and a `SpawnFailed` footer, as for a
+ * command that cannot start.
+ */
+const notStartedWith = (message: string) => (spec: AgentRun.AgentRunSpec): Effect.Effect<AgentRun.NotStarted, StorageError> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const status = ExitStatus.SpawnFailed({ message })
+    return Effect.try({
+      try: () => {
+        fs.writeFileSync(spec.logFile, AgentRun.headerText(spec.header) + AgentRun.footerText(status, now), { flag: "wx", mode: 0o644 })
+        return { _tag: "NotStarted", status } as const
+      },
+      catch: (cause) => new StorageError({ operation: "writing the agent log", path: spec.logFile, cause })
+    })
+  })
+
+/** The resumed session did not exist: the agent failed before its first turn, saying so. */
+export const unknownSession = (result: AttemptResult): boolean =>
+  !isSuccess(result.outcome) && result.output.sessionUnknown && result.output.progress.turns === 0
+
+/**
+ * The agent's command line: `AGENT_COMMAND` and the full prompt, or, to resume `session`,
+ * `AGENT_RESUME_COMMAND` (default `AGENT_COMMAND --resume <session>`) and `AGENT_RESUME_PROMPT`.
+ */
+export const commandLineOf = (
+  settings: Pick<DaemonSettings, "agentCommand" | "resumeCommand" | "resumePrompt">,
+  prompt: { readonly prompt: string; readonly triggerFile: string },
+  session: string | undefined
+): ReadonlyArray<string> => {
+  if (session === undefined) return [...settings.agentCommand, prompt.prompt]
+  const command = settings.resumeCommand.length > 0
+    ? settings.resumeCommand.map((word) => word.replaceAll(SESSION_PLACEHOLDER, session))
+    : [...settings.agentCommand, "--resume", session]
+  return [...command, settings.resumePrompt.replaceAll("{trigger_file}", prompt.triggerFile)]
+}
 
 export type RunAttempt = Effect.Effect.Success<ReturnType<typeof make>>

@@ -18,7 +18,7 @@
  * it is tried once more and otherwise left claimed for the next start.
  */
 import { Clock, Data, Deferred, Duration, Effect, Option, Ref, Schedule, ScheduleDecision } from "effect"
-import { DaemonConfig } from "../config/DaemonConfig.js"
+import { DaemonConfig, settingsFor } from "../config/DaemonConfig.js"
 import type { StorageError } from "../domain/errors.js"
 import { describeOutcome, exitCodeOf, failureKind, isSuccess, signalOf } from "../domain/Outcome.js"
 import { isoSeconds } from "../domain/time.js"
@@ -29,6 +29,7 @@ import { TriggerQueue } from "../queue/TriggerQueue.js"
 import { AgentSlots } from "../slots/AgentSlots.js"
 import { DaemonState } from "../state/DaemonState.js"
 import { outcomeOf } from "../state/History.js"
+import { Sessions } from "../state/Sessions.js"
 import { limitKey, Usage } from "../state/Usage.js"
 import type { LimitSignal } from "../stream/StreamJson.js"
 import type { ExitProbe, RunAttempt } from "./Attempt.js"
@@ -54,8 +55,11 @@ export const retryPolicy = (initialMs: number, maxRetries: number, first = 1) =>
 export interface JobView {
   readonly name: string
   readonly agent: string
+  readonly ticket: string | null
   readonly attempt: number
   readonly phase: "running" | "waiting-retry"
+  /** While waiting for a retry: when its delay ends (epoch ms). */
+  readonly retryAtMs?: number
 }
 
 /** The jobs of the scheduler as `Scheduler.jobs` shows them, by trigger name. */
@@ -95,18 +99,25 @@ interface RunningAttempt {
 
 export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunAttempt, views: JobViews) =>
   Effect.gen(function*() {
-    const { settings } = yield* DaemonConfig
+    const config = yield* DaemonConfig
+    const { settings } = config
     const queue = yield* TriggerQueue
     const slots = yield* AgentSlots
     const state = yield* DaemonState
     const usage = yield* Usage
-    const commandKey = limitKey(settings.agentCommand)
+    const sessions = yield* Sessions
+    /** The usage-limit pause that covers the agent: the one of its command line. */
+    const commandKey = (agent: string) => limitKey(settingsFor(config, agent).agentCommand)
     const storageRetries = Schedule.spaced(Duration.millis(settings.monitorIntervalMs))
     const running = yield* Ref.make<ReadonlyMap<string, RunningAttempt>>(new Map())
 
-    const setView = ({ claimed }: JobContext, view: Omit<JobView, "name" | "agent"> | undefined) =>
+    const setView = ({ claimed }: JobContext, view: Omit<JobView, "name" | "agent" | "ticket"> | undefined) =>
       Ref.update(views, (all) =>
-        withEntry(all, claimed.queued.name, view && { name: claimed.queued.name, agent: claimed.queued.agent, ...view }))
+        withEntry(
+          all,
+          claimed.queued.name,
+          view && { name: claimed.queued.name, agent: claimed.queued.agent, ticket: ticketOf(claimed.queued.trigger), ...view }
+        ))
 
     /** Puts the trigger back in the queue; fails (the file left claimed) when the storage refuses. */
     const requeue = (claimed: ClaimedTrigger, why: string) =>
@@ -118,8 +129,14 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
     const archiveDone = (claimed: ClaimedTrigger, attempt: number) =>
       queue.complete(claimed, { _tag: "Done" }).pipe(
         Effect.tap((archived) => events.archived(claimed, attempt, archived)),
-        Effect.zipRight(state.finished(`${claimed.queued.name}.trigger`, true))
+        Effect.zipRight(state.finished(`${claimed.queued.name}.trigger`, true)),
+        Effect.zipRight(sessions.forget(`${claimed.queued.name}.trigger`))
       )
+
+    /** The session the trigger's next attempt resumes: its last attempt's, when its agent resumes on retry. */
+    const resumeOf = (claimed: ClaimedTrigger) =>
+      Effect.map(sessions.get(`${claimed.queued.name}.trigger`), (record) =>
+        settingsFor(config, claimed.queued.agent).resumeOnRetry && record?.agent === claimed.queued.agent ? record.session_id : undefined)
 
     /**
      * A step that settles the trigger's file (archive, dead-letter move or requeue), tried every
@@ -149,7 +166,9 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
             yield* setView(ctx, { attempt, phase: "running" })
             const sinceMs = yield* Clock.currentTimeMillis
             yield* Ref.update(running, (all) => withEntry(all, name, { agent, sinceMs, preempt: ctx.preempt }))
-            const result = yield* runAttempt(ctx.claimed, attempt, ctx.exitProbe).pipe(
+            const resume = yield* resumeOf(ctx.claimed)
+            if (resume !== undefined) span.attribute("resumed_session", resume)
+            const result = yield* runAttempt(ctx.claimed, attempt, ctx.exitProbe, resume).pipe(
               Effect.ensuring(Effect.zipRight(slots.markIdle(agent), dispatcher.wake)),
               Effect.mapError((error) => new LogUnwritable({ attempt, error })),
               Effect.raceFirst(Effect.flatMap(Deferred.await(ctx.preempt), (reason) => new Preempted({ attempt, reason }))),
@@ -169,7 +188,7 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
             }
             yield* Ref.update(ctx.job, (s) => ({ ...s, costs: s.costs + (progress.cost_usd ?? 0), timestamps: [...s.timestamps, isoSeconds(result.startedMs)] }))
             if (isSuccess(result.outcome)) {
-              yield* usage.succeeded(commandKey)
+              yield* usage.succeeded(commandKey(agent))
               yield* events.succeeded(ctx.claimed, attempt, result)
               // Archived inside the attempt: a stage of its span.
               return yield* settle(ctx, archiveDone(ctx.claimed, attempt), `${agent} succeeded, so it is not run again: archiving ${name}.trigger`).pipe(
@@ -189,14 +208,23 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
       })
 
     /** The retry schedule from the job's first attempt on, saying each retry in the log. */
-    const retries = (ctx: JobContext) =>
-      retryPolicy(settings.initialRetryDelayMs, settings.maxRetries, ctx.first).pipe(
+    const retries = (ctx: JobContext) => {
+      const own = settingsFor(config, ctx.claimed.queued.agent)
+      return retryPolicy(own.initialRetryDelayMs, own.maxRetries, ctx.first).pipe(
         Schedule.whileInput((end: AttemptEnd) => end._tag === "AttemptFailed"),
         Schedule.onDecision(([delay], decision) =>
           ScheduleDecision.isContinue(decision)
-            ? Effect.flatMap(Ref.get(ctx.job), (s) => events.retrying(ctx.claimed, s.attempt + 1, delay))
+            ? Effect.gen(function*() {
+              const { attempt } = yield* Ref.get(ctx.job)
+              const now = yield* Clock.currentTimeMillis
+              yield* setView(ctx, { attempt: attempt + 1, phase: "waiting-retry", retryAtMs: now + Duration.toMillis(delay) })
+              // A pass of the dispatcher reports the delay in `waiting.json`.
+              yield* dispatcher.wake
+              yield* events.retrying(ctx.claimed, attempt + 1, delay, yield* resumeOf(ctx.claimed))
+            })
             : Effect.void)
       )
+    }
 
     /** The last attempt failed: the trigger goes to the dead-letter queue with what it cost. */
     const deadLetter = (ctx: JobContext, { attempt, result }: AttemptFailed) =>
@@ -221,7 +249,8 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
         }
         const move = queue.complete(ctx.claimed, { _tag: "DeadLetter", meta }).pipe(
           Effect.tap((moved) => events.deadLettered(ctx.claimed, attempt, moved, reason, totalCost)),
-          Effect.zipRight(state.finished(`${name}.trigger`, false))
+          Effect.zipRight(state.finished(`${name}.trigger`, false)),
+          Effect.zipRight(sessions.forget(`${name}.trigger`))
         )
         yield* settle(ctx, move, `moving ${name}.trigger to the dead-letter queue`).pipe(Effect.withSpan("archive", NO_STACK))
       })
@@ -242,7 +271,7 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
     const pauseForLimit = (ctx: JobContext, { attempt, limit }: UsageLimitHit) =>
       Effect.gen(function*() {
         const { agent, name } = ctx.claimed.queued
-        const pause = yield* usage.limitHit({ command: commandKey, agent, trigger: `${name}.trigger`, reason: limit.message, resetsAtMs: limit.resetsAtMs })
+        const pause = yield* usage.limitHit({ command: commandKey(agent), agent, trigger: `${name}.trigger`, reason: limit.message, resetsAtMs: limit.resetsAtMs })
         yield* events.limitHit(ctx.claimed, attempt, limit.message, pause)
         yield* putBack(ctx, attempt, Date.parse(pause.until), "hit a usage limit (attempt not counted)")
       })

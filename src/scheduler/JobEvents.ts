@@ -5,7 +5,7 @@
  */
 import * as path from "node:path"
 import { Clock, Duration, Effect } from "effect"
-import { DaemonConfig } from "../config/DaemonConfig.js"
+import { DaemonConfig, settingsFor } from "../config/DaemonConfig.js"
 import type { StorageError } from "../domain/errors.js"
 import { describeOutcome, type ExitStatus, failureKind, formatSeconds } from "../domain/Outcome.js"
 import { formatDuration } from "../domain/time.js"
@@ -50,6 +50,8 @@ export interface AttemptResult {
   readonly pid: number | null
   /** The last sample of the agent's processes, when one was taken. */
   readonly resources: AgentResources | undefined
+  /** The session this run resumed; null for a fresh start. */
+  readonly resumed: string | null
 }
 
 /** `: 3 turns, $0.0123, session abc`; empty for an agent that wrote no stream-json. */
@@ -69,12 +71,14 @@ const ticketText = (trigger: Trigger): string => {
 }
 
 export const make = Effect.gen(function*() {
-  const { paths, settings } = yield* DaemonConfig
+  const config = yield* DaemonConfig
+  const { paths, settings } = config
   const log = yield* DaemonLog
   const notifier = yield* Notifier
   const history = yield* History
-  const max = settings.maxRetries
   const retryIn = formatSeconds(settings.monitorIntervalMs / 1000)
+  /** The number of attempts the agent gets (`MAX_RETRIES`, or its own). */
+  const maxOf = (claimed: ClaimedTrigger) => settingsFor(config, claimed.queued.agent).maxRetries
 
   const contextOf = (claimed: ClaimedTrigger, attempt?: number) => ({
     traceId: claimed.queued.trigger.trace_id ?? null,
@@ -94,11 +98,12 @@ export const make = Effect.gen(function*() {
     })
   const what = (claimed: ClaimedTrigger, attempt: number, result: AttemptResult) =>
     `${claimed.queued.agent} ${describeOutcome(result.outcome)} on ${claimed.queued.name}.trigger ` +
-    `(attempt ${attempt}/${max}, ${formatSeconds(Math.round(result.seconds * 10) / 10)})${summaryText(result.output)}`
+    `(attempt ${attempt}/${maxOf(claimed)}, ${formatSeconds(Math.round(result.seconds * 10) / 10)})${summaryText(result.output)}`
 
   return {
     spawned: (claimed: ClaimedTrigger, attempt: number, pid: number) => {
       const { name, agent, trigger } = claimed.queued
+      const max = maxOf(claimed)
       return log.event("SPAWNED", `${agent} started (PID: ${pid}) for ${name}.trigger, attempt ${attempt}/${max}`, { ...contextOf(claimed, attempt), pid }).pipe(
         Effect.zipRight(notify(claimed, "start", attempt, `${agent} started ${name}.trigger${ticketText(trigger)} (attempt ${attempt}/${max})`, { pid }))
       )
@@ -107,6 +112,7 @@ export const make = Effect.gen(function*() {
     progress: (claimed: ClaimedTrigger, attempt: number, startedMs: number, watch: OutputWatch) =>
       Effect.gen(function*() {
         const { name, agent } = claimed.queued
+        const max = maxOf(claimed)
         const output = yield* watch.state
         const now = yield* Clock.currentTimeMillis
         const quiet = Math.round((now - (yield* watch.lastActivityMs)) / 1000)
@@ -124,7 +130,8 @@ export const make = Effect.gen(function*() {
       logFile: string,
       resources: AgentResources | undefined,
       status: ExitStatus | undefined,
-      outcome?: "error" | "interrupted"
+      outcome: "error" | "interrupted" | undefined,
+      session: { readonly session_id: string | null; readonly resumed_session: string | null }
     ) =>
       Effect.flatMap(Clock.currentTimeMillis, (endMs) =>
         history.record(entryOf({
@@ -137,8 +144,17 @@ export const make = Effect.gen(function*() {
           ticket: ticketOf(claimed.queued.trigger) ?? null,
           trace_id: claimed.queued.trigger.trace_id ?? null,
           peak_rss_bytes: resources?.peakRssBytes ?? null,
-          cpu_seconds: resources === undefined ? null : Math.round(resources.cpuSeconds * 100) / 100
+          cpu_seconds: resources === undefined ? null : Math.round(resources.cpuSeconds * 100) / 100,
+          ...session
         }, status, outcome))),
+
+    /** A resumed session the agent did not know: the same attempt starts fresh. */
+    sessionUnknown: (claimed: ClaimedTrigger, attempt: number, session: string) =>
+      log.event(
+        "RESUME",
+        `${claimed.queued.agent} does not know session ${session}; attempt ${attempt} of ${claimed.queued.name}.trigger starts fresh`,
+        contextOf(claimed, attempt)
+      ),
 
     succeeded: (claimed: ClaimedTrigger, attempt: number, result: AttemptResult) => {
       const { name, agent, trigger } = claimed.queued
@@ -158,7 +174,17 @@ export const make = Effect.gen(function*() {
 
     failed: (claimed: ClaimedTrigger, attempt: number, result: AttemptResult) => {
       const tag = result.outcome._tag
-      const level = tag === "TimedOut" ? "TIMEOUT" : tag === "Stalled" ? "STALLED" : tag === "OverMemory" ? "MEMORY" : tag === "SpawnFailed" ? "ERROR" : "FINISH"
+      const level = tag === "TimedOut"
+        ? "TIMEOUT"
+        : tag === "Stalled"
+        ? "STALLED"
+        : tag === "OverMemory"
+        ? "MEMORY"
+        : tag === "OverBudget"
+        ? "BUDGET"
+        : tag === "SpawnFailed"
+        ? "ERROR"
+        : "FINISH"
       const kind = tag === "TimedOut" ? "timeout" : tag === "Stalled" ? "stalled" : "failed"
       const text = what(claimed, attempt, result)
       return log.event(level, text, { ...contextOf(claimed, attempt), pid: result.pid }).pipe(
@@ -166,8 +192,8 @@ export const make = Effect.gen(function*() {
       )
     },
 
-    retrying: (claimed: ClaimedTrigger, next: number, delay: Duration.Duration) =>
-      log.event("RETRY", `Attempt ${next}/${max} for ${claimed.queued.name}.trigger in ${formatSeconds(Duration.toMillis(delay) / 1000)}`, contextOf(claimed, next)),
+    retrying: (claimed: ClaimedTrigger, next: number, delay: Duration.Duration, session: string | undefined) =>
+      log.event("RETRY", `Attempt ${next}/${maxOf(claimed)}${session === undefined ? "" : ` (resuming session ${session})`} for ${claimed.queued.name}.trigger in ${formatSeconds(Duration.toMillis(delay) / 1000)}`, contextOf(claimed, next)),
 
     archived: (claimed: ClaimedTrigger, attempt: number, archived: string) =>
       log.event("QUEUE", `${claimed.queued.name}.trigger archived as ${path.relative(paths.root, archived)}`, contextOf(claimed, attempt)),
@@ -200,10 +226,28 @@ export const make = Effect.gen(function*() {
       )))
     },
 
+    /** A daily budget is spent (`agent` null: the budget of all agents); said once per day and budget. */
+    budgetReached: (agent: string | null, spentUsd: number, budgetUsd: number, until: string) => {
+      const whose = agent === null ? "The daily budget of all agents (DAILY_BUDGET_USD)" : `The daily budget of ${agent}`
+      const text = `${whose} is spent: ${formatCost(spentUsd)} of ${formatCost(budgetUsd)}; no new attempt starts ` +
+        `for ${agent ?? "any agent"} until ${until} (running ones finish)`
+      return log.event("BUDGET", text, agent === null ? {} : { agent }).pipe(
+        Effect.zipRight(notifier.notify({
+          kind: "budget",
+          agent: agent ?? "*",
+          trigger: null,
+          ticket: null,
+          attempt: null,
+          message: text,
+          details: { spent_usd: spentUsd, budget_usd: budgetUsd, until }
+        }))
+      )
+    },
+
     notStarted: (claimed: ClaimedTrigger, attempt: number, error: StorageError) =>
       log.event(
         "ERROR",
-        `${error.message}; ${claimed.queued.agent} was not started for ${claimed.queued.name}.trigger (attempt ${attempt}/${max} not counted); ` +
+        `${error.message}; ${claimed.queued.agent} was not started for ${claimed.queued.name}.trigger (attempt ${attempt}/${maxOf(claimed)} not counted); ` +
           `it stays queued and is tried again in ${retryIn}`,
         contextOf(claimed, attempt)
       ),

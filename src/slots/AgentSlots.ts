@@ -8,7 +8,7 @@
  * `ticketOf`, `listBusy`, `countBusy`, `cleanupOrphans`).
  */
 import * as path from "node:path"
-import { Context, Effect, Layer, Schema, type Scope } from "effect"
+import { Context, Effect, Layer, PubSub, Schema, type Scope, Stream } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { type BusyInfo, busySlot, idleSlot, type Slot, type SlotResources, SlotTable } from "../domain/Slot.js"
 import { keepCorruptCopy, readStateFile, reportingFailures, writeBehind } from "../io/stateFile.js"
@@ -57,6 +57,11 @@ export interface AgentSlotsShape {
   readonly persist: Effect.Effect<void>
   /** How the slot file was found at start when it could not be used as it was (logged by recovery). */
   readonly startNote: string | undefined
+  /**
+   * Emits after changes to the table from the moment of subscription on (busy, idle, process,
+   * progress, resource samples); changes that come while a subscriber is busy are one emission.
+   */
+  readonly changes: Stream.Stream<void>
 }
 
 /** At most one write of the slot file per this many ms while changes keep coming. */
@@ -76,9 +81,11 @@ export const make = (
     const snapshot = Effect.sync((): SlotTable => Object.fromEntries(table))
     const file = yield* writeBehind(snapshot, save, spacingMs)
     const persist = file.flush
+    // Holds one pending "changed" per subscriber; publishing costs next to nothing without one.
+    const changed = yield* PubSub.sliding<void>(1)
     const change = (update: () => void) => Effect.suspend(() => {
       update()
-      return file.changed
+      return Effect.zipRight(file.changed, PubSub.publish(changed, undefined))
     })
     const slotOf = (agent: string) => Effect.sync((): Slot | undefined => table.get(agent))
     const busyNames = () => {
@@ -123,7 +130,8 @@ export const make = (
           return released
         }),
       persist,
-      startNote
+      startNote,
+      changes: Stream.fromPubSub(changed)
     }
   })
 

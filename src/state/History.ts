@@ -16,7 +16,17 @@ import { exitCodeOf, signalOf } from "../domain/Outcome.js"
 import { logParts, readLogFile, RotatingLogFile } from "../logs/LogFile.js"
 
 /** How an attempt ended: its exit status, or that the daemon stopped it (`interrupted`) or could not log it (`error`). */
-export type HistoryOutcome = "success" | "failed" | "timeout" | "stalled" | "memory" | "agent-error" | "spawn-failed" | "interrupted" | "error"
+export type HistoryOutcome =
+  | "success"
+  | "failed"
+  | "timeout"
+  | "stalled"
+  | "memory"
+  | "budget"
+  | "agent-error"
+  | "spawn-failed"
+  | "interrupted"
+  | "error"
 
 export interface HistoryEntry {
   /** The trigger's file name, `X.trigger`. */
@@ -37,6 +47,10 @@ export interface HistoryEntry {
   readonly peak_rss_bytes?: number | null
   /** CPU time of the agent's processes up to the attempt's last sample; null when none was taken. */
   readonly cpu_seconds?: number | null
+  /** The agent's session (claude's `session_id`), when it reported one. */
+  readonly session_id?: string | null
+  /** The session this attempt resumed (`AGENT_RESUME_COMMAND`); null for a fresh start. */
+  readonly resumed_session?: string | null
 }
 
 export const outcomeOf = (status: ExitStatus): HistoryOutcome => {
@@ -53,6 +67,8 @@ export const outcomeOf = (status: ExitStatus): HistoryOutcome => {
       return "stalled"
     case "OverMemory":
       return "memory"
+    case "OverBudget":
+      return "budget"
     case "ReportedError":
       return "agent-error"
   }

@@ -104,6 +104,11 @@ export interface AttemptCost {
   readonly tokensOut: number
 }
 
+export interface DayCost {
+  readonly totalUsd: number
+  readonly byAgent: ReadonlyMap<string, number>
+}
+
 export interface UsageShape {
   /** When the pause of this command ends (epoch ms), if it is paused now. */
   readonly pausedUntil: (command: string) => Effect.Effect<number | undefined>
@@ -113,6 +118,8 @@ export interface UsageShape {
   readonly succeeded: (command: string) => Effect.Effect<void>
   /** Adds one attempt's cost to today's total of its agent. */
   readonly recordAttempt: (cost: AttemptCost) => Effect.Effect<void>
+  /** The cost recorded today (UTC): all agents together, and by agent. */
+  readonly costToday: Effect.Effect<DayCost>
   readonly snapshot: Effect.Effect<UsageFile>
 }
 
@@ -210,6 +217,12 @@ export const make = (initial: UsageFile, cooldownMs: number, save: (usage: Usage
             }),
             file.changed
           )),
+      costToday: Effect.map(Clock.currentTimeMillis, (now): DayCost => {
+        const byAgent = new Map(Array.from(days.get(dayOf(now)) ?? [], ([agent, day]) => [agent, day.cost_usd] as const))
+        let totalUsd = 0
+        for (const cost of byAgent.values()) totalUsd += cost
+        return { totalUsd, byAgent }
+      }),
       snapshot
     } satisfies UsageShape
   })

@@ -54,6 +54,8 @@ export interface OutputState {
   /** Assistant events without a message id, each its own turn. */
   readonly anonymousTurns: number
   readonly anonymousUsage: Usage
+  /** The agent said the session it was asked to resume does not exist. */
+  readonly sessionUnknown: boolean
 }
 
 export const emptyOutput: OutputState = {
@@ -65,8 +67,12 @@ export const emptyOutput: OutputState = {
   oversizedLines: 0,
   messageUsage: {},
   anonymousTurns: 0,
-  anonymousUsage: { input: 0, output: 0 }
+  anonymousUsage: { input: 0, output: 0 },
+  sessionUnknown: false
 }
+
+/** How `claude --resume <id>` says it has no such session. */
+const UNKNOWN_SESSION = /no conversation found|session\b.*\b(not found|does not exist|unknown)|unknown session/i
 
 const sumUsage = (state: OutputState): Usage => {
   let input = state.anonymousUsage.input
@@ -88,7 +94,9 @@ export const applyLine = (state: OutputState, line: Line, nowMs: number): Output
 
 export const applyEvent = (state: OutputState, event: AgentEvent, nowMs: number): OutputState => {
   const limit = limitSignalOf(event, nowMs) ?? state.limit
-  if (event._tag === "Text") return { ...state, limit, textLines: state.textLines + 1 }
+  if (event._tag === "Text") {
+    return { ...state, limit, textLines: state.textLines + 1, sessionUnknown: state.sessionUnknown || UNKNOWN_SESSION.test(event.text) }
+  }
   const stamped = { ...state.progress, last_event_at: isoSeconds(nowMs) }
   const base = { ...state, limit, jsonLines: state.jsonLines + 1 }
   switch (event._tag) {
@@ -131,6 +139,7 @@ export const applyEvent = (state: OutputState, event: AgentEvent, nowMs: number)
     case "Result":
       return {
         ...base,
+        sessionUnknown: base.sessionUnknown || (event.isError && UNKNOWN_SESSION.test(event.text)),
         result: { subtype: event.subtype, isError: event.isError, durationMs: event.durationMs, text: event.text },
         progress: {
           ...stamped,

@@ -14,7 +14,7 @@ const LAYERS: ReadonlyArray<ReadonlyArray<string>> = [
   ["config", "io", "logs", "stream"],
   ["observability"],
   ["platform"],
-  ["process", "queue", "slots", "notify", "state", "resources"],
+  ["process", "queue", "slots", "notify", "state", "resources", "workspace"],
   ["scheduler"],
   ["monitor"],
   ["daemon"],

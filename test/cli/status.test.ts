@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { machineLine, modeLine, statusText } from "../../src/cli/status.js"
+import { machineLine, modeLine, statusText, waitingOf, waitingText } from "../../src/cli/status.js"
 import { projectPaths } from "../../src/domain/ProjectPaths.js"
 import type { CapacityView } from "../../src/resources/Capacity.js"
 
@@ -77,6 +77,8 @@ describe("statusText", () => {
     last_hour: { done: 4, failed: 1 },
     usage_limits: [],
     cost_today: { day: "2025-10-25", agents: {}, total_usd: 0 },
+    waiting: [],
+    waiting_total: 0,
     config_error: undefined
   })
 
@@ -101,5 +103,49 @@ describe("statusText", () => {
       "Mode: parallel (max concurrent: 8)",
       "Queue: 1 pending, 3 running, 10 done, 0 failed (waiting to retry), 0 invalid, 0 dead-letter"
     ])
+  })
+})
+
+describe("waitingOf and the Waiting section of status --why", () => {
+  let dir: string | undefined
+  afterEach(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true })
+    dir = undefined
+  })
+
+  it("without a daemon, each queued or claimed trigger waits because no daemon runs, in queue order", () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-status-"))
+    const paths = projectPaths(dir)
+    fs.mkdirSync(paths.triggers, { recursive: true })
+    const write = (file: string, trigger: object, mtimeS: number) => {
+      fs.writeFileSync(path.join(paths.triggers, file), JSON.stringify(trigger))
+      fs.utimesSync(path.join(paths.triggers, file), mtimeS, mtimeS)
+    }
+    write("b.trigger", { to_agent: "qa", action: "test", ticket: "7" }, 1_700_000_200)
+    write("a.processing", { to_agent: "dev", action: "build" }, 1_700_000_100)
+    write("urgent.trigger", { to_agent: "dev", action: "fix", priority: "high" }, 1_700_000_300)
+    const s = waitingOf(paths, false)
+    expect(s.waiting_total).toBe(3)
+    expect(s.waiting.map((w) => [w.trigger, w.agent, w.ticket, w.why["reason"]])).toEqual([
+      ["urgent.trigger", "dev", null, "no_daemon"],
+      ["a.trigger", "dev", null, "no_daemon"],
+      ["b.trigger", "qa", "7", "no_daemon"]
+    ])
+    const text = waitingText({ running: false, ...s }).split("\n")
+    expect(text[0]).toBe("Waiting (3):")
+    expect(text[3]).toMatch(/^urgent\.trigger +dev +- +1 +no daemon runs \(start one with 'starforge daemon start'\)$/)
+  })
+
+  it("with a daemon, what its dispatcher wrote in waiting.json", () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "starforge-status-"))
+    const paths = projectPaths(dir)
+    fs.mkdirSync(paths.daemonDir, { recursive: true })
+    const why = { reason: "agent_busy", text: "dev is busy with a.trigger since 2025-10-25T05:00:00Z", agent: "dev", trigger: "a.trigger", since: "2025-10-25T05:00:00Z" }
+    fs.writeFileSync(
+      path.join(paths.daemonDir, "waiting.json"),
+      JSON.stringify({ updated_at: "2025-10-25T05:00:01.000Z", total: 1, waiting: [{ trigger: "b.trigger", agent: "dev", ticket: null, attempt: 1, why }] })
+    )
+    expect(waitingOf(paths, true)).toEqual({ waiting: [{ trigger: "b.trigger", agent: "dev", ticket: null, attempt: 1, why }], waiting_total: 1 })
+    expect(waitingText({ running: true, waiting: [], waiting_total: 0 })).toBe("Waiting: nothing")
   })
 })

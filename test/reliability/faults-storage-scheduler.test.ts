@@ -27,6 +27,7 @@ import * as Scheduler from "../../src/scheduler/Scheduler.js"
 import { AgentSlots } from "../../src/slots/AgentSlots.js"
 import { DaemonState } from "../../src/state/DaemonState.js"
 import { History } from "../../src/state/History.js"
+import { Sessions } from "../../src/state/Sessions.js"
 import { Usage } from "../../src/state/Usage.js"
 import { eventually, eventuallySleeping, eventuallyTake } from "../support/eventually.js"
 import { resourceLayers } from "../support/resources.js"
@@ -131,6 +132,7 @@ const withFaultyScheduler = <A, E>(
       AgentSlots.memory(),
       DaemonState.memory,
       Usage.memory(),
+      Sessions.memory(),
       notifier.layer,
       DaemonConfig.layerSettings(paths.root, { ...settings, ...overrides })
     )
