@@ -45,7 +45,7 @@ export const make = (events: JobEvents) =>
     const monitor = yield* ResourceMonitor
     const leftovers = yield* Leftovers
     // Optional so that a scheduler built without it (tests, embedders) keeps the contract's behaviour.
-    const worktrees = Option.getOrElse(yield* Effect.serviceOption(Worktrees), () => Worktrees.existing(paths))
+    const worktrees = yield* Worktrees
     const sessions = yield* Sessions
     // The daemon's environment, which every agent inherits, copied once.
     const daemonEnv = { ...process.env } as Record<string, string>
