@@ -184,16 +184,25 @@ describe("per-agent settings in the scheduler", () => {
       })))
 })
 
+
+type Env = Parameters<Parameters<typeof withScheduler>[1]>[0]
+
+/** Runs `name` for `agent`, whose process reports `session` and fails; returns the retry's process. */
+const failedWithSession = (s: Env, name: string, agent: string, session: string) =>
+  Effect.gen(function*() {
+    yield* s.add(name, t(agent))
+    const run = yield* s.next
+    yield* run.output(init(session))
+    yield* eventually("the session recorded", s.sessions.get(`${name}.trigger`), (r) => r?.session_id === session)
+    yield* run.finish(ExitStatus.Exited({ code: 1 }))
+    return yield* s.next
+  })
+
 describe("retries resume the agent's session", () => {
   it.scoped("the retry of an attempt that had a session runs AGENT_COMMAND --resume <id> with the continuation prompt; history says so", () =>
     withScheduler({ resumeOnRetry: true, maxRetries: 2, initialRetryDelayMs: 0 }, (s) =>
       Effect.gen(function*() {
-        yield* s.add("a-1", t("a"))
-        const first = yield* s.next
-        yield* first.output(init("sess-1"))
-        yield* eventually("the session recorded", s.sessions.get("a-1.trigger"), (r) => r?.session_id === "sess-1")
-        yield* first.finish(ExitStatus.Exited({ code: 1 }))
-        const second = yield* s.next
+        const second = yield* failedWithSession(s, "a-1", "a", "sess-1")
         expect(second.request.command).toBe("agent")
         expect(second.request.args).toEqual([
           "--resume",
@@ -214,12 +223,7 @@ describe("retries resume the agent's session", () => {
   it.scoped("an unknown session: the same attempt starts fresh, with the full prompt", () =>
     withScheduler({ resumeOnRetry: true, maxRetries: 2, initialRetryDelayMs: 0 }, (s) =>
       Effect.gen(function*() {
-        yield* s.add("a-1", t("a"))
-        const first = yield* s.next
-        yield* first.output(init("sess-1"))
-        yield* eventually("the session recorded", s.sessions.get("a-1.trigger"), (r) => r?.session_id === "sess-1")
-        yield* first.finish(ExitStatus.Exited({ code: 1 }))
-        const resumed = yield* s.next
+        const resumed = yield* failedWithSession(s, "a-1", "a", "sess-1")
         expect(resumed.request.args).toContain("--resume")
         yield* resumed.output("No conversation found with session ID: sess-1\n")
         yield* resumed.finish(ExitStatus.Exited({ code: 1 }))
@@ -235,20 +239,10 @@ describe("retries resume the agent's session", () => {
   it.scoped("RESUME_ON_RETRY=false starts fresh; a custom AGENT_RESUME_COMMAND gets the session id", () =>
     withScheduler({ maxRetries: 2, initialRetryDelayMs: 0, resumeOnRetry: false, agents: { b: { resumeOnRetry: true, resumeCommand: ["resumer", "--session={session_id}"], resumePrompt: "go on" } } }, (s) =>
       Effect.gen(function*() {
-        yield* s.add("a-1", t("a"))
-        const a = yield* s.next
-        yield* a.output(init("sess-a"))
-        yield* eventually("the session recorded", s.sessions.get("a-1.trigger"), (r) => r?.session_id === "sess-a")
-        yield* a.finish(ExitStatus.Exited({ code: 1 }))
-        const again = yield* s.next
+        const again = yield* failedWithSession(s, "a-1", "a", "sess-a")
         expect(again.request.args).not.toContain("--resume")
         yield* again.finish(ExitStatus.Exited({ code: 0 }))
-        yield* s.add("b-1", t("b"))
-        const b = yield* s.next
-        yield* b.output(init("sess-b"))
-        yield* eventually("the session recorded", s.sessions.get("b-1.trigger"), (r) => r?.session_id === "sess-b")
-        yield* b.finish(ExitStatus.Exited({ code: 1 }))
-        const resumed = yield* s.next
+        const resumed = yield* failedWithSession(s, "b-1", "b", "sess-b")
         expect([resumed.request.command, ...resumed.request.args]).toEqual(["resumer", "--session=sess-b", "go on"])
       })))
 
