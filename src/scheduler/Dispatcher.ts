@@ -63,7 +63,7 @@ const merged = (pending: ReadonlyArray<QueuedTrigger>, waiters: Iterable<Waiter>
 export const nextUtcDay = (nowMs: number): number => (Math.floor(nowMs / 86_400_000) + 1) * 86_400_000
 
 /** What the dispatcher sees at one pass, the same for every trigger it looks at. */
-interface Pass {
+export interface Pass {
   readonly now: number
   readonly stopping: boolean
   /** The agents whose slot is taken, growing as the pass starts triggers. */
@@ -77,7 +77,7 @@ interface Pass {
  * The dispatcher's one decision for the trigger `next`: start it, or why it waits. `waiter` is
  * set for a job's retry waiting for the slot, `held` for a trigger put back until a time.
  */
-const decide = (pass: Pass, next: QueuedTrigger, waiter: Waiter | undefined, held: Carried | undefined) =>
+export const decide = (pass: Pass, next: QueuedTrigger, waiter: Waiter | undefined, held: Carried | undefined) =>
   Effect.gen(function*() {
     if (pass.stopping) return WaitReason.Stopping()
     const blocked = yield* pass.blocked(next.agent)

@@ -4,9 +4,12 @@
  * retries that resume the agent's session. All against the fake layers of `support/scheduler`.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, TestClock } from "effect"
+import { Effect, Ref, TestClock } from "effect"
 import { ExitStatus } from "../../src/domain/Outcome.js"
-import { describeWait, type Waiting, whyJson } from "../../src/scheduler/Why.js"
+import { idleMachine, MachineState } from "../../src/platform/MachineState.js"
+import type { QueuedTrigger } from "../../src/queue/TriggerQueue.js"
+import { decide, type Pass } from "../../src/scheduler/Dispatcher.js"
+import { describeWait, type Waiting, WaitReason, whyJson } from "../../src/scheduler/Why.js"
 import { eventually, eventuallySleeping } from "../support/eventually.js"
 import { readText, t, withScheduler } from "../support/scheduler.js"
 
@@ -102,6 +105,54 @@ describe("why a trigger waits (Scheduler.waiting)", () => {
         expect(run.request.command).toBe("other-agent")
         yield* whyOf(s.scheduler.waiting(), "a-1.trigger", "UsageLimit")
       })))
+})
+
+describe("decide, the dispatcher's one decision", () => {
+  const pass = (over: Partial<Pass> = {}): Pass => ({
+    now: 0,
+    stopping: false,
+    busy: new Set(),
+    capacity: { effective_cap: 2, max_concurrent: 2, min_concurrent: 1, reason: null, changed_at: null, load_per_core: null, available_memory_bytes: null, checked_at: null },
+    blocked: () => Effect.succeed(undefined),
+    ...over
+  })
+  const queued: QueuedTrigger = { name: "a-1", agent: "a", trigger: t("a"), priority: "normal", createdNs: 0n }
+
+  it.effect("a stopping daemon starts nothing, whatever else holds; then a pause; then a put-back trigger's time", () =>
+    Effect.gen(function*() {
+      expect(yield* decide(pass(), queued, undefined, undefined)).toBe("start")
+      const paused = WaitReason.UsageLimit({ until: "1970-01-01T01:00:00Z", reason: "limit" })
+      expect(yield* decide(pass({ stopping: true, blocked: () => Effect.succeed(paused) }), queued, undefined, undefined)).toEqual(WaitReason.Stopping())
+      expect(describeWait(WaitReason.Stopping())).toBe("the daemon is stopping")
+      expect(yield* decide(pass({ blocked: () => Effect.succeed(paused), busy: new Set(["a"]) }), queued, undefined, undefined)).toBe(paused)
+      const held = { attempt: 2, timestamps: [], notBefore: 10_000 }
+      const heldBack = yield* decide(pass({ busy: new Set(["a"]) }), queued, undefined, held)
+      expect(heldBack !== "start" && whyJson(heldBack)).toEqual({
+        reason: "held_back",
+        text: "put back in the queue; looked at again at 1970-01-01T00:00:10Z",
+        until: "1970-01-01T00:00:10Z"
+      })
+    }))
+})
+
+describe("why a trigger waits while dynamic scaling lowers the cap", () => {
+  it.scoped("the effective cap and the reason it is below the hard cap", () =>
+    Effect.gen(function*() {
+      const machine = yield* MachineState.fake({ ...idleMachine, cores: 4, loadAverage: 0 })
+      yield* withScheduler({ maxConcurrent: 4, scaleMaxLoad: 1, scaleIntervalMs: 30_000, machine: machine.layer }, (s) =>
+        Effect.gen(function*() {
+          yield* s.add("a-1", t("a"))
+          yield* s.next
+          yield* Ref.update(machine.reading, (m) => ({ ...m, loadAverage: 8 }))
+          // The machine is looked at every 5 s.
+          yield* eventuallySleeping("the look at the machine", 5_000)
+          yield* TestClock.adjust("5 seconds")
+          yield* s.linesWith("Effective cap")
+          yield* s.add("b-1", t("b"))
+          const { why } = yield* whyOf(s.scheduler.waiting(), "b-1.trigger", "CapReached")
+          expect(describeWait(why)).toBe("1 of 1 agents running: the effective cap is 1 of 4 (load 2 per core is over SCALE_MAX_LOAD 1)")
+        }))
+    }))
 })
 
 describe("daily budgets", () => {
