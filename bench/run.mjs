@@ -17,16 +17,17 @@ import { fileURLToPath } from "node:url"
 import { BIN, fileCreateMs, installCleanup, machine, settleFileCreation, stopAll } from "./lib/harness.mjs"
 import { fmt, markdownTable } from "./lib/stats.mjs"
 import { defaultBaselineRef, loadVariants, VARIANT_NAMES } from "./lib/variants.mjs"
+import { B10 } from "./dashboard.mjs"
 import { WORKLOADS } from "./workloads.mjs"
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const RESULTS = path.join(HERE, "RESULTS.md")
 
-const usage = `usage: npm run bench -- [options] [B1 ... B9]
+const usage = `usage: npm run bench -- [options] [B1 ... B10]
 
   (no option)          quick mode, every workload, every variant; writes bench/RESULTS.md
   --full               the large sizes and more repetitions
-  B3 B7 ...            only these workloads (bench/RESULTS.md is left alone)
+  B3 B7 ...            only these workloads (bench/RESULTS.md is left alone); B10 is bench/dashboard.mjs
   --runs N             override the repetitions of the workloads that repeat
   --variants LIST      comma-separated, of: ${VARIANT_NAMES.join(", ")}
                          after        this checkout's dist/, STARFORGE_PLATFORM=linux  (after/linux)
@@ -67,7 +68,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--help" || a === "-h") {
     console.log(usage)
     process.exit(0)
-  } else if (/^b[1-9]$/i.test(a)) selected.push(a.toUpperCase())
+  } else if (/^b(?:[1-9]|10)$/i.test(a)) selected.push(a.toUpperCase())
   else fail(`unknown argument ${a}`)
 }
 if (runsOverride !== undefined && !(Number.isInteger(runsOverride) && runsOverride > 0)) fail("--runs needs a positive integer")
@@ -87,7 +88,7 @@ if (newestSource > fs.statSync(BIN).mtimeMs) console.error("bench: warning: src/
 
 installCleanup()
 
-const workloads = WORKLOADS.filter((w) => selected.length === 0 || selected.includes(w.id))
+const workloads = [...WORKLOADS, B10].filter((w) => selected.length === 0 || selected.includes(w.id))
 const plans = workloads.map((w) => {
   const plan = w.plan(mode)
   if (runsOverride !== undefined && "runs" in plan) plan.runs = runsOverride

@@ -4,7 +4,7 @@
 // Node 20 can cache compiled code only for scripts (`vm.Script`), not for ES modules. The library
 // (dist/index.js) stays the plain tsc output.
 import { build } from "esbuild"
-import { chmodSync, copyFileSync } from "node:fs"
+import { chmodSync, copyFileSync, cpSync, existsSync, rmSync } from "node:fs"
 
 // The span exporter (src/observability/otlp.ts, with @effect/opentelemetry) is only loaded when
 // OTEL_EXPORTER_OTLP_ENDPOINT is set: it is a bundle of its own, dist/otlp.cjs, required at that
@@ -13,6 +13,17 @@ const otlpApart = {
   name: "otlp-apart",
   setup(build) {
     build.onResolve({ filter: /^\.\/otlp\.js$/ }, () => ({ path: "./otlp.cjs", external: true }))
+  }
+}
+
+// The dashboard's server (src/dashboard/DashboardServer.ts, with the HTTP server of
+// @effect/platform) likewise: dist/dashboard/server.cjs, required only when DASHBOARD_ADDRESS is
+// set. Its page (src/dashboard/page/) is copied next to it, to dist/dashboard/page/, where the
+// server looks for it relative to its own file.
+const dashboardApart = {
+  name: "dashboard-apart",
+  setup(build) {
+    build.onResolve({ filter: /^\.\/DashboardServer\.js$/ }, () => ({ path: "./dashboard/server.cjs", external: true }))
   }
 }
 
@@ -47,9 +58,27 @@ await build({
 })
 
 await build({
+  entryPoints: ["src/dashboard/DashboardServer.ts"],
+  outfile: "dist/dashboard/server.cjs",
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node20",
+  // src/dashboard/page.ts finds the page relative to its own file.
+  define: { "import.meta.url": "__starforge_url" },
+  banner: { js: 'const __starforge_url = require("node:url").pathToFileURL(__filename).href;' },
+  minifyWhitespace: true,
+  minifySyntax: true,
+  charset: "ascii",
+  logLevel: "warning"
+})
+rmSync("dist/dashboard/page", { recursive: true, force: true })
+if (existsSync("src/dashboard/page")) cpSync("src/dashboard/page", "dist/dashboard/page", { recursive: true })
+
+await build({
   entryPoints: ["src/bin.ts"],
-  plugins: [otlpApart, builtinsOnce],
-  // `import("./otlp.js")` becomes `require("./otlp.cjs")`: the loader runs the bundle as a script.
+  plugins: [otlpApart, dashboardApart, builtinsOnce],
+  // `import("./otlp.js")` becomes `require("./otlp.cjs")` (and the dashboard's `require("./dashboard/server.cjs")`): the loader runs the bundle as a script.
   supported: { "dynamic-import": false },
   outfile: "dist/cli.cjs",
   bundle: true,

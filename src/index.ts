@@ -12,13 +12,15 @@
 
 // The daemon
 export * as Daemon from "./daemon/Daemon.js"
+// The dashboard and HTTP API: Daemon.run(options, { frontEnd: Dashboard.layer }) serves it when DASHBOARD_ADDRESS is set; where it listens, its token.
+export * as Dashboard from "./dashboard/Dashboard.js"
 export { DaemonInstance, type Hello } from "./daemon/DaemonInstance.js"
 
 // Configuration: DaemonConfig.layer(options) loads it, DaemonConfig.layerSettings(project, settings) gives it in full.
 export { DaemonConfig, type DaemonConfigShape, type DaemonSettings, defaultSettings, type LoadOptions, VARIABLES } from "./config/DaemonConfig.js"
 
 // Observability: DaemonLog.layer({ echo }) / DaemonLog.memory.
-export { DaemonLog, type DaemonLogShape, type EventContext, type EventLevel } from "./observability/DaemonLog.js"
+export { DaemonLog, type DaemonLogShape, type EventContext, type EventLevel, type LogEvent } from "./observability/DaemonLog.js"
 
 // The daemon's records: each with `layer` (the project's files) and `memory` (tests).
 export { DaemonState, type DaemonStateShape } from "./state/DaemonState.js"

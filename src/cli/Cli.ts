@@ -2,6 +2,7 @@
 import { Command } from "@effect/cli"
 import { configCommand } from "./config.js"
 import { daemonCommand } from "./daemon.js"
+import { dashboardCommand } from "./dashboard.js"
 import { dlqCommand } from "./dlq.js"
 import { historyCommand } from "./history.js"
 import { slotsCommand } from "./slots.js"
@@ -12,7 +13,7 @@ import { VERSION } from "../version.js"
 
 const root = Command.make("starforge").pipe(
   Command.withDescription("Runs AI coding agents in parallel from a queue of JSON trigger files."),
-  Command.withSubcommands([daemonCommand, triggerCommand, slotsCommand, dlqCommand, historyCommand, worktreesCommand, configCommand])
+  Command.withSubcommands([daemonCommand, triggerCommand, slotsCommand, dlqCommand, historyCommand, worktreesCommand, configCommand, dashboardCommand])
 )
 
 export const run = Command.run(root, { name: "starforge", version: VERSION })

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url"
 import { Command, Options } from "@effect/cli"
 import { Console, Effect, Either } from "effect"
 import { isVariableKey, load, PER_AGENT_VARIABLES, VARIABLES } from "../config/DaemonConfig.js"
+import * as Dashboard from "../dashboard/Dashboard.js"
 import * as Daemon from "../daemon/Daemon.js"
 import { probe } from "../daemon/DaemonInstance.js"
 import { daemonExecArgv } from "../daemon/nodeOptions.js"
@@ -133,7 +134,7 @@ const runForeground = (paths: ProjectPaths, flags: Record<string, string>) => {
       echo: !background,
       onReady: (hello) =>
         background ? tellParent({ type: "ready", pid: hello.pid }) : Console.error(`Daemon started (PID: ${hello.pid})`)
-    }, { spawner })
+    }, { spawner, frontEnd: Dashboard.layer })
   }).pipe(
     Effect.scoped,
     Effect.catchTag("DaemonAlreadyRunning", (e) =>

@@ -528,7 +528,9 @@ export interface ExplainedValue {
 
 /**
  * Every variable's raw value and source, for all agents or, with `agent`, as that agent gets
- * them; the open-ended per-agent webhooks and budgets follow. Secret-bearing URLs are shortened.
+ * them; for all agents, every agent's own `<VARIABLE>_<AGENT>` values follow (variable
+ * `AGENT_TIMEOUT_<AGENT>`…); then the open-ended per-agent webhooks and budgets. Secret-bearing URLs
+ * are shortened.
  */
 export const explain = (options: LoadOptions, agent?: string): ReadonlyArray<ExplainedValue> => {
   const { sources } = readSources(options)
@@ -539,6 +541,15 @@ export const explain = (options: LoadOptions, agent?: string): ReadonlyArray<Exp
     const found = mine ?? lookup(sources, name)
     const value = found?.value.trim() ?? VARIABLES[name].default
     rows.push({ variable: name, key: mine?.key ?? name, value: hideSecret(name, value), source: found?.source ?? "default" })
+  }
+  // For all agents: every agent's own values too, or the table would hide them behind the common ones.
+  if (agent === undefined) {
+    for (const [, values] of [...agentOverrides(sources)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      for (const name of PER_AGENT_VARIABLES) {
+        const found = values.get(name)
+        if (found !== undefined) rows.push({ variable: `${name}_<AGENT>`, key: found.key, value: found.value.trim(), source: found.source })
+      }
+    }
   }
   const suffix = agent === undefined ? undefined : agentVariableSuffix(agent)
   for (const prefix of [AGENT_WEBHOOK_PREFIX, AGENT_BUDGET_PREFIX]) {

@@ -3,7 +3,7 @@
  *
  *   configuration → platform → single-instance lock + pid file → spawner → daemon log → slots, state,
  *   queue → resource sampling and the effective cap → start-up lines and crash recovery → scheduler →
- *   monitor → ready
+ *   monitor → front ends (the dashboard, when the CLI starts the daemon with `DASHBOARD_ADDRESS` set) → ready
  *
  * Interrupting the program (SIGTERM/SIGINT through the CLI, or an embedding program closing its
  * scope) is the graceful shutdown: the layers are released in reverse order, so the jobs are
@@ -59,6 +59,9 @@ export interface DaemonOptions extends LoadOptions {
  * The daemon's replaceable parts; each one left out is the real one. Error types are the
  * caller's own and show up in the daemon's error type.
  */
+/** What a front end served with the daemon (`DaemonServices.frontEnd`) may use. */
+export type FrontEndContext = DaemonConfig | InstanceLock | DaemonInstance | DaemonLog | AgentSlots | History | Scheduler.Scheduler
+
 export interface DaemonServices<EA = never, EQ = never, EC = never> {
   /**
    * The process table and the instance lock. Default: the machine's (`Platform.layer`: Linux or
@@ -76,6 +79,11 @@ export interface DaemonServices<EA = never, EQ = never, EC = never> {
    * `options.project` from its flags, environment, `.env` and `daemon.conf` (`DaemonConfig.layer`).
    */
   readonly config?: Layer.Layer<DaemonConfig, EC>
+  /**
+   * Served with the daemon: built once it runs and released first. `daemon start` gives the
+   * dashboard (`Dashboard.layer`, which serves only when `DASHBOARD_ADDRESS` is set). Default: none.
+   */
+  readonly frontEnd?: Layer.Layer<never, ConfigInvalid | StorageError, FrontEndContext>
 }
 
 /** Start-up lines, then recovery, before any trigger is taken. */
@@ -113,6 +121,17 @@ const startUp = Effect.gen(function*() {
   if (settings.agentWorktrees === "auto") {
     yield* log.event("CONFIG", `worktrees: made on demand with git worktree add; when one cannot be made the agent ${settings.worktreeFailure === "root" ? "runs in the project root" : "does not start"}`)
   }
+  const { agents } = yield* DaemonConfig
+  const budgets = [
+    ...(settings.dailyBudgetUsd > 0 ? [`$${settings.dailyBudgetUsd} a day for all agents`] : []),
+    ...Object.entries(settings.agentBudgetsUsd).map(([agent, usd]) => `$${usd} a day for ${agent}`)
+  ]
+  yield* log.event(
+    "CONFIG",
+    `sessions ${settings.resumeOnRetry ? "resumed on retry" : "not resumed on retry"}; ` +
+      `turn limit ${settings.agentMaxTurns > 0 ? settings.agentMaxTurns : "none"}; budget ${budgets.length > 0 ? budgets.join(", ") : "none"}` +
+      (agents.size > 0 ? `; own settings for ${[...agents.keys()].join(", ")}` : "")
+  )
   for (const warning of warnings) yield* log.event("WARN", warning)
   yield* Recovery.recover
 }).pipe(Effect.withSpan("Daemon.start"))
@@ -150,6 +169,7 @@ export const layer = <EA = never, EQ = never, EC = never>(options: DaemonOptions
   )
   return ready.pipe(
     // Built last and released first: its event streams end before the jobs are stopped.
+    Layer.provideMerge(services.frontEnd ?? Layer.empty),
     Layer.provideMerge(Housekeeping.layer),
     Layer.provideMerge(LogMaintenance.layer),
     Layer.provideMerge(Scheduler.layer),

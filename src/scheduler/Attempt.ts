@@ -88,13 +88,15 @@ export const make = (events: JobEvents) =>
         const spawned = yield* Ref.make<{ readonly pid: number; readonly startTime: string | null } | null>(null)
         const resources = Effect.flatMap(Ref.get(spawned), (agentProcess) =>
           agentProcess === null ? Effect.succeed(undefined) : Effect.map(monitor.latest(agent, agentProcess.pid), Option.getOrUndefined))
-        // The session the agent reported, recorded for the trigger's next attempt as soon as it is known.
-        const session = yield* Ref.make<string | null>(null)
+        // The agent's progress so far: its session is recorded for the trigger's next attempt as
+        // soon as it is known, and the history line has its cost and tokens.
+        const seen = yield* Ref.make<Progress>(emptyOutput.progress)
         const turnsOver = yield* Deferred.make<AgentRun.TurnsOverrun>()
         const onProgress = (progress: Progress) =>
           Effect.gen(function*() {
             yield* slots.setProgress(agent, progress)
-            if (progress.session_id !== null && progress.session_id !== (yield* Ref.getAndSet(session, progress.session_id))) {
+            const before = yield* Ref.getAndSet(seen, progress)
+            if (progress.session_id !== null && progress.session_id !== before.session_id) {
               yield* sessions.set(`${name}.trigger`, { agent, session_id: progress.session_id, attempt })
             }
             if (settings.agentMaxTurns > 0 && progress.turns > settings.agentMaxTurns) {
@@ -102,10 +104,19 @@ export const make = (events: JobEvents) =>
             }
           })
         const recorded = (status: ExitStatus | undefined, outcome?: "error" | "interrupted") =>
-          Effect.flatMap(Effect.zip(resources, Ref.get(session)), ([used, sessionId]) =>
-            events.recorded(claimed, attempt, startedMs, logFile, used, status, outcome, { session_id: sessionId, resumed_session: resume ?? null }))
+          Effect.flatMap(Effect.zip(resources, Ref.get(seen)), ([used, progress]) =>
+            events.recorded(claimed, attempt, startedMs, logFile, used, status, outcome, {
+              session_id: progress.session_id,
+              resumed_session: resume ?? null,
+              cost_usd: progress.cost_usd,
+              turns: progress.turns,
+              tokens_in: progress.tokens_in,
+              tokens_out: progress.tokens_out
+            }))
         const ended = (outcome: ExitStatus, output: OutputState, pid: number | null) =>
           Effect.gen(function*() {
+            // The whole output was read: its last progress may not have been published yet.
+            yield* Ref.set(seen, output.progress)
             yield* recorded(outcome)
             const seconds = ((yield* Clock.currentTimeMillis) - startedMs) / 1000
             return { outcome, output, logFile, startedMs, seconds, pid, resources: yield* resources, resumed: resume ?? null } satisfies AttemptResult

@@ -13,7 +13,7 @@ import { ticketOf, type Trigger } from "../domain/Trigger.js"
 import { Notifier, type NotifyKind } from "../notify/Notifier.js"
 import { DaemonLog } from "../observability/DaemonLog.js"
 import type { ClaimedTrigger } from "../queue/TriggerQueue.js"
-import { entryOf, History } from "../state/History.js"
+import { entryOf, History, type HistoryEntry } from "../state/History.js"
 import type { UsageLimit } from "../state/Usage.js"
 import type { AgentResources } from "../resources/ResourceMonitor.js"
 import type { OutputWatch } from "../stream/AgentOutput.js"
@@ -131,7 +131,7 @@ export const make = Effect.gen(function*() {
       resources: AgentResources | undefined,
       status: ExitStatus | undefined,
       outcome: "error" | "interrupted" | undefined,
-      session: { readonly session_id: string | null; readonly resumed_session: string | null }
+      agentReport: Pick<HistoryEntry, "session_id" | "resumed_session" | "cost_usd" | "turns" | "tokens_in" | "tokens_out">
     ) =>
       Effect.flatMap(Clock.currentTimeMillis, (endMs) =>
         history.record(entryOf({
@@ -145,7 +145,7 @@ export const make = Effect.gen(function*() {
           trace_id: claimed.queued.trigger.trace_id ?? null,
           peak_rss_bytes: resources?.peakRssBytes ?? null,
           cpu_seconds: resources === undefined ? null : Math.round(resources.cpuSeconds * 100) / 100,
-          ...session
+          ...agentReport
         }, status, outcome))),
 
     /** A resumed session the agent did not know: the same attempt starts fresh. */

@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Context, Effect, Layer, Ref } from "effect"
+import { Context, Effect, Layer, PubSub, Ref, Stream } from "effect"
 import { DaemonConfig } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
 import type { ExitStatus } from "../domain/Outcome.js"
@@ -51,6 +51,12 @@ export interface HistoryEntry {
   readonly session_id?: string | null
   /** The session this attempt resumed (`AGENT_RESUME_COMMAND`); null for a fresh start. */
   readonly resumed_session?: string | null
+  /** What the agent reported it cost (claude's `total_cost_usd`); null when it reported none. */
+  readonly cost_usd?: number | null
+  /** The agent's turns and tokens as its stream-json reported them (0 for an agent that writes none). */
+  readonly turns?: number
+  readonly tokens_in?: number
+  readonly tokens_out?: number
 }
 
 export const outcomeOf = (status: ExitStatus): HistoryOutcome => {
@@ -88,7 +94,15 @@ export const entryOf = (
 
 export interface HistoryShape {
   readonly record: (entry: HistoryEntry) => Effect.Effect<void>
+  /**
+   * Every entry recorded from the moment of subscription on (the dashboard's `attempt` events);
+   * a subscriber more than `RECORDED_BUFFER` entries behind loses the oldest.
+   */
+  readonly recorded: Stream.Stream<HistoryEntry>
 }
+
+/** How many entries a slow subscriber of `recorded` may lag behind. */
+export const RECORDED_BUFFER = 1024
 
 export class History extends Context.Tag("starforge/History")<History, HistoryShape>() {
   /**
@@ -110,19 +124,23 @@ export class History extends Context.Tag("starforge/History")<History, HistorySh
         (file) => Effect.sync(() => file.close())
       )
       let failing = false
+      // Publishing costs next to nothing while nobody subscribes.
+      const hub = yield* PubSub.sliding<HistoryEntry>(RECORDED_BUFFER)
+      const write = (entry: HistoryEntry) =>
+        Effect.suspend(() => {
+          try {
+            file.write(JSON.stringify(entry) + "\n")
+            failing = false
+            return Effect.void
+          } catch (e) {
+            const first = !failing
+            failing = true
+            return first ? Effect.logWarning(`cannot write ${paths.historyFile}: ${(e as Error).message}`) : Effect.void
+          }
+        })
       return {
-        record: (entry) =>
-          Effect.suspend(() => {
-            try {
-              file.write(JSON.stringify(entry) + "\n")
-              failing = false
-              return Effect.void
-            } catch (e) {
-              const first = !failing
-              failing = true
-              return first ? Effect.logWarning(`cannot write ${paths.historyFile}: ${(e as Error).message}`) : Effect.void
-            }
-          })
+        record: (entry) => Effect.zipRight(write(entry), PubSub.publish(hub, entry)),
+        recorded: Stream.fromPubSub(hub)
       }
     })
   )
@@ -130,7 +148,11 @@ export class History extends Context.Tag("starforge/History")<History, HistorySh
   /** Keeps the entries in memory, for tests. */
   static readonly memory = Effect.gen(function*() {
     const entries = yield* Ref.make<ReadonlyArray<HistoryEntry>>([])
-    const layer = Layer.succeed(History, { record: (entry) => Ref.update(entries, (all) => [...all, entry]) })
+    const hub = yield* PubSub.sliding<HistoryEntry>(RECORDED_BUFFER)
+    const layer = Layer.succeed(History, {
+      record: (entry) => Effect.zipRight(Ref.update(entries, (all) => [...all, entry]), PubSub.publish(hub, entry)),
+      recorded: Stream.fromPubSub(hub)
+    })
     return { layer, entries: Ref.get(entries) }
   })
 }

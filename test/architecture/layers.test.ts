@@ -18,7 +18,8 @@ const LAYERS: ReadonlyArray<ReadonlyArray<string>> = [
   ["scheduler"],
   ["monitor"],
   ["daemon"],
-  ["cli"],
+  // Front ends: the command line and the dashboard (served with the daemon `daemon start` runs).
+  ["cli", "dashboard"],
   ["bin.ts", "index.ts"]
 ]
 

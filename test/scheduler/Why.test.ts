@@ -265,7 +265,7 @@ describe("retries resume the agent's session", () => {
         yield* second.finish(ExitStatus.Exited({ code: 0 }))
         yield* s.outcomesAt(1)
         const history = yield* s.history
-        expect(history.map((h) => [h.attempt, h.session_id, h.resumed_session])).toEqual([[1, "sess-1", null], [2, "sess-1", "sess-1"]])
+        expect(history.map((h) => [h.attempt, h.session_id, h.resumed_session, h.cost_usd])).toEqual([[1, "sess-1", null, null], [2, "sess-1", "sess-1", 0.1]])
         // Done with: forgotten.
         expect(yield* s.sessions.get("a-1.trigger")).toBeUndefined()
         expect((yield* s.lines).find((l) => l.includes("RETRY:"))).toContain("Attempt 2/2 (resuming session sess-1) for a-1.trigger")
