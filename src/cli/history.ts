@@ -6,6 +6,7 @@ import { readHistory } from "../state/History.js"
 import { UsageError } from "../domain/errors.js"
 import { formatDuration } from "../domain/time.js"
 import { isValidAgentName } from "../domain/Trigger.js"
+import { formatCost } from "../stream/StreamJson.js"
 import { formatBytes, formatCpuSeconds } from "./progress.js"
 import { jsonOption, printJson, projectOption, resolveProject, table } from "./shared.js"
 
@@ -48,7 +49,7 @@ export const historyCommand = Command.make(
       if (json) return yield* printJson(entries)
       if (entries.length === 0) return yield* Console.log("No finished attempts")
       yield* Console.log(table(
-        ["ENDED", "AGENT", "TRIGGER", "ATTEMPT", "OUTCOME", "EXIT", "TOOK", "PEAK MEM", "CPU", "LOG"],
+        ["ENDED", "AGENT", "TRIGGER", "ATTEMPT", "OUTCOME", "EXIT", "TOOK", "COST", "PEAK MEM", "CPU", "RESUMED", "LOG"],
         entries.map((e) => [
           e.end.replace(/\.\d+Z$/, "Z"),
           e.agent,
@@ -57,9 +58,12 @@ export const historyCommand = Command.make(
           e.outcome,
           e.signal ?? (e.exit_code === null ? "-" : String(e.exit_code)),
           formatDuration((Date.parse(e.end) - Date.parse(e.start)) / 1000),
+          e.cost_usd === null || e.cost_usd === undefined ? "-" : formatCost(e.cost_usd),
           // Null when no sample was taken; absent in lines written before sampling.
           formatBytes(e.peak_rss_bytes),
           formatCpuSeconds(e.cpu_seconds),
+          // The session this attempt resumed; absent in lines written before resuming existed.
+          e.resumed_session ?? "-",
           path.relative(paths.root, e.log)
         ])
       ))

@@ -196,7 +196,11 @@ export const make = (events: JobEvents) =>
     ): Effect.Effect<AttemptResult, StorageError, Spawner> =>
       Effect.flatMap(runOnce(claimed, attempt, exitProbe, resume), (result) =>
         resume !== undefined && unknownSession(result)
-          ? Effect.zipRight(events.sessionUnknown(claimed, attempt, resume), runOnce(claimed, attempt, exitProbe, undefined))
+          ? events.sessionUnknown(claimed, attempt, resume).pipe(
+            // Not tried again, should the fresh run end before it reports a session of its own.
+            Effect.zipRight(sessions.forget(`${claimed.queued.name}.trigger`)),
+            Effect.zipRight(runOnce(claimed, attempt, exitProbe, undefined))
+          )
           : Effect.succeed(result))
   })
 

@@ -54,8 +54,8 @@ describe("history", () => {
     expect(JSON.parse((await p.cli(["history", "--since", before.slice(0, 10), "--agent", "gamma", "--json"])).stdout)).toHaveLength(2)
 
     const text = await p.cli(["history", "--agent", "alpha"])
-    expect(text.stdout.split("\n")[0]).toMatch(/^ENDED\s+AGENT\s+TRIGGER\s+ATTEMPT\s+OUTCOME\s+EXIT\s+TOOK\s+PEAK MEM\s+CPU\s+LOG$/)
-    expect(text.stdout).toMatch(/alpha\s+ok\.trigger\s+1\s+success\s+0\s+\d+s\s+(?:\d+ (?:B|KB|MB|GB)|-)\s+(?:\d+\.\ds|-)\s+\.claude\/logs\/alpha-\d+\.log/)
+    expect(text.stdout.split("\n")[0]).toMatch(/^ENDED\s+AGENT\s+TRIGGER\s+ATTEMPT\s+OUTCOME\s+EXIT\s+TOOK\s+COST\s+PEAK MEM\s+CPU\s+RESUMED\s+LOG$/)
+    expect(text.stdout).toMatch(/alpha\s+ok\.trigger\s+1\s+success\s+0\s+\d+s\s+-\s+(?:\d+ (?:B|KB|MB|GB)|-)\s+(?:\d+\.\ds|-)\s+-\s+\.claude\/logs\/alpha-\d+\.log/)
 
     for (const bad of ["yesterday", "2025-13-45", "1700000000"]) {
       const result = await p.cli(["history", "--since", bad])
@@ -75,7 +75,7 @@ describe("history", () => {
     expect((await p.cli(["daemon", "status"])).stdout).toContain("Last hour: 2 done, 3 failed")
   })
 
-  it("the table shows PEAK MEM and CPU, '-' when not sampled or in lines written before sampling; --json passes every field through", async () => {
+  it("the table shows COST, PEAK MEM, CPU and the RESUMED session, '-' when unknown or in lines written before them; --json passes every field through", async () => {
     const p = projects.make()
     const historyFile = path.join(p.claude, "daemon", "history.jsonl")
     const base = {
@@ -88,7 +88,7 @@ describe("history", () => {
       trace_id: null
     }
     const entries = [
-      { ...base, trigger: "sampled.trigger", attempt: 1, outcome: "success", log: `${p.claude}/logs/alpha-1.log`, peak_rss_bytes: 212 * 1024 * 1024, cpu_seconds: 12.34 },
+      { ...base, trigger: "sampled.trigger", attempt: 1, outcome: "success", log: `${p.claude}/logs/alpha-1.log`, peak_rss_bytes: 212 * 1024 * 1024, cpu_seconds: 12.34, cost_usd: 0.1234, resumed_session: "sess-9" },
       {
         ...base,
         trigger: "big.trigger",
@@ -110,11 +110,11 @@ describe("history", () => {
     const [text, json] = await Promise.all([p.cli(["history"]), p.cli(["history", "--json"])])
     expect(text.code).toBe(0)
     expect(text.stdout.trimEnd().split("\n")).toEqual([
-      "ENDED                 AGENT  TRIGGER            ATTEMPT  OUTCOME  EXIT     TOOK    PEAK MEM  CPU    LOG",
-      "2025-10-25T05:01:05Z  alpha  sampled.trigger    1        success  0        1m 05s  212 MB    12.3s  .claude/logs/alpha-1.log",
-      "2025-10-25T05:01:05Z  alpha  big.trigger        2        memory   SIGTERM  1m 05s  1.4 GB    80.0s  .claude/logs/alpha-2.log",
-      "2025-10-25T05:01:05Z  alpha  unsampled.trigger  1        success  0        1m 05s  -         -      .claude/logs/alpha-3.log",
-      "2025-10-25T05:01:05Z  alpha  old.trigger        1        failed   1        1m 05s  -         -      .claude/logs/alpha-4.log"
+      "ENDED                 AGENT  TRIGGER            ATTEMPT  OUTCOME  EXIT     TOOK    COST     PEAK MEM  CPU    RESUMED  LOG",
+      "2025-10-25T05:01:05Z  alpha  sampled.trigger    1        success  0        1m 05s  $0.1234  212 MB    12.3s  sess-9   .claude/logs/alpha-1.log",
+      "2025-10-25T05:01:05Z  alpha  big.trigger        2        memory   SIGTERM  1m 05s  -        1.4 GB    80.0s  -        .claude/logs/alpha-2.log",
+      "2025-10-25T05:01:05Z  alpha  unsampled.trigger  1        success  0        1m 05s  -        -         -      -        .claude/logs/alpha-3.log",
+      "2025-10-25T05:01:05Z  alpha  old.trigger        1        failed   1        1m 05s  -        -         -      -        .claude/logs/alpha-4.log"
     ])
     expect(json.code).toBe(0)
     expect(JSON.parse(json.stdout)).toEqual(entries)
