@@ -195,7 +195,7 @@ describe("daemon status (S07, S08)", () => {
 
     expect(json.code).toBe(0)
     const s = JSON.parse(json.stdout) as Record<string, any>
-    // The contract's keys, plus the additions of later issues (history counts, usage and cost).
+    // The contract's keys, plus the additions of later issues (history counts, usage and cost, why waiting).
     expect(Object.keys(s).sort()).toEqual([
       "capacity",
       "cost_today",
@@ -207,7 +207,9 @@ describe("daemon status (S07, S08)", () => {
       "running",
       "slots",
       "uptime_seconds",
-      "usage_limits"
+      "usage_limits",
+      "waiting",
+      "waiting_total"
     ])
     expect(s["running"]).toBe(true)
     expect(s["pid"]).toBe(pid)
