@@ -267,7 +267,13 @@ const seedHistory = (claude: string) => {
         ticket: String(n),
         trace_id: null,
         peak_rss_bytes: null,
-        cpu_seconds: null
+        cpu_seconds: null,
+        session_id: `sess-${n}`,
+        resumed_session: null,
+        cost_usd: Math.round((0.05 + ((n * 53) % 40) / 100) * 10_000) / 10_000,
+        turns: 3 + (n % 9),
+        tokens_in: 1_000 + n * 37,
+        tokens_out: 200 + n * 11
       }))
     }
   }
