@@ -6,7 +6,7 @@ import { Command, Options } from "@effect/cli"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Console, Duration, Effect, Either, Fiber, Schedule } from "effect"
-import { load } from "../config/DaemonConfig.js"
+import { agentVariableSuffix, type DaemonSettings, load } from "../config/DaemonConfig.js"
 import { probe } from "../daemon/DaemonInstance.js"
 import { UsageError } from "../domain/errors.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
@@ -15,7 +15,9 @@ import { compareOrder, parseTrigger, ticketOf } from "../domain/Trigger.js"
 import { inspect } from "../queue/inspectTrigger.js"
 import type { QueuedTrigger } from "../queue/TriggerQueue.js"
 import { readWaiting, WAITING_FILE_LIMIT, type WaitingFile, waitingJson } from "../scheduler/Scheduler.js"
+import { nextUtcDay } from "../scheduler/Dispatcher.js"
 import { WaitReason } from "../scheduler/Why.js"
+import { formatCost } from "../stream/StreamJson.js"
 import { displayLine } from "../observability/DaemonLog.js"
 import { type CapacityView, readCapacity } from "../resources/Capacity.js"
 import { readTable } from "../slots/AgentSlots.js"
@@ -35,6 +37,7 @@ export const readStatus = (paths: ProjectPaths) =>
     // One read of the queue's directory for both: listing a large queue is not cheap.
     const [pending, processing] = countBySuffix(paths.triggers, [".trigger", ".processing"]) as [number, number]
     const hello = yield* Fiber.join(answer)
+    const usage = readUsageStatus(paths, Date.now())
     const running = hello ? Math.min(busy, processing) : 0
     // Without a daemon, claimed triggers go back to the queue at the next start.
     const interrupted = hello ? 0 : processing
@@ -59,7 +62,8 @@ export const readStatus = (paths: ProjectPaths) =>
       slots,
       last_hour: recentCounts(paths.historyFile, Date.now()),
       ...waitingOf(paths, hello !== undefined),
-      ...readUsageStatus(paths, Date.now()),
+      ...usage,
+      budgets: budgetsOf(settings, usage.cost_today, Date.now()),
       config_error: Either.isLeft(config) ? config.left.message : undefined
     }
   })
@@ -123,6 +127,48 @@ export const waitingText = (s: { readonly running: boolean; readonly waiting: Wa
   return `Waiting (${s.waiting_total}):\n\n` + table(["TRIGGER", "AGENT", "TICKET", "ATTEMPT", "WHY"], rows) + more
 }
 
+/** A configured daily budget against today's cost (`budgets` of `status --json`). */
+export interface BudgetView {
+  /** `null`: the budget of all agents (`DAILY_BUDGET_USD`); else the agent (`DAILY_BUDGET_USD_<AGENT>`). */
+  readonly agent: string | null
+  readonly budget_usd: number
+  readonly spent_usd: number
+  /** Spent: new attempts of what it covers wait until `until` (the next UTC day). */
+  readonly spent: boolean
+  readonly until: string
+}
+
+/** Each configured budget against today's cost, from the CLI's configuration. */
+export const budgetsOf = (
+  settings: Pick<DaemonSettings, "dailyBudgetUsd" | "agentBudgetsUsd"> | undefined,
+  cost: { readonly agents: Readonly<Record<string, { readonly cost_usd: number }>>; readonly total_usd: number },
+  nowMs: number
+): ReadonlyArray<BudgetView> => {
+  if (settings === undefined) return []
+  const until = new Date(nextUtcDay(nowMs)).toISOString().replace(/\.\d{3}Z$/, "Z")
+  const view = (agent: string | null, spent: number, budget: number): BudgetView => ({
+    agent,
+    budget_usd: budget,
+    spent_usd: Math.round(spent * 1e6) / 1e6,
+    spent: spent >= budget,
+    until
+  })
+  const views: Array<BudgetView> = []
+  if (settings.dailyBudgetUsd > 0) views.push(view(null, cost.total_usd, settings.dailyBudgetUsd))
+  for (const [suffix, budget] of Object.entries(settings.agentBudgetsUsd).sort(([a], [b]) => a.localeCompare(b))) {
+    const agents = Object.keys(cost.agents).filter((agent) => agentVariableSuffix(agent) === suffix)
+    const spent = agents.reduce((sum, agent) => sum + cost.agents[agent]!.cost_usd, 0)
+    views.push(view(agents.length === 1 ? agents[0]! : suffix, spent, budget))
+  }
+  return views
+}
+
+/** `Daily budget of all agents: $1.10 of $1.00 spent today; spent, no new attempt starts until …`. */
+export const budgetLines = (budgets: ReadonlyArray<BudgetView>): ReadonlyArray<string> =>
+  budgets.map((b) =>
+    `Daily budget ${b.agent === null ? "of all agents" : `of ${b.agent}`}: ${formatCost(b.spent_usd)} of ${formatCost(b.budget_usd)} spent today` +
+    (b.spent ? `; spent, no new attempt starts until ${b.until}` : ""))
+
 /**
  * `Mode: parallel (max concurrent: 8)`, with `; effective cap 3: <reason>` inside the parentheses
  * while dynamic scaling holds the cap below the hard cap.
@@ -159,6 +205,7 @@ export const statusText = (paths: ProjectPaths, s: Effect.Effect.Success<ReturnT
   )
   lines.push(`Last hour: ${s.last_hour.done} done, ${s.last_hour.failed} failed`)
   lines.push(...limitLines(s, Date.now()))
+  lines.push(...budgetLines(s.budgets))
   const rows = slotRows(s.slots)
   lines.push(rows.length === 0 ? "Agents: none seen yet" : "\n" + table(SLOT_HEADER, rows))
   const cost = costLine(s)

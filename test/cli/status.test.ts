@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { machineLine, modeLine, statusText, waitingOf, waitingText } from "../../src/cli/status.js"
+import { budgetLines, budgetsOf, machineLine, modeLine, statusText, waitingOf, waitingText } from "../../src/cli/status.js"
 import { projectPaths } from "../../src/domain/ProjectPaths.js"
 import type { CapacityView } from "../../src/resources/Capacity.js"
 
@@ -79,6 +79,7 @@ describe("statusText", () => {
     cost_today: { day: "2025-10-25", agents: {}, total_usd: 0 },
     waiting: [],
     waiting_total: 0,
+    budgets: [],
     config_error: undefined
   })
 
@@ -147,5 +148,24 @@ describe("waitingOf and the Waiting section of status --why", () => {
     )
     expect(waitingOf(paths, true)).toEqual({ waiting: [{ trigger: "b.trigger", agent: "dev", ticket: null, attempt: 1, why }], waiting_total: 1 })
     expect(waitingText({ running: true, waiting: [], waiting_total: 0 })).toBe("Waiting: nothing")
+  })
+})
+
+describe("budgetsOf and the Daily budget lines", () => {
+  it("each configured budget against today's cost; a spent one says until when nothing new starts", () => {
+    const now = Date.parse("2025-10-25T05:00:00Z")
+    const cost = { agents: { "qa-engineer": { cost_usd: 3.5 }, "junior-dev-a": { cost_usd: 1 } }, total_usd: 4.5 }
+    const budgets = budgetsOf({ dailyBudgetUsd: 10, agentBudgetsUsd: { QA_ENGINEER: 3, REVIEWER: 2 } }, cost, now)
+    expect(budgets).toEqual([
+      { agent: null, budget_usd: 10, spent_usd: 4.5, spent: false, until: "2025-10-26T00:00:00Z" },
+      { agent: "qa-engineer", budget_usd: 3, spent_usd: 3.5, spent: true, until: "2025-10-26T00:00:00Z" },
+      { agent: "REVIEWER", budget_usd: 2, spent_usd: 0, spent: false, until: "2025-10-26T00:00:00Z" }
+    ])
+    expect(budgetLines(budgets)).toEqual([
+      "Daily budget of all agents: $4.50 of $10.00 spent today",
+      "Daily budget of qa-engineer: $3.50 of $3.00 spent today; spent, no new attempt starts until 2025-10-26T00:00:00Z",
+      "Daily budget of REVIEWER: $0.0000 of $2.00 spent today"
+    ])
+    expect(budgetsOf({ dailyBudgetUsd: 0, agentBudgetsUsd: {} }, cost, now)).toEqual([])
   })
 })

@@ -197,6 +197,7 @@ describe("daemon status (S07, S08)", () => {
     const s = JSON.parse(json.stdout) as Record<string, any>
     // The contract's keys, plus the additions of later issues (history counts, usage and cost, why waiting).
     expect(Object.keys(s).sort()).toEqual([
+      "budgets",
       "capacity",
       "cost_today",
       "last_hour",
