@@ -17,18 +17,10 @@ import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import { cpuTicksWithChildren, installCleanup, makeProject, sleep, startDaemon, stopAll, TICKS_PER_SECOND, waitFor } from "./lib/harness.mjs"
 import { cpuPercentOfCore, fmt, fmtAgainst, verdict } from "./lib/stats.mjs"
+import { recordedPids } from "./workloads.mjs"
 
 const TARGET_PERCENT = 2
 
-/** How many slots of the project name a process (the daemon has recorded that many agents). */
-const recordedPids = (project) => {
-  try {
-    const table = JSON.parse(fs.readFileSync(path.join(project.root, ".claude", "daemon", "agent-slots.json"), "utf8"))
-    return Object.values(table).filter((slot) => slot.pid !== null && slot.pid !== undefined).length
-  } catch {
-    return 0
-  }
-}
 
 /** The dashboard the daemon of `project` serves (its port and token), once it has written them. */
 const dashboardOf = (project) => {

@@ -608,7 +608,7 @@ const B4 = {
 // ---------------------------------------------------------------------------------------------
 
 /** How many agents the daemon's slot file names with a pid (0 while it cannot be read). */
-const recordedPids = (project) => {
+export const recordedPids = (project) => {
   try {
     const table = JSON.parse(fs.readFileSync(path.join(project.root, ".claude", "daemon", "agent-slots.json"), "utf8"))
     return Object.values(table).filter((slot) => slot.pid !== null && slot.pid !== undefined).length

@@ -47,30 +47,29 @@ const builtinsOnce = {
   }
 }
 
+/** What every bundle is: one CommonJS script for Node 20. */
+const script = { bundle: true, platform: "node", format: "cjs", target: "node20", logLevel: "warning" }
+/** Minified, names kept, ASCII only (see the CLI's bundle below). */
+const compact = { minifyWhitespace: true, minifySyntax: true, charset: "ascii" }
+/** `import.meta.url` in a CommonJS bundle: the bundle's own file. */
+const ownUrl = {
+  define: { "import.meta.url": "__starforge_url" },
+  banner: { js: 'const __starforge_url = require("node:url").pathToFileURL(__filename).href;' }
+}
+
 await build({
+  ...script,
   entryPoints: ["src/observability/otlp.ts"],
-  outfile: "dist/otlp.cjs",
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  target: "node20",
-  logLevel: "warning"
+  outfile: "dist/otlp.cjs"
 })
 
 await build({
-  entryPoints: ["src/dashboard/DashboardServer.ts"],
-  outfile: "dist/dashboard/server.cjs",
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  target: "node20",
+  ...script,
+  ...compact,
   // src/dashboard/page.ts finds the page relative to its own file.
-  define: { "import.meta.url": "__starforge_url" },
-  banner: { js: 'const __starforge_url = require("node:url").pathToFileURL(__filename).href;' },
-  minifyWhitespace: true,
-  minifySyntax: true,
-  charset: "ascii",
-  logLevel: "warning"
+  ...ownUrl,
+  entryPoints: ["src/dashboard/DashboardServer.ts"],
+  outfile: "dist/dashboard/server.cjs"
 })
 rmSync("dist/dashboard/page", { recursive: true, force: true })
 if (existsSync("src/dashboard/page")) cpSync("src/dashboard/page", "dist/dashboard/page", { recursive: true })
@@ -81,38 +80,22 @@ await build({
   // `import("./otlp.js")` becomes `require("./otlp.cjs")` (and the dashboard's `require("./dashboard/server.cjs")`): the loader runs the bundle as a script.
   supported: { "dynamic-import": false },
   outfile: "dist/cli.cjs",
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  target: "node20",
+  ...script,
   // src/cli/daemon.ts falls back on import.meta.url for its own path.
-  define: { "import.meta.url": "__starforge_url" },
-  banner: { js: 'const __starforge_url = require("node:url").pathToFileURL(__filename).href;' },
+  ...ownUrl,
   sourcemap: true,
-  // Less source to read and hold: each command started 14 ms sooner (`--version`, `daemon status`:
-  // medians of 30 alternated calls, 288 -> 274 and 302 -> 288 ms). Names are kept: renaming them
-  // gained nothing more, and the spawn helper's program is sent as its own source text.
-  minifyWhitespace: true,
-  minifySyntax: true,
-  // One non-ASCII character makes V8 hold the whole 2.4 MB source as a two-byte string, twice
-  // over while the loader wraps it: about 10 MB of every command's and the daemon's memory.
-  charset: "ascii",
-  logLevel: "warning"
+  // Less source for every command to read and hold; names are kept. ASCII only: one non-ASCII
+  // character makes V8 hold the whole source as a two-byte string.
+  ...compact
 })
 // The spawn helper (src/process/spawnHelperMain.ts): a program of its own that the daemon starts
 // with `node dist/spawn-helper.cjs`. Node built-ins, the frame codec and the line buffer only:
 // every agent it spawns copies its page tables, so the less memory it has the better.
 await build({
+  ...script,
+  ...compact,
   entryPoints: ["src/process/spawnHelperMain.ts"],
-  outfile: "dist/spawn-helper.cjs",
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  target: "node20",
-  minifyWhitespace: true,
-  minifySyntax: true,
-  charset: "ascii",
-  logLevel: "warning"
+  outfile: "dist/spawn-helper.cjs"
 })
 copyFileSync("scripts/cli-loader.cjs", "dist/bin.cjs")
 chmodSync("dist/bin.cjs", 0o755)
