@@ -27,7 +27,9 @@ const env = {
   MAX_CONCURRENT_AGENTS: "4",
   ORCHESTRATOR_INTERVAL: "0",
   PROCESS_MONITOR_INTERVAL: "2",
-  EXAMPLE_AGENT_SECONDS: "3"
+  EXAMPLE_AGENT_SECONDS: "3",
+  // The dashboard on a free port of this machine only.
+  DASHBOARD_ADDRESS: "127.0.0.1:0"
 }
 const starforge = (...args) =>
   execFileSync(process.execPath, [bin, ...args, "--project", project], { env, encoding: "utf8" }).trimEnd()
@@ -50,8 +52,9 @@ for (let round = 0; round < 2; round++) {
   }
 }
 
-say("2. starforge daemon start")
+say("2. starforge daemon start, and its dashboard (starforge dashboard: open the address while the demo runs)")
 console.log(starforge("daemon", "start"))
+console.log(starforge("dashboard"))
 
 say("3. Four more triggers arrive while it runs (starforge trigger create)")
 for (const name of agents) {
@@ -59,7 +62,11 @@ for (const name of agents) {
   console.log(starforge("trigger", "create", "--to", name, "--action", "review", "--ticket", String(ticket), "--message", `Follow-up #${ticket}`))
 }
 
-say("4. Who is busy (starforge daemon status --json, polled)")
+say("4. Why the rest waits (starforge daemon status --why, its last part)")
+const why = starforge("daemon", "status", "--why")
+console.log(why.slice(why.lastIndexOf("\nWaiting")).trim())
+
+say("5. Who is busy (starforge daemon status --json, polled)")
 const started = Date.now()
 const total = 12
 for (;;) {
@@ -80,11 +87,11 @@ for (;;) {
   await new Promise((r) => setTimeout(r, 700))
 }
 
-say("5. starforge slots list")
+say("6. starforge slots list")
 console.log(starforge("slots", "list"))
-say("6. starforge daemon logs junior-dev-a (its newest log)")
+say("7. starforge daemon logs junior-dev-a (its newest log)")
 console.log(starforge("daemon", "logs", "junior-dev-a"))
-say("7. starforge daemon stop")
+say("8. starforge daemon stop")
 console.log(starforge("daemon", "stop"))
 
 const archived = fs.readdirSync(path.join(triggers, "processed")).filter((n) => n.endsWith(".trigger"))
