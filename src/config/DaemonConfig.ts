@@ -477,9 +477,29 @@ const agentOverrides = (sources: ReturnType<typeof readSources>["sources"]) => {
 const chain = (sources: ReturnType<typeof readSources>["sources"]) =>
   sources.map(([, values]) => ConfigProvider.fromMap(new Map(values))).reduce((high, low) => high.pipe(ConfigProvider.orElse(() => low)))
 
+/** How `agentVariableSuffix` writes an agent: `junior-dev-a` → `JUNIOR_DEV_A`. */
+const AGENT_SUFFIX = /^[A-Z0-9_]+$/
+
+/** A `<VARIABLE>_<AGENT>` key whose agent part no agent could have (`AGENT_TIMEOUT_qa`): it would never apply. */
+const misspeltAgentKey = (sources: ReturnType<typeof readSources>["sources"]) => {
+  for (const prefix of [...PER_AGENT_VARIABLES.map((name) => `${name}_`), AGENT_WEBHOOK_PREFIX, AGENT_BUDGET_PREFIX]) {
+    for (const [agent, { key }] of suffixed(sources, prefix)) {
+      if (key !== "DISCORD_WEBHOOK_URL" && !AGENT_SUFFIX.test(agent)) return key
+    }
+  }
+  return undefined
+}
+
 /** Builds the configuration; every bad value becomes one `ConfigInvalid` naming the variable. */
 export const load = Effect.fn("DaemonConfig.load")(function*(options: LoadOptions) {
   const { paths, sources, warnings } = readSources(options)
+  const misspelt = misspeltAgentKey(sources)
+  if (misspelt !== undefined) {
+    return yield* new ConfigInvalid({
+      message: `${misspelt} would never apply: the agent part of a per-agent variable is the agent's id upper-cased, ` +
+        `with - and . as _ (AGENT_TIMEOUT_QA_ENGINEER for qa-engineer). ${FIX_IT}`
+    })
+  }
   const provider = chain(sources)
   const failed = (error: ConfigError.ConfigError) => new ConfigInvalid({ message: firstMessage(error) })
   const settings = yield* Effect.withConfigProvider(settingsConfig(plainKey), provider).pipe(Effect.mapError(failed))

@@ -88,14 +88,16 @@ const header = (head: RequestHead, name: string): string | undefined => {
   return typeof value === "string" ? value : value?.[0]
 }
 
-/** The token a request carries: bearer, then cookie, then `?token=` (GET and HEAD only). */
-export const tokenOf = (head: RequestHead, port: number, query: URLSearchParams): string | undefined => {
+/**
+ * The tokens a request carries: bearer, cookie, and `?token=` (GET and HEAD only). Any of them may
+ * be the right one: a cookie left by an earlier daemon must not shut out the new address.
+ */
+export const tokensOf = (head: RequestHead, port: number, query: URLSearchParams): ReadonlyArray<string> => {
   const authorization = header(head, "authorization")
   const bearer = authorization === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1]
-  if (bearer !== undefined) return bearer
   const cookie = cookieValue(header(head, "cookie"), cookieName(port))
-  if (cookie !== undefined) return cookie
-  return head.method === "GET" || head.method === "HEAD" ? query.get("token") ?? undefined : undefined
+  const inQuery = head.method === "GET" || head.method === "HEAD" ? query.get("token") ?? undefined : undefined
+  return [bearer, cookie, inQuery].filter((t): t is string => t !== undefined)
 }
 
 const cookieValue = (cookies: string | undefined, name: string): string | undefined => {
@@ -132,11 +134,11 @@ export const refusal = (head: RequestHead, bound: Bound, token: string): Refusal
     return { status: 421, reason: "the Host header does not name this dashboard's address" }
   }
   const query = new URL(head.url, "http://dashboard").searchParams
-  const given = tokenOf(head, bound.port, query)
-  if (given === undefined) {
+  const given = tokensOf(head, bound.port, query)
+  if (given.length === 0) {
     return { status: 401, reason: "no token: open the address printed by 'starforge dashboard', or send Authorization: Bearer <token>" }
   }
-  if (!tokenMatches(given, token)) return { status: 401, reason: "wrong token: see 'starforge dashboard' for the current one" }
+  if (!given.some((t) => tokenMatches(t, token))) return { status: 401, reason: "wrong token: see 'starforge dashboard' for the current one" }
   if (MUTATING.has(head.method) && !sameOrigin(head)) {
     return { status: 403, reason: "cross-site request refused: the Origin is not this dashboard" }
   }

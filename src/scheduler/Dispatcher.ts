@@ -59,6 +59,9 @@ const merged = (pending: ReadonlyArray<QueuedTrigger>, waiters: Iterable<Waiter>
   return retries.length === 0 ? pending : [...pending, ...retries].sort(compareOrder)
 }
 
+/** The longest the dispatcher sleeps while waiting for the next UTC day. */
+const BUDGET_LOOK_MS = 60_000
+
 /** The start of the next UTC day (epoch ms): when a daily budget is whole again. */
 export const nextUtcDay = (nowMs: number): number => (Math.floor(nowMs / 86_400_000) + 1) * 86_400_000
 
@@ -243,14 +246,18 @@ export const make = (events: JobEvents, start: (claimed: ClaimedTrigger, carried
         yield* queue.changed.pipe(Effect.zipRight(wake), Effect.forever, Effect.forkScoped)
         yield* capacity.changes.pipe(Stream.runForEach(() => wake), Effect.forkScoped)
         yield* Queue.take(wakeups).pipe(Effect.zipRight(dispatch), Effect.zipRight(PubSub.publish(passes, undefined)), Effect.forever, Effect.forkScoped)
-        // A spent daily budget is whole again at the start of each UTC day.
+        // A spent daily budget is whole again at the start of each UTC day. The clock is looked at
+        // at least once a minute: a timer does not count the time a machine spends asleep.
         if (budgeted) {
-          yield* Clock.currentTimeMillis.pipe(
-            Effect.flatMap((now) => Effect.sleep(Duration.millis(nextUtcDay(now) - now))),
-            Effect.zipRight(wake),
-            Effect.forever,
-            Effect.forkScoped
-          )
+          const nextDay = Effect.gen(function*() {
+            const day = dayOf(yield* Clock.currentTimeMillis)
+            yield* Clock.currentTimeMillis.pipe(
+              Effect.flatMap((now) => Effect.sleep(Duration.millis(Math.min(nextUtcDay(now) - now, BUDGET_LOOK_MS)))),
+              Effect.zipRight(Clock.currentTimeMillis),
+              Effect.repeat({ until: (now) => dayOf(now) !== day })
+            )
+          })
+          yield* nextDay.pipe(Effect.zipRight(wake), Effect.forever, Effect.forkScoped)
         }
         yield* wake
       }),

@@ -169,6 +169,9 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
             const resume = yield* resumeOf(ctx.claimed)
             if (resume !== undefined) span.attribute("resumed_session", resume)
             const result = yield* runAttempt(ctx.claimed, attempt, ctx.exitProbe, resume).pipe(
+              // Counted before the slot is free: the next dispatch pass sees a budget this attempt spent.
+              Effect.tap(({ output: { progress } }) =>
+                usage.recordAttempt({ agent, costUsd: progress.cost_usd, tokensIn: progress.tokens_in, tokensOut: progress.tokens_out })),
               Effect.ensuring(Effect.zipRight(slots.markIdle(agent), dispatcher.wake)),
               Effect.mapError((error) => new LogUnwritable({ attempt, error })),
               Effect.raceFirst(Effect.flatMap(Deferred.await(ctx.preempt), (reason) => new Preempted({ attempt, reason }))),
@@ -182,7 +185,6 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
               span.attribute("cpu_seconds", Math.round(result.resources.cpuSeconds * 100) / 100)
             }
             const progress = result.output.progress
-            yield* usage.recordAttempt({ agent, costUsd: progress.cost_usd, tokensIn: progress.tokens_in, tokensOut: progress.tokens_out })
             if (result.output.limit !== null && !isSuccess(result.outcome)) {
               return yield* new UsageLimitHit({ attempt, limit: result.output.limit })
             }
@@ -211,7 +213,8 @@ export const make = (events: JobEvents, dispatcher: Dispatcher, runAttempt: RunA
     const retries = (ctx: JobContext) => {
       const own = settingsFor(config, ctx.claimed.queued.agent)
       return retryPolicy(own.initialRetryDelayMs, own.maxRetries, ctx.first).pipe(
-        Schedule.whileInput((end: AttemptEnd) => end._tag === "AttemptFailed"),
+        // A stop at AGENT_MAX_TURNS is final: a retry would give the agent as many turns again.
+        Schedule.whileInput((end: AttemptEnd) => end._tag === "AttemptFailed" && end.result.outcome._tag !== "OverBudget"),
         Schedule.onDecision(([delay], decision) =>
           ScheduleDecision.isContinue(decision)
             ? Effect.gen(function*() {

@@ -472,6 +472,16 @@ describe("DaemonConfig.load", () => {
       expect(settings.discordAgentWebhooks).toEqual({ DEV: "https://example.com/dev2" })
     })
 
+    it("a per-agent key whose agent part no agent could have (not upper case) is refused, naming it: it would never apply", async () => {
+      for (const env of [{ AGENT_TIMEOUT_qa: "5" }, { DAILY_BUDGET_USD_qa: "5" }, { DISCORD_WEBHOOK_Dev: "https://example.com/dev" }]) {
+        const error = await failure({ env })
+        expect(error.message).toContain(`${Object.keys(env)[0]} would never apply: the agent part of a per-agent variable is the agent's id upper-cased`)
+      }
+      const config = await loaded({ env: { AGENT_TIMEOUT_QA_ENGINEER: "5", DAILY_BUDGET_USD_QA_ENGINEER: "2" } })
+      expect(config.agents.get("QA_ENGINEER")?.agentTimeoutMs).toBe(5_000)
+      expect(config.settings.agentBudgetsUsd).toEqual({ QA_ENGINEER: 2 })
+    })
+
     it("several bad values report one of them", async () => {
       const error = await failure({ env: { MAX_RETRIES: "0", AGENT_TIMEOUT: "-1" } })
       expect(error.message).toMatch(/MAX_RETRIES|AGENT_TIMEOUT/)

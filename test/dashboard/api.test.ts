@@ -60,7 +60,7 @@ describe("dashboard API", () => {
     expect(help.stdout).toContain("--open")
   })
 
-  it("starforge dashboard --open runs xdg-open on the address, and says so clearly when that fails", async () => {
+  it("starforge dashboard --open runs xdg-open on a private page leading to the address, and says so clearly when that fails", async () => {
     const bin = path.join(p.root, "fake-bin")
     fs.mkdirSync(bin, { recursive: true })
     const opened = path.join(p.root, "opened.txt")
@@ -69,7 +69,11 @@ describe("dashboard API", () => {
     fs.writeFileSync(fake, `#!/bin/sh\nprintf '%s' "$1" > "${opened}"\n`, { mode: 0o755 })
     const ok = await p.cli(["dashboard", "--open"], { env })
     expect(ok.code).toBe(0)
-    expect(fs.readFileSync(opened, "utf8")).toBe(`${d.url}?token=${d.token}`)
+    // The opener gets a private page that sends the browser on: the token is on no command line.
+    const page = path.join(p.claude, "dashboard-open.html")
+    expect(fs.readFileSync(opened, "utf8")).toBe(`file://${page}`)
+    expect(fs.statSync(page).mode & 0o777).toBe(0o600)
+    expect(fs.readFileSync(page, "utf8")).toContain(`<meta http-equiv="refresh" content="0;url=${d.url}?token=${d.token}">`)
     fs.writeFileSync(fake, "#!/bin/sh\nexit 3\n", { mode: 0o755 })
     const failed = await p.cli(["dashboard", "--open"], { env })
     expect(failed.code).toBe(1)

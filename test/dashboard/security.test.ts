@@ -55,6 +55,9 @@ describe("security", () => {
     // Another dashboard's cookie (another port) is not this one's.
     expect(refusal(head({ host, cookie: `${cookieName(7421)}=${token}` }), bound, token)?.status).toBe(401)
     expect(refusal(head({ host }, "GET", `/events?token=${token}`), bound, token)).toBeUndefined()
+    // A cookie left by an earlier daemon (its token) does not shut out the new address's token.
+    expect(refusal(head({ host, cookie: `${cookieName(7420)}=stale` }, "GET", `/?token=${token}`), bound, token)).toBeUndefined()
+    expect(refusal(head({ host, cookie: `${cookieName(7420)}=stale` }, "GET", "/"), bound, token)?.status).toBe(401)
     // ?token= only on GET: a POST must carry it in a header or the cookie.
     expect(refusal(head({ host }, "POST", `/api/triggers?token=${token}`), bound, token)?.status).toBe(401)
     const post = (headers: Record<string, string>) => refusal(head({ host, authorization: `Bearer ${token}`, ...headers }, "POST", "/api/triggers"), bound, token)

@@ -182,11 +182,26 @@ describe("daily budgets", () => {
         yield* whyOf(s.scheduler.waiting(), "d-1.trigger", "Budget")
         expect((yield* s.notified).filter((n) => n.kind === "budget")).toHaveLength(1)
         expect(yield* s.startedCount).toBe(2)
-        // Midnight UTC: the budget is whole again.
-        yield* eventuallySleeping("the wake-up at midnight", 24 * 3600_000)
+        // Midnight UTC: the budget is whole again (the dispatcher looks at the clock once a minute).
+        yield* eventuallySleeping("the dispatcher's look at the clock", 10 * 3600_000 + 60_000)
         yield* TestClock.adjust("14 hours")
         const third = yield* s.next
         expect(third.trigger).toBe("c-1")
+      })))
+
+  it.scoped("the attempt that spends a budget is counted before its slot is free: a trigger already waiting does not start", () =>
+    withScheduler({ agentBudgetsUsd: { A: 0.5 } }, (s) =>
+      Effect.gen(function*() {
+        yield* s.add("a-1", t("a"))
+        const first = yield* s.next
+        yield* s.add("a-2", t("a"))
+        yield* whyOf(s.scheduler.waiting(), "a-2.trigger", "AgentBusy")
+        yield* first.output(result(0.9))
+        yield* first.finish(ExitStatus.Exited({ code: 0 }))
+        yield* s.outcomesAt(1)
+        const { why } = yield* whyOf(s.scheduler.waiting(), "a-2.trigger", "Budget")
+        expect(why).toMatchObject({ scope: "agent", spentUsd: 0.9, budgetUsd: 0.5 })
+        expect(yield* s.startedCount).toBe(1)
       })))
 
   it.scoped("DAILY_BUDGET_USD_<AGENT> stops only that agent", () =>
@@ -307,8 +322,8 @@ describe("retries resume the agent's session", () => {
 })
 
 describe("AGENT_MAX_TURNS", () => {
-  it.scoped("an agent past its turn limit is stopped as budget", () =>
-    withScheduler({ maxRetries: 1, agentMaxTurns: 2 }, (s) =>
+  it.scoped("an agent past its turn limit is stopped as budget, and not retried (a retry would get as many turns again)", () =>
+    withScheduler({ maxRetries: 3, agentMaxTurns: 2 }, (s) =>
       Effect.gen(function*() {
         yield* s.add("a-1", t("a"))
         const run = yield* s.next
@@ -319,7 +334,8 @@ describe("AGENT_MAX_TURNS", () => {
         // Progress reaches the attempt at most once a second.
         yield* TestClock.adjust("1 second")
         const [outcome] = yield* s.outcomesAt(1)
-        expect(outcome!.completion.meta).toMatchObject({ failure_kind: "budget" })
+        expect(outcome!.completion.meta).toMatchObject({ failure_kind: "budget", attempts: 1 })
+        expect(yield* s.startedCount).toBe(1)
         expect((yield* s.history)[0]!.outcome).toBe("budget")
         expect(readText(run.log)).toContain("Turns: 3, over the limit of 2\nSignal: SIGTERM\n")
       })))
