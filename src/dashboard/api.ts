@@ -6,6 +6,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as zlib from "node:zlib"
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
 import { findEntry, listJson, removeEntry, retryEntry } from "../cli/dlq.js"
 import { parseSince } from "../cli/history.js"
@@ -15,7 +16,6 @@ import { readStatus } from "../cli/status.js"
 import { createTrigger } from "../cli/trigger.js"
 import type { ProjectPaths } from "../domain/ProjectPaths.js"
 import { isValidAgentName } from "../domain/Trigger.js"
-import { readLogFile } from "../logs/LogFile.js"
 import { readHistory } from "../state/History.js"
 import { readUsage } from "../state/Usage.js"
 import { type Waiting, whyJson } from "../scheduler/Why.js"
@@ -117,14 +117,34 @@ export const logTail = (paths: ProjectPaths, agent: string, query: URLSearchPara
     const newest = newestAgentLog(paths.logs, agent)
     const file = newest === undefined ? undefined : [newest, `${newest}.gz`].find((f) => fs.lstatSync(f, { throwIfNoEntry: false })?.isFile())
     if (file === undefined || path.dirname(file) !== paths.logs) return yield* notFound(`${agent} has no log in ${paths.logs} yet`)
-    const text = yield* Effect.try({
-      try: () => (file.endsWith(".gz") ? readLogFile(file).toString("utf8") : tailText(file)),
-      catch: (e) => notFound(`cannot read ${path.basename(file)}: ${(e as Error).message}`)
-    })
+    const unreadable = (e: unknown) => notFound(`cannot read ${path.basename(file)}: ${(e as Error).message}`)
+    const text = yield* file.endsWith(".gz")
+      ? Effect.tryPromise({ try: () => gzipTailText(file), catch: unreadable })
+      : Effect.try({ try: () => tailText(file), catch: unreadable })
     const all = text.split("\n")
     if (all[all.length - 1] === "") all.pop()
     return { agent, file: path.relative(paths.root, file), lines: all.slice(Math.max(0, all.length - lines)) }
   })
+
+/**
+ * The end of a gzipped log, from the first whole line of its last `TAIL_BYTES`: decompressed as a
+ * stream that keeps only its end (a rotated log may hold `LOG_MAX_SIZE_MB`).
+ */
+const gzipTailText = async (file: string): Promise<string> => {
+  const source = fs.createReadStream(file)
+  const gunzip = zlib.createGunzip()
+  source.on("error", (e) => gunzip.destroy(e))
+  let kept = Buffer.alloc(0)
+  let cut = false
+  for await (const chunk of source.pipe(gunzip)) {
+    kept = Buffer.concat([kept, chunk as Buffer])
+    // Trimmed once it holds twice the tail: each byte is copied a bounded number of times.
+    if (kept.length > 2 * TAIL_BYTES) [kept, cut] = [kept.subarray(kept.length - TAIL_BYTES), true]
+  }
+  if (kept.length > TAIL_BYTES) [kept, cut] = [kept.subarray(kept.length - TAIL_BYTES), true]
+  const text = kept.toString("utf8")
+  return cut ? text.slice(text.indexOf("\n") + 1) : text
+}
 
 /** The end of a file, from the first whole line of its last `TAIL_BYTES`. */
 const tailText = (file: string): string => {
