@@ -117,8 +117,11 @@ export const make = (events: JobEvents, start: (claimed: ClaimedTrigger, carried
     /** A spent daily budget that covers `agent`, announced the first time it is found. */
     const budgetOf = (agent: string, cost: DayCost, now: number) =>
       Effect.gen(function*() {
-        const own = settings.agentBudgetsUsd[agentVariableSuffix(agent)]
-        const agentSpent = cost.byAgent.get(agent) ?? 0
+        const suffix = agentVariableSuffix(agent)
+        const own = settings.agentBudgetsUsd[suffix]
+        // The budget is the key's (`DAILY_BUDGET_USD_<AGENT>`): every agent written so shares it, as `status` counts it.
+        let agentSpent = 0
+        if (own !== undefined) for (const [name, usd] of cost.byAgent) if (agentVariableSuffix(name) === suffix) agentSpent += usd
         const until = isoSeconds(nextUtcDay(now))
         const spent = own !== undefined && agentSpent >= own
           ? WaitReason.Budget({ until, spentUsd: agentSpent, budgetUsd: own, scope: "agent" })
@@ -126,7 +129,7 @@ export const make = (events: JobEvents, start: (claimed: ClaimedTrigger, carried
           ? WaitReason.Budget({ until, spentUsd: cost.totalUsd, budgetUsd: settings.dailyBudgetUsd, scope: "all" })
           : undefined
         if (spent === undefined) return undefined
-        const key = `${dayOf(now)} ${spent.scope === "agent" ? agentVariableSuffix(agent) : "*"}`
+        const key = `${dayOf(now)} ${spent.scope === "agent" ? suffix : "*"}`
         if (!(yield* Ref.modify(announced, (keys) => [keys.has(key), new Set(keys).add(key)]))) {
           yield* events.budgetReached(spent.scope === "agent" ? agent : null, spent.spentUsd, spent.budgetUsd, spent.until)
         }
@@ -140,10 +143,9 @@ export const make = (events: JobEvents, start: (claimed: ClaimedTrigger, carried
       const seen = new Map<string, WaitReason | undefined>()
       const blocked = (agent: string) =>
         seen.has(agent) ? Effect.succeed(seen.get(agent)) : Effect.gen(function*() {
-          const command = limitKey(settingsFor(config, agent).agentCommand)
-          const pausedUntil = yield* usage.pausedUntil(command)
-          const reason = pausedUntil !== undefined
-            ? WaitReason.UsageLimit({ until: isoSeconds(pausedUntil), reason: (yield* usage.snapshot).limits[command]?.reason ?? "usage limit" })
+          const pause = yield* usage.pauseOf(limitKey(settingsFor(config, agent).agentCommand))
+          const reason = pause !== undefined
+            ? WaitReason.UsageLimit({ until: pause.until, reason: pause.reason })
             : cost === undefined
             ? undefined
             : yield* budgetOf(agent, cost, now)

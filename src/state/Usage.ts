@@ -112,6 +112,8 @@ export interface DayCost {
 export interface UsageShape {
   /** When the pause of this command ends (epoch ms), if it is paused now. */
   readonly pausedUntil: (command: string) => Effect.Effect<number | undefined>
+  /** The limit that pauses this command now, if one does. */
+  readonly pauseOf: (command: string) => Effect.Effect<UsageLimit | undefined>
   /** Records a limit and returns the pause it starts. */
   readonly limitHit: (hit: LimitHit) => Effect.Effect<UsageLimit>
   /** A success with the command after its pause: the next limit starts the cooldown from the beginning. */
@@ -160,14 +162,14 @@ export const make = (initial: UsageFile, cooldownMs: number, save: (usage: Usage
     const file = yield* writeBehind(snapshot, save, USAGE_WRITE_SPACING_MS)
     const changeLimits = (f: (current: UsageFile["limits"]) => UsageFile["limits"]) =>
       Effect.zipRight(Effect.sync(() => void (limits = f(limits))), file.changed)
+    const pauseOf = (command: string) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const limit = limits[command]
+        return limit !== undefined && Date.parse(limit.until) > now ? limit : undefined
+      })
     return {
-      pausedUntil: (command) =>
-        Effect.gen(function*() {
-          const limit = limits[command]
-          if (limit === undefined) return undefined
-          const until = Date.parse(limit.until)
-          return until > (yield* Clock.currentTimeMillis) ? until : undefined
-        }),
+      pausedUntil: (command) => Effect.map(pauseOf(command), (limit) => limit && Date.parse(limit.until)),
+      pauseOf,
       limitHit: (hit) =>
         Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
