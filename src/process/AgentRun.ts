@@ -142,6 +142,19 @@ const openLog = (spec: AgentRunSpec) =>
     return { write, footer }
   })
 
+/** The log says the agent was not started, and why (a `SpawnFailed` footer). */
+const notStartedIn = (log: Effect.Effect.Success<ReturnType<typeof openLog>>, message: string) => {
+  const status = ExitStatus.SpawnFailed({ message })
+  return Effect.as(log.footer(status), { _tag: "NotStarted", status } as const)
+}
+
+/**
+ * Ends an attempt before its agent is started, for a reason found before the spawn: its log has
+ * the header and a `SpawnFailed` footer, as for a command that cannot start.
+ */
+export const notStarted = (spec: AgentRunSpec, message: string): Effect.Effect<NotStarted, StorageError> =>
+  Effect.scoped(Effect.flatMap(openLog(spec), (log) => notStartedIn(log, message)))
+
 /** Fails with `Stalled` once the agent has written nothing for `afterMs`. */
 const stallWatch = (watch: OutputWatch, afterMs: number): Effect.Effect<never, Stalled> =>
   Effect.flatMap(Effect.zip(Clock.currentTimeMillis, watch.lastActivityMs), ([now, last]) =>
@@ -157,10 +170,7 @@ const stallWatch = (watch: OutputWatch, afterMs: number): Effect.Effect<never, S
 export const start = (spec: AgentRunSpec): Effect.Effect<Running | NotStarted, StorageError, Spawner | Scope.Scope> =>
   Effect.gen(function*() {
     const log = yield* openLog(spec)
-    const notStarted = (message: string) => {
-      const status = ExitStatus.SpawnFailed({ message })
-      return Effect.as(log.footer(status), { _tag: "NotStarted", status } as const)
-    }
+    const notStarted = (message: string) => notStartedIn(log, message)
     if (!fs.existsSync(spec.request.cwd)) return yield* notStarted(`working directory ${spec.request.cwd} does not exist`)
     const spawner = yield* Spawner
     const watch = yield* watchOutput(spec.onProgress === undefined ? {} : { onProgress: spec.onProgress })

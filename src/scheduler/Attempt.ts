@@ -4,7 +4,6 @@
  * runs, and its history line however it ends.
  */
 import * as crypto from "node:crypto"
-import * as fs from "node:fs"
 import { Clock, Deferred, Effect, Either, Option, Ref } from "effect"
 import { DaemonConfig, type DaemonSettings, SESSION_PLACEHOLDER, settingsFor } from "../config/DaemonConfig.js"
 import { StorageError } from "../domain/errors.js"
@@ -44,7 +43,6 @@ export const make = (events: JobEvents) =>
     const slots = yield* AgentSlots
     const monitor = yield* ResourceMonitor
     const leftovers = yield* Leftovers
-    // Optional so that a scheduler built without it (tests, embedders) keeps the contract's behaviour.
     const worktrees = yield* Worktrees
     const sessions = yield* Sessions
     // The daemon's environment, which every agent inherits, copied once.
@@ -125,7 +123,7 @@ export const make = (events: JobEvents) =>
         const run = Effect.gen(function*() {
           // Its worktree, made first with AGENT_WORKTREES=auto; none under AGENT_WORKTREE_ON_FAILURE=fail: not started.
           const cwd = yield* Effect.either(worktrees.cwdFor(agent))
-          const started = yield* (Either.isLeft(cwd) ? notStartedWith(cwd.left.message) : AgentRun.start)({
+          const started = yield* (Either.isLeft(cwd) ? (spec: AgentRun.AgentRunSpec) => AgentRun.notStarted(spec, cwd.left.message) : AgentRun.start)({
             request: requestOf(claimed, attempt, token, settings, resume, Either.getOrElse(cwd, () => paths.root)),
             logFile,
             header: [
@@ -202,23 +200,6 @@ export const make = (events: JobEvents) =>
             Effect.zipRight(runOnce(claimed, attempt, exitProbe, undefined))
           )
           : Effect.succeed(result))
-  })
-
-/**
- * Ends an attempt before its agent starts, for a reason found before the spawn (no worktree under
- * AGENT_WORKTREE_ON_FAILURE=fail): the log gets its header and a `SpawnFailed` footer, as for a
- * command that cannot start.
- */
-const notStartedWith = (message: string) => (spec: AgentRun.AgentRunSpec): Effect.Effect<AgentRun.NotStarted, StorageError> =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) => {
-    const status = ExitStatus.SpawnFailed({ message })
-    return Effect.try({
-      try: () => {
-        fs.writeFileSync(spec.logFile, AgentRun.headerText(spec.header) + AgentRun.footerText(status, now), { flag: "wx", mode: 0o644 })
-        return { _tag: "NotStarted", status } as const
-      },
-      catch: (cause) => new StorageError({ operation: "writing the agent log", path: spec.logFile, cause })
-    })
   })
 
 /** The resumed session did not exist: the agent failed before its first turn, saying so. */
